@@ -1,0 +1,7 @@
+"""Dynamo-Py LLM layer: protocols, preprocessing, the engine contract and model registration."""
+
+from dynamo.llm.context import Context
+from dynamo.llm.engine import Engine, EngineConfig, EngineError
+from dynamo.llm.model_type import ModelType
+
+__all__ = ["Context", "Engine", "EngineConfig", "EngineError", "ModelType"]

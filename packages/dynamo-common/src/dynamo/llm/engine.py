@@ -1,0 +1,138 @@
+"""The engine contract: what an `out=` engine implements, and how `dynamo-run` finds and starts it.
+
+An engine package registers a class in the `dynamo.engines` entry-point group; the entry point's
+name is the `out=` value. The class only does inference; registration, serving, cancellation
+plumbing and shutdown belong to the caller (the frontend in-process, or the worker behind
+`in=dyn://`).
+
+    class MyEngine(Engine):
+        model_type = ModelType.Backend
+        requires_model = True
+        accepted_flags = frozenset({"context_length"})
+
+        @classmethod
+        async def start(cls, config: EngineConfig) -> "MyEngine": ...
+        async def generate(self, request: dict, context: Context) -> AsyncIterator[dict]: ...
+        async def close(self) -> None: ...
+
+`generate` takes a plain dict: a `PreprocessedRequest` for Backend engines (and yields
+`LLMEngineOutput` delta dicts: `{"token_ids": [...], "finish_reason": ...}`), or an OpenAI
+request for Chat/Completion engines (and yields OpenAI stream chunk dicts).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+from dynamo.llm.context import Context
+from dynamo.llm.model_type import ModelType
+
+if TYPE_CHECKING:
+    from dynamo.llm.model_card import ModelDeploymentCard
+
+ENTRY_POINT_GROUP = "dynamo.engines"
+
+# Flags of `dynamo-run` that an engine may or may not use. A flag the user set that is not in the
+# engine's `accepted_flags` is an error, not silently ignored.
+ENGINE_FLAGS = frozenset(
+    {
+        "context_length",
+        "tensor_parallel_size",
+        "base_gpu_id",
+        "num_nodes",
+        "node_rank",
+        "leader_addr",
+        "extra_engine_args",
+        "kv_cache_block_size",
+        "model_config",
+    }
+)
+
+
+@dataclass
+class EngineConfig:
+    """Everything `dynamo-run` knows that an engine may need to start."""
+
+    model_name: str
+    card: ModelDeploymentCard | None = None
+    model_path: str | None = None
+    context_length: int | None = None
+    tensor_parallel_size: int = 1
+    base_gpu_id: int = 0
+    num_nodes: int = 1
+    node_rank: int = 0
+    leader_addr: str | None = None
+    kv_cache_block_size: int = 16
+    extra_engine_args: dict[str, Any] = field(default_factory=dict)
+    # Set when the engine runs as a distributed worker: lets it publish KV events and metrics.
+    endpoint: Any = None
+
+
+class EngineError(Exception):
+    """An engine could not start or could not serve a request; the message is for the user."""
+
+
+class Engine(abc.ABC):
+    """Base class for every `out=` engine."""
+
+    model_type: ClassVar[ModelType]
+    #: False for engines that need no model at all (echo_full, which only needs a name).
+    requires_model: ClassVar[bool] = True
+    #: The `dynamo-run` flags this engine honours, by their `EngineConfig` field name.
+    accepted_flags: ClassVar[frozenset[str]] = frozenset()
+    #: The distribution to `pip install` for this engine (for error messages and `--help`).
+    distribution: ClassVar[str] = ""
+
+    @classmethod
+    @abc.abstractmethod
+    async def start(cls, config: EngineConfig) -> Self:
+        """Load the model and get ready to serve."""
+
+    @abc.abstractmethod
+    def generate(self, request: dict[str, Any], context: Context) -> AsyncIterator[dict[str, Any]]:
+        """Stream the response to one request; stop soon after `context.is_stopped()`."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the model. Called once, after the last request."""
+
+
+# Engines that ship in this repository, by `out=` name, for the "pip install X" hint when the
+# engine is not installed. Discovery itself goes only through entry points.
+KNOWN_ENGINE_DISTRIBUTIONS = {
+    "echo_core": "dynamo-engine-echo",
+    "echo_full": "dynamo-engine-echo",
+    "mocker": "dynamo-engine-mocker",
+    "llamacpp": "dynamo-engine-llamacpp",
+    "mistralrs": "dynamo-engine-mistralrs",
+    "vllm": "dynamo-engine-vllm",
+    "sglang": "dynamo-engine-sglang",
+    "trtllm": "dynamo-engine-trtllm",
+}
+
+
+def installed_engines() -> dict[str, EntryPoint]:
+    """The engines installed in this environment, by `out=` name."""
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def load_engine_class(name: str) -> type[Engine]:
+    """The engine class registered as `name`, or an `EngineError` that says how to install it."""
+    eps = installed_engines()
+    if name not in eps:
+        dist = KNOWN_ENGINE_DISTRIBUTIONS.get(name)
+        if dist:
+            raise EngineError(f"engine '{name}' is not installed: pip install {dist}")
+        known = ", ".join(sorted(set(eps) | set(KNOWN_ENGINE_DISTRIBUTIONS) | {"dyn"}))
+        raise EngineError(f"unknown engine '{name}'; choose one of: {known}")
+    try:
+        cls = eps[name].load()
+    except ImportError as e:
+        dist = KNOWN_ENGINE_DISTRIBUTIONS.get(name, eps[name].dist.name if eps[name].dist else name)
+        raise EngineError(f"engine '{name}' failed to import ({e}); reinstall {dist}") from e
+    if not (isinstance(cls, type) and issubclass(cls, Engine)):
+        raise EngineError(f"entry point '{name}' does not name an Engine subclass")
+    return cls
