@@ -80,6 +80,8 @@ class Engine(abc.ABC):
     """Base class for every `out=` engine."""
 
     model_type: ClassVar[ModelType]
+    #: Other request kinds a Chat/Completion engine also takes (echo_full serves both).
+    also_serves: ClassVar[frozenset[ModelType]] = frozenset()
     #: False for engines that need no model at all (echo_full, which only needs a name).
     requires_model: ClassVar[bool] = True
     #: The `dynamo-run` flags this engine honours, by their `EngineConfig` field name.

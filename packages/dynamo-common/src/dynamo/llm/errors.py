@@ -1,0 +1,58 @@
+"""Errors a request can end in, each knowing the HTTP status and OpenAI error type it maps to.
+
+Raise these anywhere in the pipeline; the frontend has one function that turns them into an
+OpenAI-shaped body (`{"error": {"message", "type", "param", "code"}}`) or an SSE error event.
+Anything else that escapes is our bug and becomes a 500 with a generic message.
+"""
+
+from __future__ import annotations
+
+
+class RequestError(Exception):
+    """Base class: an error meant for the client, with its HTTP status and OpenAI type."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+
+class InvalidRequestError(RequestError):
+    """The request is malformed or asks for something impossible (400)."""
+
+
+class ContextLengthExceededError(InvalidRequestError):
+    """The prompt (plus the requested tokens) does not fit the model's context (400)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, param="messages", code="context_length_exceeded")
+
+
+class ModelNotFoundError(RequestError):
+    """No served model has that name (404)."""
+
+    status_code = 404
+    error_type = "not_found_error"
+
+    def __init__(self, model: str):
+        super().__init__(
+            f"The model '{model}' does not exist", param="model", code="model_not_found"
+        )
+
+
+class ServiceUnavailableError(RequestError):
+    """No worker can take the request right now (503)."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+
+
+class EngineFailedError(RequestError):
+    """The engine failed while generating (502: the fault is upstream of the frontend)."""
+
+    status_code = 502
+    error_type = "engine_error"

@@ -1,0 +1,123 @@
+"""OpenAI request → `PreprocessedRequest`: template, tokenize, assemble stop and sampling options.
+
+Upstream's `OpenAIPreprocessor::preprocess_request`, with two fixes its users asked for: root-level
+extensions win over `nvext` (#1705), and a prompt that does not fit the context is a 400 with a
+clear message while `max_tokens` is clamped to what is left of the context (#1173, #6605).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dynamo.llm.chat_template import PromptFormatter, TemplateError
+from dynamo.llm.errors import ContextLengthExceededError, InvalidRequestError
+from dynamo.llm.model_card import ModelDeploymentCard
+from dynamo.llm.protocols.openai import ChatCompletionRequest, CompletionRequest, _CommonRequest
+
+
+class OpenAIPreprocessor:
+    """Turns OpenAI requests for one model into the token-level requests a Backend engine takes."""
+
+    def __init__(self, card: ModelDeploymentCard):
+        self.card = card
+        self.tokenizer = card.tokenizer()
+        self._formatter: PromptFormatter | None = None
+
+    @property
+    def formatter(self) -> PromptFormatter:
+        if self._formatter is None:
+            self._formatter = PromptFormatter(self.card)
+        return self._formatter
+
+    def render_chat(self, request: ChatCompletionRequest) -> str:
+        """The prompt text for a chat request, as the model's chat template renders it."""
+        if request.ext("use_raw_prompt"):
+            return "".join(m.text() for m in request.messages)
+        messages = [m.model_dump(exclude_none=True) for m in request.messages]
+        kwargs = {**(request.chat_template_kwargs or {}), **(request.chat_template_args or {})}
+        try:
+            return self.formatter.render(
+                messages, tools=request.tools, add_generation_prompt=True, **kwargs
+            )
+        except TemplateError as e:
+            raise InvalidRequestError(f"chat template error: {e}", param="messages") from e
+
+    def preprocess_chat(self, request: ChatCompletionRequest) -> dict[str, Any]:
+        token_data = request.ext("token_data")
+        if token_data:
+            token_ids = list(token_data)
+        else:
+            token_ids = self.tokenizer.encode(
+                self.render_chat(request), add_special_tokens=False
+            ).ids
+        return self._assemble(request, token_ids, request.requested_max_tokens)
+
+    def preprocess_completion(self, request: CompletionRequest) -> dict[str, Any]:
+        prompt = request.single_prompt()
+        if isinstance(prompt, str):
+            token_ids = self.tokenizer.encode(prompt, add_special_tokens=False).ids
+        else:
+            vocab = self.tokenizer.get_vocab_size(with_added_tokens=True)
+            if any(not 0 <= t < vocab for t in prompt):
+                raise InvalidRequestError(
+                    f"prompt token ids must be in [0, {vocab})", param="prompt"
+                )
+            token_ids = list(prompt)
+        if not token_ids:
+            raise InvalidRequestError("prompt must not be empty", param="prompt")
+        return self._assemble(request, token_ids, request.requested_max_tokens)
+
+    def _assemble(
+        self, request: _CommonRequest, token_ids: list[int], max_tokens: int | None
+    ) -> dict[str, Any]:
+        ctx_len = self.card.context_length
+        n = len(token_ids)
+        if ctx_len:
+            if n >= ctx_len:
+                raise ContextLengthExceededError(
+                    f"This model's maximum context length is {ctx_len} tokens, but the prompt "
+                    f"has {n} tokens. Shorten the prompt."
+                )
+            room = ctx_len - n
+            max_tokens = room if max_tokens is None else min(max_tokens, room)
+
+        ignore_eos = bool(request.ext("ignore_eos"))
+        stop_conditions: dict[str, Any] = {
+            "max_tokens": max_tokens,
+            "stop": request.stop,
+            "min_tokens": request.ext("min_tokens"),
+            "ignore_eos": ignore_eos,
+        }
+        eos = [] if ignore_eos else list(self.card.eos_token_ids)
+        if eos:
+            stop_conditions["stop_token_ids_hidden"] = eos
+        if request.ext("max_thinking_tokens") is not None:
+            stop_conditions["max_thinking_tokens"] = request.ext("max_thinking_tokens")
+
+        temperature = request.temperature
+        if request.nvext is not None and request.nvext.greed_sampling:
+            temperature = 0.0
+        sampling = {
+            "n": request.n,
+            "temperature": temperature,
+            "top_p": request.top_p,
+            "top_k": request.ext("top_k"),
+            "min_p": request.ext("min_p"),
+            "repetition_penalty": request.ext("repetition_penalty"),
+            "presence_penalty": request.presence_penalty,
+            "frequency_penalty": request.frequency_penalty,
+            "seed": request.seed,
+            "include_stop_str_in_output": request.ext("include_stop_str_in_output"),
+        }
+        out: dict[str, Any] = {
+            "model": request.model,
+            "token_ids": token_ids,
+            "stop_conditions": {k: v for k, v in stop_conditions.items() if v is not None},
+            "sampling_options": {k: v for k, v in sampling.items() if v is not None},
+            "output_options": {},
+            "eos_token_ids": eos,
+            "annotations": list(request.ext("annotations") or []),
+        }
+        if request.nvext is not None and request.nvext.backend_instance_id is not None:
+            out["backend_instance_id"] = request.nvext.backend_instance_id
+        return out

@@ -1,0 +1,8 @@
+"""`python -m dynamo.frontend`: the HTTP frontend alone, discovering workers (`in=http out=dyn`)."""
+
+import sys
+
+from dynamo.frontend.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["in=http", "out=dyn", *sys.argv[1:]], prog="python -m dynamo.frontend"))

@@ -1,0 +1,154 @@
+"""`dynamo-run` (and `dynamo run`): parse the command line, start the engine, run the input."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+
+from dynamo.frontend.flags import Invocation, UsageError, parse_command_line
+from dynamo.frontend.inputs.common import InputError
+from dynamo.frontend.logging_setup import setup_logging
+from dynamo.llm.engine import EngineError, installed_engines
+from dynamo.llm.errors import RequestError
+
+log = logging.getLogger("dynamo.frontend")
+
+# The seed's default engine first; the next installed one is used when it is missing.
+DEFAULT_ENGINES = ("mistralrs", "llamacpp")
+
+
+def default_engine() -> str:
+    installed = installed_engines()
+    for name in DEFAULT_ENGINES:
+        if name in installed:
+            return name
+    raise UsageError(
+        "no default engine installed: pip install dynamo-engine-mistralrs (or dynamo-engine-llamacpp), "
+        "or choose one with out=ENGINE"
+    )
+
+
+async def _run_local(inv: Invocation) -> None:
+    from dynamo.frontend.local_model import served_model, start_engine
+
+    args = inv.args
+    engine_name = inv.output or default_engine()
+    cls, engine, card, name = await start_engine(engine_name, args)
+    try:
+        model = served_model(cls, engine, card, name)
+        await _run_input(inv, model, ignore_eos=engine_name == "echo_core")
+    finally:
+        await engine.close()
+
+
+async def _run_input(inv: Invocation, model, ignore_eos: bool) -> None:
+    args = inv.args
+    if inv.input == "http":
+        from dynamo.frontend.http.app import AppState
+        from dynamo.frontend.http.server import serve_http
+
+        state = AppState()
+        state.models.add(model)
+        await serve_http(state, args.http_host, args.http_port)
+    elif inv.input == "text":
+        from dynamo.frontend.inputs.text import run_text
+
+        await run_text(model, ignore_eos)
+    elif inv.input == "stdin":
+        from dynamo.frontend.inputs.text import run_stdin
+
+        await run_stdin(model, ignore_eos)
+    elif inv.input.startswith("batch:"):
+        from dynamo.frontend.inputs.batch import run_batch
+
+        await run_batch(model, inv.input.removeprefix("batch:"), args.batch_concurrency)
+    else:
+        raise UsageError(
+            f"unknown input in={inv.input}: use text, stdin, http, batch:FILE or dyn://ns.comp.ep"
+        )
+
+
+async def amain(inv: Invocation) -> None:
+    if inv.input.startswith("dyn://"):
+        from dynamo.frontend.worker import run_worker
+
+        await run_worker(inv)
+    elif inv.output == "dyn":
+        from dynamo.frontend.discovering import run_discovering
+
+        await run_discovering(inv)
+    else:
+        await _run_local(inv)
+
+
+def _check_input(inv: Invocation) -> None:
+    known = inv.input in ("http", "text", "stdin") or inv.input.startswith(("batch:", "dyn://"))
+    if not known:
+        raise UsageError(
+            f"unknown input in={inv.input}: use text, stdin, http, batch:FILE or dyn://ns.comp.ep"
+        )
+    if inv.input.startswith("batch:") and not inv.input.removeprefix("batch:"):
+        raise UsageError("in=batch: needs a file, e.g. in=batch:prompts.jsonl")
+    if inv.output == "dyn" and inv.input.startswith("dyn://"):
+        raise UsageError("in=dyn://... serves an engine; it cannot also be out=dyn")
+    if inv.output == "dyn":
+        for flag in ("context_length", "kv_cache_block_size"):
+            if getattr(inv.args, flag) is not None:
+                raise UsageError(
+                    f"--{flag.replace('_', '-')} is a worker flag; it cannot be used with out=dyn"
+                )
+
+
+def _run(inv: Invocation) -> None:
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
+        runner = asyncio.Runner()
+    with runner:
+        runner.run(amain(inv))
+
+
+def main(argv: list[str] | None = None, prog: str = "dynamo-run") -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        inv = parse_command_line(argv, prog)
+        _check_input(inv)
+    except UsageError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    setup_logging(inv.args.verbose)
+    try:
+        _run(inv)
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 0
+    except (UsageError, EngineError) as e:
+        # Unknown or missing engine, unusable flag, missing model: the user's to fix.
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except (RequestError, InputError, OSError) as e:
+        print(f"{prog}: error: {getattr(e, 'message', None) or e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def dynamo_main() -> int:
+    """`dynamo run ...` behaves exactly like `dynamo-run ...`."""
+    parser = argparse.ArgumentParser(
+        prog="dynamo", usage="dynamo run [in=…] [out=…] [MODEL] [flags]"
+    )
+    parser.add_argument("command", choices=["run"], help="run: the same as dynamo-run")
+    if len(sys.argv) < 2 or sys.argv[1] != "run":
+        with contextlib.suppress(SystemExit):
+            parser.parse_args(sys.argv[1:2] or ["--help"])
+        return 2
+    return main(sys.argv[2:], prog="dynamo run")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

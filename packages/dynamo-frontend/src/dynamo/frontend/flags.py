@@ -1,0 +1,155 @@
+"""The `dynamo-run` command line: `dynamo-run [in=…] [out=…] [MODEL] [flags]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+
+USAGE = "dynamo-run [in=INPUT] [out=ENGINE] [MODEL] [flags]"
+
+DESCRIPTION = """\
+Serve an LLM: join an input to an engine.
+
+inputs (in=):
+  text              interactive chat (the default at a terminal)
+  stdin             one prompt read from stdin, answer to stdout (default otherwise)
+  http              OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions, ...)
+  batch:FILE.jsonl  run every {"text": ...} line, write output.jsonl beside it
+  dyn://ns.comp.ep  serve the engine as a distributed worker (needs etcd and NATS)
+
+engines (out=):
+  mistralrs, llamacpp, vllm, sglang, trtllm, mocker   real or simulated engines
+  echo_core, echo_full                                test engines
+  dyn                                                 route to workers found in etcd
+
+MODEL is an HF repo id (optionally hf://), a local HF folder, or a GGUF file.
+"""
+
+EPILOG = """\
+examples:
+  dynamo-run in=http out=echo_full --model-name echo
+  dynamo-run in=http out=llamacpp ./SmolLM2-135M-Instruct.Q4_1.gguf
+  dynamo-run in=dyn://llama.backend.generate out=llamacpp model.gguf
+  dynamo-run in=http out=dyn --router-mode kv
+
+environment: DYN_LOG (RUST_LOG syntax), DYN_TOKEN_ECHO_DELAY_MS, ETCD_ENDPOINTS, NATS_SERVER,
+HF_TOKEN, HF_HUB_OFFLINE.
+"""
+
+
+class UsageError(Exception):
+    """A mistake in the command line: printed as one line, exit code 2."""
+
+
+@dataclass
+class Invocation:
+    """The parsed command line."""
+
+    input: str
+    output: str | None
+    args: argparse.Namespace
+
+
+def build_parser(prog: str = "dynamo-run") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog,
+        usage=USAGE,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", nargs="?", help="model: HF repo id, HF folder, or GGUF file")
+    m = p.add_argument_group("model")
+    m.add_argument("--model-path", help="same as the positional MODEL")
+    m.add_argument("--model-name", help="name to serve the model as (default: from the model path)")
+    m.add_argument("--model-config", help="HF folder with tokenizer and template, for a GGUF file")
+    m.add_argument(
+        "--context-length", type=int, help="max context in tokens (default: the model's)"
+    )
+    m.add_argument(
+        "--kv-cache-block-size", type=int, help="KV cache block size in tokens (default 16)"
+    )
+    m.add_argument("--extra-engine-args", help="engine options: a JSON file or inline JSON")
+    m.add_argument(
+        "--request-template", help="JSON file with default model, temperature, max tokens"
+    )
+    g = p.add_argument_group("parallelism")
+    g.add_argument(
+        "--tensor-parallel-size", type=int, help="GPUs to shard the model over (default 1)"
+    )
+    g.add_argument("--base-gpu-id", type=int, help="first GPU to use (default 0)")
+    g.add_argument("--num-nodes", type=int, help="nodes in a multi-node engine (default 1)")
+    g.add_argument("--node-rank", type=int, help="this node's rank (default 0)")
+    g.add_argument("--leader-addr", help="leader node host:port for multi-node engines")
+    h = p.add_argument_group("serving")
+    h.add_argument("--http-host", default="0.0.0.0", help="HTTP bind address (default 0.0.0.0)")
+    h.add_argument("--http-port", type=int, default=8080, help="HTTP port (default 8080)")
+    h.add_argument(
+        "--router-mode",
+        choices=["round-robin", "random", "kv"],
+        default="round-robin",
+        help="how out=dyn picks a worker (default round-robin)",
+    )
+    h.add_argument(
+        "--kv-overlap-score-weight",
+        type=float,
+        default=1.0,
+        help="KV router: weight of prefill cost (default 1.0)",
+    )
+    h.add_argument(
+        "--router-temperature",
+        type=float,
+        default=0.0,
+        help="KV router: softmax temperature, 0 = best (default 0)",
+    )
+    h.add_argument(
+        "--batch-concurrency",
+        type=int,
+        default=16,
+        help="in=batch: prompts in flight at once (default 16)",
+    )
+    p.add_argument("-v", "--verbose", action="count", default=0, help="-v debug, -vv trace logging")
+    return p
+
+
+def parse_command_line(argv: list[str], prog: str = "dynamo-run") -> Invocation:
+    """Split off `in=` / `out=` (anywhere on the line), then parse the flags."""
+    inp: str | None = None
+    out: str | None = None
+    rest: list[str] = []
+    for a in argv:
+        if a.startswith("in=") and inp is None:
+            inp = a[3:]
+        elif a.startswith("out=") and out is None:
+            out = a[4:]
+        else:
+            rest.append(a)
+    parser = build_parser(prog)
+    args = parser.parse_args(rest)
+    if args.model and args.model_path and args.model != args.model_path:
+        raise UsageError("give the model once: either positionally or with --model-path")
+    args.model_path = args.model_path or args.model
+    if inp is None:
+        inp = "text" if sys.stdin.isatty() else "stdin"
+    if not inp:
+        raise UsageError("in= needs a value: text, stdin, http, batch:FILE or dyn://ns.comp.ep")
+    if out == "":
+        raise UsageError("out= needs an engine name")
+    if out is not None and out.startswith("dyn://"):
+        out = "dyn"  # the old spelling of the discovering frontend
+    return Invocation(inp, out, args)
+
+
+def parse_dyn_path(path: str) -> tuple[str, str, str]:
+    """`dyn://ns.comp.ep` → (ns, comp, ep); missing parts default to `dynamo.backend.generate`."""
+    body = path.removeprefix("dyn://")
+    parts = [p for p in body.split(".") if p]
+    if len(parts) > 3 or not parts:
+        raise UsageError(f"bad endpoint '{path}': expected dyn://namespace.component.endpoint")
+    defaults = ["dynamo", "backend", "generate"]
+    if len(parts) == 1:
+        return parts[0], defaults[1], defaults[2]
+    if len(parts) == 2:
+        return parts[0], parts[1], defaults[2]
+    return parts[0], parts[1], parts[2]

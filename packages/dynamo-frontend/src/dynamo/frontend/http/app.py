@@ -1,0 +1,88 @@
+"""`build_app()`: the FastAPI application with the OpenAI routes, health, and metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI, Request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from dynamo.frontend.http.errors import error_body
+from dynamo.frontend.http.metrics import FrontendMetrics
+from dynamo.frontend.http.serving import JSONResponse, OpenAIServing, error_response
+from dynamo.frontend.model_manager import ModelManager
+
+
+@dataclass
+class AppState:
+    """What the routes share: the served models, the metrics, and whether we are shutting down."""
+
+    models: ModelManager = field(default_factory=ModelManager)
+    metrics: FrontendMetrics = field(default_factory=FrontendMetrics)
+    shutting_down: bool = False
+
+
+def build_app(state: AppState | None = None) -> FastAPI:
+    state = state or AppState()
+    app = FastAPI(title="Dynamo-Py", description="OpenAI-compatible LLM serving", docs_url="/docs")
+    app.state.dynamo = state
+    serving = OpenAIServing(state.models, state.metrics)
+
+    _body = {
+        "requestBody": {
+            "content": {"application/json": {"schema": {"type": "object"}}},
+            "required": True,
+        }
+    }
+
+    @app.post("/v1/chat/completions", openapi_extra=_body)
+    async def chat_completions(request: Request) -> Response:
+        return await serving.handle("chat", request)
+
+    @app.post("/v1/completions", openapi_extra=_body)
+    async def completions(request: Request) -> Response:
+        return await serving.handle("completion", request)
+
+    @app.get("/v1/models")
+    async def list_models() -> Response:
+        data = [
+            {
+                "id": name,
+                "object": "model",
+                "created": state.models.created(name),
+                "owned_by": "dynamo",
+            }
+            for name in state.models.names()
+        ]
+        return JSONResponse({"object": "list", "data": data})
+
+    @app.get("/health")
+    async def health() -> Response:
+        ready = len(state.models) > 0 and not state.shutting_down
+        body = {"status": "healthy" if ready else "not_ready", "models": state.models.names()}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/live")
+    async def live() -> Response:
+        if state.shutting_down:
+            return JSONResponse({"status": "shutting_down"}, status_code=503)
+        return JSONResponse({"status": "live"})
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        return JSONResponse(
+            error_body(str(exc.detail), kind, code=exc.status_code), status_code=exc.status_code
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        return error_response(exc)
+
+    return app

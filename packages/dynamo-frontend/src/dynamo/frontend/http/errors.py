@@ -1,0 +1,48 @@
+"""The one place that maps an exception to an OpenAI-shaped error, for JSON bodies and SSE events."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from dynamo.llm.errors import RequestError
+
+log = logging.getLogger(__name__)
+
+
+def error_body(
+    message: str, error_type: str, *, param: str | None = None, code: Any = None
+) -> dict:
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+def validation_message(e: ValidationError) -> tuple[str, str | None]:
+    """A one-line summary of a pydantic error, and the first offending field."""
+    parts, param = [], None
+    for err in e.errors()[:5]:
+        loc = ".".join(str(x) for x in err.get("loc", ()) if x not in ("body",))
+        param = param or loc or None
+        parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
+    return "; ".join(parts) or "invalid request", param
+
+
+def to_error(exc: BaseException) -> tuple[int, dict]:
+    """(HTTP status, OpenAI error body) for any exception. Unknown ones are our bugs: 500."""
+    if isinstance(exc, RequestError):
+        return exc.status_code, error_body(
+            exc.message, exc.error_type, param=exc.param, code=exc.code
+        )
+    if isinstance(exc, ValidationError):
+        msg, param = validation_message(exc)
+        return 400, error_body(msg, "invalid_request_error", param=param)
+    log.exception("internal error while handling a request", exc_info=exc)
+    return 500, error_body("internal server error", "internal_error", code=500)
+
+
+def sse_error(exc: BaseException) -> bytes:
+    """An error inside a stream: an `event: error` whose data the openai SDK raises as APIError."""
+    _, body = to_error(exc)
+    return b"event: error\ndata: " + orjson.dumps(body) + b"\n\n"

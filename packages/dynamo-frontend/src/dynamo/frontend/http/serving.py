@@ -1,0 +1,185 @@
+"""Chat and completions: turn one HTTP request into a JSON response or an SSE stream."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from dynamo.frontend.http.chunks import ResponseBuilder
+from dynamo.frontend.http.errors import error_body, sse_error, to_error
+from dynamo.frontend.http.metrics import FrontendMetrics, RequestTimer
+from dynamo.frontend.model_manager import ModelManager
+from dynamo.llm.context import Context
+from dynamo.llm.errors import InvalidRequestError
+from dynamo.llm.pipeline import StreamDelta
+from dynamo.llm.protocols.openai import ChatCompletionRequest, CompletionRequest
+
+log = logging.getLogger(__name__)
+
+_DONE = b"data: [DONE]\n\n"
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_KINDS = {
+    "chat": (ChatCompletionRequest, "chat_completions"),
+    "completion": (CompletionRequest, "completions"),
+}
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_response(exc: BaseException) -> JSONResponse:
+    status, body = to_error(exc)
+    return JSONResponse(body, status_code=status)
+
+
+async def parse_body(request: Request, model_cls: type) -> Any:
+    raw = await request.body()
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise InvalidRequestError(f"the request body is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequestError("the request body must be a JSON object")
+    return model_cls.model_validate(data)
+
+
+class OpenAIServing:
+    """Serves `/v1/chat/completions` and `/v1/completions` over a `ModelManager`."""
+
+    def __init__(self, models: ModelManager, metrics: FrontendMetrics):
+        self.models = models
+        self.metrics = metrics
+
+    async def handle(self, kind: str, http_request: Request) -> Response:
+        model_cls, endpoint = _KINDS[kind]
+        try:
+            request = await parse_body(http_request, model_cls)
+            served = self.models.get(request.model)
+        except Exception as e:
+            return error_response(e)
+        context = Context(http_request.headers.get("x-request-id"))
+        timer = self.metrics.track(served.name, endpoint, request.stream)
+        try:
+            stream = (
+                served.chat(request, context)
+                if kind == "chat"
+                else served.completion(request, context)
+            )
+            # Pull the first piece before answering, so that a request the engine rejects
+            # (bad template, no workers, ...) gets a real HTTP status rather than a 200 stream.
+            first = await anext(stream, None)
+        except BaseException as e:
+            timer.finish("error")
+            if isinstance(e, asyncio.CancelledError):
+                context.kill()
+                raise
+            return error_response(e)
+        builder = ResponseBuilder(kind, context.id(), served.name)
+        if request.stream:
+            body = self._sse(stream, first, builder, timer, context, request.include_usage)
+            return StreamingResponse(body, media_type="text/event-stream", headers=_SSE_HEADERS)
+        return await self._unary(stream, first, builder, timer, context, http_request)
+
+    async def _sse(
+        self,
+        stream: AsyncIterator[StreamDelta],
+        first: StreamDelta | None,
+        builder: ResponseBuilder,
+        timer: RequestTimer,
+        context: Context,
+        include_usage: bool,
+    ) -> AsyncIterator[bytes]:
+        dumps = orjson.dumps
+        last = first
+        status = "error"
+        try:
+            if first is not None:
+                timer.on_tokens(first.completion_tokens)
+                yield b"data: " + dumps(builder.chunk(first)) + b"\n\n"
+                if first.finish_reason is None:
+                    async for delta in stream:
+                        timer.on_tokens(delta.completion_tokens)
+                        last = delta
+                        yield b"data: " + dumps(builder.chunk(delta)) + b"\n\n"
+            if include_usage and last is not None:
+                yield (
+                    b"data: "
+                    + dumps(builder.usage_chunk(last.prompt_tokens, last.completion_tokens))
+                    + b"\n\n"
+                )
+            status = "success"
+        except asyncio.CancelledError:
+            # The client went away: stop the engine, and let the cancellation propagate.
+            context.kill()
+            timer.finish("error", disconnected=True)
+            raise
+        except Exception as e:
+            yield sse_error(e)
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+        timer.finish(status, last.prompt_tokens if last else 0)
+        yield _DONE
+
+    async def _unary(
+        self,
+        stream: AsyncIterator[StreamDelta],
+        first: StreamDelta | None,
+        builder: ResponseBuilder,
+        timer: RequestTimer,
+        context: Context,
+        http_request: Request,
+    ) -> Response:
+        async def fold() -> tuple[list[str], StreamDelta | None]:
+            parts: list[str] = []
+            last = first
+            if first is not None:
+                parts.append(first.text)
+                if first.finish_reason is None:
+                    async for delta in stream:
+                        parts.append(delta.text)
+                        last = delta
+            timer.on_tokens(last.completion_tokens if last else 0)
+            return parts, last
+
+        folding = asyncio.ensure_future(fold())
+        watcher = asyncio.ensure_future(_wait_disconnect(http_request))
+        try:
+            await asyncio.wait({folding, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if not folding.done():
+                # The client left before the answer was ready: stop generating.
+                context.kill()
+                folding.cancel()
+                timer.finish("error", disconnected=True)
+                return JSONResponse(
+                    error_body("client disconnected", "client_closed"), status_code=499
+                )
+            parts, last = folding.result()
+        except Exception as e:
+            timer.finish("error")
+            return error_response(e)
+        finally:
+            watcher.cancel()
+            await stream.aclose()  # type: ignore[attr-defined]
+        prompt = last.prompt_tokens if last else 0
+        completion = last.completion_tokens if last else 0
+        timer.finish("success", prompt)
+        finish = last.finish_reason if last else "stop"
+        return JSONResponse(builder.full("".join(parts), finish, prompt, completion))
+
+
+async def _wait_disconnect(request: Request) -> None:
+    """Returns when the client closes the connection (the body has already been read)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return

@@ -1,0 +1,1 @@
+"""The non-HTTP inputs of `dynamo-run`: interactive text, stdin, and batch files."""

@@ -1,0 +1,64 @@
+"""`in=text` (interactive multi-turn chat) and `in=stdin` (one prompt, one answer)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+
+from dynamo.frontend.inputs.common import InputError, chat_turn
+from dynamo.llm.context import Context
+from dynamo.llm.errors import RequestError
+from dynamo.llm.pipeline import ServedModel
+
+
+async def _answer(model: ServedModel, messages: list[dict], ignore_eos: bool) -> str:
+    """Stream one answer to stdout and return its text."""
+    context = Context()
+    parts: list[str] = []
+    stream = chat_turn(model, messages, context, ignore_eos=ignore_eos)
+    try:
+        async for delta in stream:
+            if delta.text:
+                parts.append(delta.text)
+                sys.stdout.write(delta.text)
+                sys.stdout.flush()
+    except RequestError as e:
+        sys.stdout.write(f"\n[error: {e.message}]")
+    finally:
+        context.stop_generating()
+        await stream.aclose()  # type: ignore[attr-defined]
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    return "".join(parts)
+
+
+def _read_line(prompt: str) -> str:
+    with contextlib.suppress(ImportError):
+        import readline  # noqa: F401  (gives input() line editing and up-arrow history)
+    return input(prompt)
+
+
+async def run_text(model: ServedModel, ignore_eos: bool) -> None:
+    """Chat until Ctrl-D or Ctrl-C; the conversation so far goes with each turn."""
+    print(f"Chatting with {model.name}. Ctrl-D or Ctrl-C to leave.", file=sys.stderr)
+    messages: list[dict] = []
+    while True:
+        try:
+            line = await asyncio.to_thread(_read_line, "User: ")
+        except EOFError:
+            print(file=sys.stderr)
+            return
+        if not line.strip():
+            continue
+        messages.append({"role": "user", "content": line})
+        reply = await _answer(model, messages, ignore_eos)
+        messages.append({"role": "assistant", "content": reply})
+
+
+async def run_stdin(model: ServedModel, ignore_eos: bool) -> None:
+    """Read all of stdin as one prompt and print the answer."""
+    prompt = sys.stdin.read()
+    if not prompt.strip():
+        raise InputError("stdin was empty: pipe a prompt in, e.g. echo 'Hello' | dynamo-run ...")
+    await _answer(model, [{"role": "user", "content": prompt}], ignore_eos)

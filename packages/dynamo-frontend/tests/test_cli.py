@@ -1,0 +1,102 @@
+"""The command line's error paths: one clear line and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from conftest import dynamo_run_cmd
+
+
+def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run(
+        dynamo_run_cmd(*args), input=stdin, capture_output=True, text=True, timeout=120
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *needles: str) -> None:
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(error_lines) == 1, result.stderr
+    for needle in needles:
+        assert needle in error_lines[0]
+
+
+def test_unknown_engine():
+    assert_one_line_error(
+        run("in=http", "out=nonsense"), 2, "unknown engine 'nonsense'", "echo_core"
+    )
+
+
+def test_engine_not_installed_names_the_package():
+    assert_one_line_error(run("in=http", "out=vllm", "x"), 2, "pip install dynamo-engine-vllm")
+
+
+def test_flag_the_engine_cannot_use():
+    assert_one_line_error(
+        run("in=http", "out=echo_full", "--context-length", "100"), 2, "--context-length"
+    )
+
+
+def test_missing_model_file():
+    assert_one_line_error(
+        run("in=http", "out=echo_core", "/nonexistent/dir/model.gguf"), 2, "model.gguf"
+    )
+
+
+def test_unknown_input():
+    assert_one_line_error(run("in=carrier-pigeon", "out=echo_full"), 2, "in=carrier-pigeon")
+
+
+def test_worker_flag_with_out_dyn():
+    assert_one_line_error(run("in=http", "out=dyn", "--context-length", "5"), 2, "worker flag")
+
+
+@pytest.mark.parametrize("entry", [["--help"], ["run", "--help"]])
+def test_help_reads_well(entry):
+    if entry[0] == "run":
+        result = subprocess.run(["dynamo", *entry], capture_output=True, text=True, timeout=60)
+    else:
+        result = run(*entry)
+    assert result.returncode == 0
+    for needle in (
+        "in=INPUT",
+        "out=ENGINE",
+        "--http-port",
+        "--router-mode",
+        "--extra-engine-args",
+        "echo_full",
+    ):
+        assert needle in result.stdout
+
+
+def test_stdin_input_answers_once():
+    result = run("out=echo_full", "--model-name", "e", stdin="Hello, stdin!")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "Hello, stdin!"
+
+
+def test_text_input_is_multi_turn(smollm2_gguf):
+    # echo_core echoes the templated prompt, so the second answer shows the first turn's history.
+    result = run(
+        "in=text", "out=echo_core", str(smollm2_gguf), stdin="first question\nsecond question\n"
+    )
+    assert result.returncode == 0, result.stderr
+    answers = [line for line in result.stdout.split("User: ") if line.strip()]
+    assert len(answers) == 2
+    assert "first question" in answers[1] and "second question" in answers[1]
+    assert "<|im_start|>user" in answers[1]
+
+
+def test_dynamo_run_alias_behaves_the_same():
+    result = subprocess.run(
+        ["dynamo", "run", "out=echo_full", "--model-name", "e"],
+        input="same",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "same"

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import pytest
+
+from dynamo.frontend.flags import UsageError, parse_command_line, parse_dyn_path
+
+
+def test_in_out_and_positional_model():
+    inv = parse_command_line(["in=http", "out=echo_core", "some/model", "--http-port", "9000"])
+    assert (inv.input, inv.output) == ("http", "echo_core")
+    assert inv.args.model_path == "some/model"
+    assert inv.args.http_port == 9000
+
+
+def test_defaults_match_the_seed():
+    inv = parse_command_line(["in=http"])
+    assert inv.args.http_port == 8080
+    assert inv.args.router_mode == "round-robin"
+    assert inv.args.kv_overlap_score_weight == 1.0
+    assert inv.args.router_temperature == 0.0
+    assert inv.output is None
+    # Engine flags stay unset unless given, so an engine that cannot use them can refuse them.
+    assert inv.args.context_length is None and inv.args.tensor_parallel_size is None
+
+
+def test_model_path_flag_is_the_same_as_the_positional():
+    inv = parse_command_line(["in=http", "--model-path", "m.gguf"])
+    assert inv.args.model_path == "m.gguf"
+    with pytest.raises(UsageError):
+        parse_command_line(["a.gguf", "--model-path", "b.gguf"])
+
+
+def test_old_dyn_output_spelling_means_dyn():
+    assert parse_command_line(["in=http", "out=dyn://x.y.z"]).output == "dyn"
+
+
+def test_input_defaults_to_stdin_when_not_a_terminal(monkeypatch):
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    assert parse_command_line([]).input == "stdin"
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    assert parse_command_line([]).input == "text"
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("dyn://a.b.c", ("a", "b", "c")),
+        ("dyn://test", ("test", "backend", "generate")),
+        ("dyn://ns.comp", ("ns", "comp", "generate")),
+    ],
+)
+def test_dyn_path_defaults(path, expected):
+    assert parse_dyn_path(path) == expected
+
+
+def test_bad_dyn_path():
+    with pytest.raises(UsageError):
+        parse_dyn_path("dyn://a.b.c.d")

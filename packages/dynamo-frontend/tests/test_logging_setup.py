@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+import logging
+
+from dynamo.frontend.logging_setup import TRACE, parse_dyn_log
+
+
+def test_bare_level_sets_root():
+    assert parse_dyn_log("debug") == (logging.DEBUG, {})
+
+
+def test_targets_map_onto_python_loggers():
+    root, per = parse_dyn_log("dynamo.runtime=debug,warn,dynamo_llm::kv_router=trace")
+    assert root == logging.WARNING
+    assert per == {"dynamo.runtime": logging.DEBUG, "dynamo.llm.kv_router": TRACE}
+
+
+def test_unknown_words_are_ignored_and_default_kept():
+    assert parse_dyn_log("loud,x=shout", default=logging.INFO) == (logging.INFO, {})

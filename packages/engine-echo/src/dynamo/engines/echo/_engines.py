@@ -1,0 +1,129 @@
+"""The two echo engines of upstream `dynamo-run`.
+
+`echo_core` is a Backend engine: it streams the prompt's token ids back, so a client sees the
+fully templated prompt (send `ignore_eos`, or the template's end-of-turn token stops it early).
+`echo_full` is a Chat engine: it streams the last user message back one character per chunk.
+Both pace themselves with `DYN_TOKEN_ECHO_DELAY_MS` (default 10 ms, read once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+from functools import cache
+from typing import Any, ClassVar, Self
+
+from dynamo.llm import Context, Engine, EngineConfig, ModelType
+from dynamo.llm.errors import InvalidRequestError
+
+DEFAULT_DELAY_MS = 10.0
+
+
+@cache
+def token_delay_seconds() -> float:
+    """The pause between tokens, from `DYN_TOKEN_ECHO_DELAY_MS` (read once per process)."""
+    raw = os.environ.get("DYN_TOKEN_ECHO_DELAY_MS", "")
+    try:
+        ms = float(raw) if raw else DEFAULT_DELAY_MS
+    except ValueError:
+        ms = DEFAULT_DELAY_MS
+    return max(ms, 0.0) / 1000.0
+
+
+async def _pace(delay: float) -> None:
+    # sleep(0) still yields to the loop, so a zero delay never starves other requests.
+    await asyncio.sleep(delay)
+
+
+class EchoCoreEngine(Engine):
+    """Backend engine that streams the prompt's token ids back, then finishes with `stop`."""
+
+    model_type = ModelType.Backend
+    requires_model = True
+    accepted_flags = frozenset({"context_length", "kv_cache_block_size", "model_config"})
+    distribution = "dynamo-engine-echo"
+
+    @classmethod
+    async def start(cls, config: EngineConfig) -> Self:
+        return cls()
+
+    async def generate(
+        self, request: dict[str, Any], context: Context
+    ) -> AsyncIterator[dict[str, Any]]:
+        delay = token_delay_seconds()
+        max_tokens = (request.get("stop_conditions") or {}).get("max_tokens")
+        for n, token in enumerate(request["token_ids"], start=1):
+            if context.is_stopped():
+                yield {"token_ids": [], "finish_reason": "cancelled"}
+                return
+            await _pace(delay)
+            yield {"token_ids": [token]}
+            if max_tokens is not None and n >= max_tokens:
+                yield {"token_ids": [], "finish_reason": "length"}
+                return
+        yield {"token_ids": [], "finish_reason": "stop"}
+
+
+class EchoFullEngine(Engine):
+    """Chat (and completions) engine that streams the last user message back, a character a chunk."""
+
+    model_type = ModelType.Chat
+    also_serves = frozenset({ModelType.Completion})
+    requires_model = False
+    accepted_flags: ClassVar[frozenset[str]] = frozenset()
+    distribution = "dynamo-engine-echo"
+
+    @classmethod
+    async def start(cls, config: EngineConfig) -> Self:
+        return cls()
+
+    @staticmethod
+    def _prompt(request: dict[str, Any]) -> tuple[str, str]:
+        """The text to echo and the chunk field it goes in (`delta` for chat, `text` otherwise)."""
+        if "messages" in request:
+            last = request["messages"][-1] if request["messages"] else {}
+            content = last.get("content")
+            if last.get("role") != "user" or not isinstance(content, str):
+                raise InvalidRequestError(
+                    "echo_full needs the last message to be a text user message", param="messages"
+                )
+            return content, "delta"
+        prompt = request.get("prompt")
+        if isinstance(prompt, list):
+            prompt = prompt[0] if prompt and isinstance(prompt[0], str) else None
+        if not isinstance(prompt, str):
+            raise InvalidRequestError("echo_full needs a text prompt", param="prompt")
+        return prompt, "text"
+
+    async def generate(
+        self, request: dict[str, Any], context: Context
+    ) -> AsyncIterator[dict[str, Any]]:
+        text, field = self._prompt(request)
+        delay = token_delay_seconds()
+        chat = field == "delta"
+        base = {
+            "id": f"{'chatcmpl' if chat else 'cmpl'}-{context.id()}",
+            "object": "chat.completion.chunk" if chat else "text_completion",
+            "created": int(time.time()),
+            "model": request.get("model", ""),
+        }
+        max_tokens = request.get("max_completion_tokens") or request.get("max_tokens")
+        for n, char in enumerate(text, start=1):
+            if context.is_stopped():
+                break
+            await _pace(delay)
+            piece: Any = {"role": "assistant", "content": char} if chat else char
+            yield {**base, "choices": [{"index": 0, field: piece, "finish_reason": None}]}
+            if max_tokens and n >= max_tokens:
+                yield {
+                    **base,
+                    "choices": [{"index": 0, field: _empty(chat), "finish_reason": "length"}],
+                }
+                return
+        yield {**base, "choices": [{"index": 0, field: _empty(chat), "finish_reason": "stop"}]}
+
+
+def _empty(chat: bool) -> Any:
+    return {} if chat else ""
