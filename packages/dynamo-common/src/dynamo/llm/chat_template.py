@@ -1,0 +1,146 @@
+"""Chat templates rendered exactly as transformers' `apply_chat_template` renders them.
+
+Same jinja2 sandbox, same options (trim_blocks, lstrip_blocks, loopcontrols, `{% generation %}`),
+same helpers (`tojson` without HTML escaping, `raise_exception`, `strftime_now`, `dict`,
+`namespace`), same variables (messages, tools, documents, add_generation_prompt and the special
+tokens). Upstream Dynamo uses minijinja and its users keep hitting differences (#9608, #6294).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+import jinja2
+import jinja2.ext
+import jinja2.nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from dynamo.llm.model_card import ModelDeploymentCard
+
+_DEFAULT_TEMPLATE = "{% for message in messages %}{{ message['content'] }}\n{% endfor %}"
+
+
+class TemplateError(ValueError):
+    """The template refused the conversation (`raise_exception`) or failed to render."""
+
+
+class _Generation(jinja2.ext.Extension):
+    """`{% generation %}...{% endgeneration %}` marks assistant text for training masks; render the body."""
+
+    tags = {"generation"}
+
+    def parse(self, parser: jinja2.parser.Parser) -> jinja2.nodes.Node:
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+        return jinja2.nodes.CallBlock(self.call_method("_render"), [], [], body).set_lineno(lineno)
+
+    def _render(self, caller: Any) -> str:
+        return caller()
+
+
+def _raise_exception(message: str) -> None:
+    raise jinja2.exceptions.TemplateError(message)
+
+
+def _tojson(
+    x: Any,
+    ensure_ascii: bool = False,
+    indent: Any = None,
+    separators: Any = None,
+    sort_keys: bool = False,
+) -> str:
+    return json.dumps(
+        x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+    )
+
+
+def _strftime_now(fmt: str) -> str:
+    return datetime.now().strftime(fmt)
+
+
+class _TemplateDict:
+    def __call__(self, *args: Any, **kwargs: Any) -> dict:
+        return dict(*args, **kwargs)
+
+    def fromkeys(self, *args: Any, **kwargs: Any) -> dict:
+        return dict.fromkeys(*args, **kwargs)
+
+
+class _Namespace(jinja2.utils.Namespace):
+    """jinja's namespace, refusing dunder attributes as transformers' sandbox does."""
+
+    def __init__(*args: Any, **kwargs: Any) -> None:
+        self, args = args[0], args[1:]
+        attrs = dict(*args, **kwargs)
+        for name in attrs:
+            _Namespace._check(name)
+        jinja2.utils.Namespace.__init__(self, attrs)
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        _Namespace._check(name)
+        jinja2.utils.Namespace.__setitem__(self, name, value)
+
+    @staticmethod
+    def _check(name: Any) -> None:
+        if isinstance(name, str) and name.startswith("_"):
+            raise jinja2.exceptions.SecurityError(
+                f"templates cannot set underscore attributes ({name!r})"
+            )
+
+
+@lru_cache(maxsize=64)
+def compile_template(source: str) -> jinja2.Template:
+    """Compile once per distinct template text."""
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=[_Generation, jinja2.ext.loopcontrols]
+    )
+    env.filters["tojson"] = _tojson
+    env.globals["raise_exception"] = _raise_exception
+    env.globals["strftime_now"] = _strftime_now
+    env.globals["dict"] = _TemplateDict()
+    env.globals["namespace"] = _Namespace
+    try:
+        return env.from_string(source)
+    except jinja2.TemplateSyntaxError as e:
+        raise TemplateError(f"the model's chat template does not compile: {e}") from None
+
+
+class PromptFormatter:
+    """Renders a conversation into the prompt text for one model."""
+
+    def __init__(self, card: ModelDeploymentCard):
+        self.card = card
+        self._specials = {k: v for k, v in card.special_tokens().items() if v is not None}
+
+    def _source(self, tools: list[dict] | None) -> str:
+        template = self.card.chat_template
+        if isinstance(template, dict):
+            if tools and "tool_use" in template:
+                return template["tool_use"]
+            if "default" in template:
+                return template["default"]
+            raise TemplateError("the model has named chat templates but no 'default' one")
+        return template or _DEFAULT_TEMPLATE
+
+    def render(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        add_generation_prompt: bool = True,
+        **template_kwargs: Any,
+    ) -> str:
+        template = compile_template(self._source(tools))
+        try:
+            return template.render(
+                messages=messages,
+                tools=tools,
+                documents=None,
+                add_generation_prompt=add_generation_prompt,
+                **{**self._specials, **template_kwargs},
+            )
+        except jinja2.TemplateError as e:
+            raise TemplateError(str(e)) from None
