@@ -83,6 +83,16 @@ class RunningServer:
         return self.proc.stdout.read() if self.proc.stdout else ""
 
 
+@pytest.fixture(name="free_port")
+def free_port_fixture():
+    return free_port
+
+
+@pytest.fixture(name="dynamo_run_cmd")
+def dynamo_run_cmd_fixture():
+    return dynamo_run_cmd
+
+
 @pytest.fixture
 def start_server() -> Iterator:
     servers: list[RunningServer] = []

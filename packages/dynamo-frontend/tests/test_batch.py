@@ -4,10 +4,8 @@ import json
 import os
 import subprocess
 
-from conftest import dynamo_run_cmd
 
-
-def test_batch_writes_output_and_reports_bad_lines(tmp_path, smollm2_gguf):
+def test_batch_writes_output_and_reports_bad_lines(tmp_path, dynamo_run_cmd):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text(
         '{"text": "What is the capital of France?"}\n'
@@ -46,7 +44,7 @@ def test_batch_writes_output_and_reports_bad_lines(tmp_path, smollm2_gguf):
         assert record["tokens_out"] > 0
 
 
-def test_batch_missing_file_is_one_line(tmp_path):
+def test_batch_missing_file_is_one_line(tmp_path, dynamo_run_cmd):
     result = subprocess.run(
         dynamo_run_cmd(f"in=batch:{tmp_path / 'nope.jsonl'}", "out=echo_full"),
         capture_output=True,

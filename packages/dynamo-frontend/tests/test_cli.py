@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import pytest
 
-from conftest import dynamo_run_cmd
+from dynamo.frontend.cli import __name__ as CLI_MODULE
 
 
 def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
     return subprocess.run(
-        dynamo_run_cmd(*args), input=stdin, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", CLI_MODULE, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

@@ -132,12 +132,15 @@ def test_echo_core_shows_the_template(echo_core):
 
 
 def test_echo_core_stops_at_hidden_eos_without_ignore_eos(echo_core):
-    # The template's <|im_end|> is SmolLM2's EOS: without ignore_eos the echo stops there, hidden.
+    # <|im_end|> is SmolLM2's EOS: without ignore_eos the echo stops at the first one (after the
+    # template's default system prompt), and the EOS itself is not shown.
     resp = client(echo_core).chat.completions.create(
         model="smol", messages=[{"role": "user", "content": "Hi"}]
     )
-    assert resp.choices[0].message.content.endswith("Hi")
-    assert "<|im_end|>" not in resp.choices[0].message.content
+    content = resp.choices[0].message.content
+    assert content.startswith("<|im_start|>system\n")
+    assert "<|im_end|>" not in content and "Hi" not in content
+    assert resp.choices[0].finish_reason == "stop"
 
 
 def test_root_level_ignore_eos_wins(echo_core):

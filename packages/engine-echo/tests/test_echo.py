@@ -45,7 +45,11 @@ async def test_echo_core_streams_prompt_tokens_then_stop():
 
 async def test_echo_core_honours_max_tokens():
     engine = await EchoCoreEngine.start(EngineConfig(model_name="m"))
-    out = await collect(engine.generate({"token_ids": [1, 2, 3, 4], "stop_conditions": {"max_tokens": 2}}, Context()))
+    out = await collect(
+        engine.generate(
+            {"token_ids": [1, 2, 3, 4], "stop_conditions": {"max_tokens": 2}}, Context()
+        )
+    )
     assert [o["token_ids"] for o in out] == [[1], [2], []]
     assert out[-1]["finish_reason"] == "length"
 
@@ -63,7 +67,10 @@ async def test_echo_core_stops_when_cancelled():
 
 async def test_echo_full_chat_streams_characters():
     engine = await EchoFullEngine.start(EngineConfig(model_name="m"))
-    body = {"model": "m", "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "hé!"}]}
+    body = {
+        "model": "m",
+        "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "hé!"}],
+    }
     out = await collect(engine.generate(body, Context("r1")))
     assert "".join(o["choices"][0]["delta"].get("content", "") for o in out) == "hé!"
     assert out[-1]["choices"][0]["finish_reason"] == "stop"
@@ -72,14 +79,19 @@ async def test_echo_full_chat_streams_characters():
 
 async def test_echo_full_completions():
     engine = await EchoFullEngine.start(EngineConfig(model_name="m"))
-    out = await collect(engine.generate({"model": "m", "prompt": "abc", "max_tokens": 2}, Context()))
+    out = await collect(
+        engine.generate({"model": "m", "prompt": "abc", "max_tokens": 2}, Context())
+    )
     assert [o["choices"][0]["text"] for o in out] == ["a", "b", ""]
     assert out[-1]["choices"][0]["finish_reason"] == "length"
 
 
 @pytest.mark.parametrize(
     "messages",
-    [[{"role": "assistant", "content": "x"}], [{"role": "user", "content": [{"type": "image_url"}]}]],
+    [
+        [{"role": "assistant", "content": "x"}],
+        [{"role": "user", "content": [{"type": "image_url"}]}],
+    ],
 )
 async def test_echo_full_needs_a_text_user_message(messages):
     engine = await EchoFullEngine.start(EngineConfig(model_name="m"))

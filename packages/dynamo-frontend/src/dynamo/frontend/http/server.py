@@ -24,6 +24,9 @@ class _Server(uvicorn.Server):
             log.info("shutting down: no new connections; finishing in-flight requests")
         self._state.shutting_down = True
         super().handle_exit(sig, frame)
+        # uvicorn re-raises the signal once it has shut down, which would make the process die
+        # "killed by SIGTERM"; a graceful stop is a clean exit, code 0.
+        self._captured_signals.clear()
 
 
 async def serve_http(
