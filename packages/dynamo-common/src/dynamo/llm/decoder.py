@@ -65,9 +65,7 @@ class Decoder:
     ) -> None:
         self._tokenizer = tokenizer
         seed = list(prompt_token_ids[-_PROMPT_SEED:])
-        self._stream = (
-            DecodeStream(seed, skip_special_tokens) if seed else DecodeStream(skip_special_tokens)
-        )
+        self._stream = DecodeStream(ids=seed, skip_special_tokens=skip_special_tokens)
         self._max = max_tokens
         self._min = min_tokens or 0
         self._jail = StopStringJail(stop, include_stop_str_in_output)

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import pytest
+
+from dynamo.llm.errors import ContextLengthExceededError, InvalidRequestError
+from dynamo.llm.model_card import ModelDeploymentCard
+from dynamo.llm.preprocessor import OpenAIPreprocessor
+from dynamo.llm.protocols import ChatCompletionRequest, CompletionRequest, PreprocessedRequest
+
+
+@pytest.fixture
+def pre(smollm2_card) -> OpenAIPreprocessor:
+    return OpenAIPreprocessor(smollm2_card)
+
+
+def chat(**kw) -> ChatCompletionRequest:
+    return ChatCompletionRequest.model_validate(
+        {"model": "m", "messages": [{"role": "user", "content": "Hi"}], **kw}
+    )
+
+
+def test_chat_is_templated_and_tokenized(pre, smollm2_card):
+    out = pre.preprocess_chat(chat())
+    text = smollm2_card.tokenizer().decode(out["token_ids"], skip_special_tokens=False)
+    assert text.endswith("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+    PreprocessedRequest.model_validate(out)  # the wire shape upstream workers expect
+
+
+def test_stop_and_sampling_options(pre):
+    out = pre.preprocess_chat(
+        chat(
+            max_completion_tokens=5,
+            max_tokens=99,
+            stop="END",
+            temperature=0.5,
+            top_p=0.9,
+            seed=7,
+            min_tokens=2,
+            nvext={"top_k": 40, "repetition_penalty": 1.1},
+        )
+    )
+    assert out["stop_conditions"] == {
+        "max_tokens": 5,
+        "stop": ["END"],
+        "min_tokens": 2,
+        "ignore_eos": False,
+        "stop_token_ids_hidden": [2],
+    }
+    assert out["sampling_options"] == {
+        "temperature": 0.5,
+        "top_p": 0.9,
+        "seed": 7,
+        "top_k": 40,
+        "repetition_penalty": 1.1,
+    }
+    assert out["eos_token_ids"] == [2]
+
+
+def test_root_level_extensions_win_over_nvext(pre):
+    out = pre.preprocess_chat(
+        chat(ignore_eos=True, top_k=5, nvext={"ignore_eos": False, "top_k": 50})
+    )
+    assert out["stop_conditions"]["ignore_eos"] is True
+    assert "stop_token_ids_hidden" not in out["stop_conditions"] and out["eos_token_ids"] == []
+    assert out["sampling_options"]["top_k"] == 5
+
+
+def test_max_tokens_defaults_to_and_is_clamped_by_the_context(smollm2_card):
+    card = ModelDeploymentCard.from_json(smollm2_card.to_json())
+    card.context_length = 100
+    pre = OpenAIPreprocessor(card)
+    n = len(pre.preprocess_chat(chat())["token_ids"])
+    assert pre.preprocess_chat(chat())["stop_conditions"]["max_tokens"] == 100 - n
+    assert pre.preprocess_chat(chat(max_tokens=10_000))["stop_conditions"]["max_tokens"] == 100 - n
+    with pytest.raises(ContextLengthExceededError, match="maximum context length is 100"):
+        pre.preprocess_completion(CompletionRequest(model="m", prompt="word " * 200))
+
+
+def test_completion_prompts(pre, smollm2_card):
+    assert pre.preprocess_completion(CompletionRequest(model="m", prompt="Hello world"))[
+        "token_ids"
+    ] == [19556, 905]
+    assert pre.preprocess_completion(CompletionRequest(model="m", prompt=[19556, 905]))[
+        "token_ids"
+    ] == [19556, 905]
+    with pytest.raises(InvalidRequestError, match="token ids"):
+        pre.preprocess_completion(CompletionRequest(model="m", prompt=[10**9]))
+
+
+def test_template_refusal_is_a_bad_request(smollm2_card):
+    card = ModelDeploymentCard.from_json(smollm2_card.to_json())
+    card.chat_template = "{{ raise_exception('no system messages, please') }}"
+    with pytest.raises(InvalidRequestError, match="no system messages"):
+        OpenAIPreprocessor(card).preprocess_chat(chat())
+
+
+def test_token_data_skips_the_template(pre):
+    assert pre.preprocess_chat(chat(nvext={"token_data": [5, 6]}))["token_ids"] == [5, 6]
