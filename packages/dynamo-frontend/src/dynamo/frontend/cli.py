@@ -24,6 +24,7 @@ def default_engine() -> str:
     installed = installed_engines()
     for name in DEFAULT_ENGINES:
         if name in installed:
+            log.info("no out= given: using the %s engine", name)
             return name
     raise UsageError(
         "no default engine installed: pip install dynamo-engine-mistralrs (or dynamo-engine-llamacpp), "
