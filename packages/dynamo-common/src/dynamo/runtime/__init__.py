@@ -1,0 +1,20 @@
+"""The distributed runtime: etcd discovery, the NATS request plane, and upstream's worker API."""
+
+from dynamo.runtime.component import Client, Component, Endpoint, Namespace, RouterEngine
+from dynamo.runtime.config import RuntimeConfig
+from dynamo.runtime.distributed import DistributedRuntime, dynamo_worker
+from dynamo.runtime.errors import InstanceGoneError, NoInstancesError, RemoteError
+
+__all__ = [
+    "Client",
+    "Component",
+    "DistributedRuntime",
+    "Endpoint",
+    "InstanceGoneError",
+    "Namespace",
+    "NoInstancesError",
+    "RemoteError",
+    "RouterEngine",
+    "RuntimeConfig",
+    "dynamo_worker",
+]

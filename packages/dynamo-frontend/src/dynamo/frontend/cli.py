@@ -40,12 +40,12 @@ async def _run_local(inv: Invocation) -> None:
     cls, engine, card, name = await start_engine(engine_name, args)
     try:
         model = served_model(cls, engine, card, name)
-        await _run_input(inv, model, ignore_eos=engine_name == "echo_core")
+        await run_input(inv, model, ignore_eos=engine_name == "echo_core")
     finally:
         await engine.close()
 
 
-async def _run_input(inv: Invocation, model, ignore_eos: bool) -> None:
+async def run_input(inv: Invocation, model, ignore_eos: bool) -> None:
     args = inv.args
     if inv.input == "http":
         from dynamo.frontend.http.app import AppState

@@ -1,0 +1,104 @@
+"""`register_llm`: announce a model on the network so frontends can find and serve it.
+
+The card goes to etcd (`mdc/{slug}`) without its big files; those (tokenizer.json, configs) go to
+the NATS object store in bucket `slug(display_name)`, so a frontend on another host needs no copy
+of the model. The model entry (`models/...`) is bound to the worker's lease: when the worker
+stops, or dies and its lease expires, the model leaves every frontend's `/v1/models`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from dynamo.llm.model_card import ModelDeploymentCard, load_card
+from dynamo.llm.model_type import ModelType
+from dynamo.llm.slug import slugify
+
+if TYPE_CHECKING:
+    from dynamo.runtime.component import Endpoint
+
+log = logging.getLogger(__name__)
+
+MODELS_ROOT = "models"
+MDC_ROOT = "mdc"
+# Card fields carried by object-store files rather than inside the etcd value.
+_FILE_FIELDS = ("tokenizer_json",)
+
+
+def card_for_etcd(card: ModelDeploymentCard, bucket: str) -> bytes:
+    fields = orjson.loads(card.to_json())
+    for name in _FILE_FIELDS:
+        fields[name] = None
+    fields["files"] = {name: f"nats://{bucket}/{name}" for name in card.files()}
+    return orjson.dumps(fields)
+
+
+async def upload_card_files(js: Any, bucket: str, card: ModelDeploymentCard) -> None:
+    try:
+        store = await js.object_store(bucket)
+    except Exception:
+        store = await js.create_object_store(bucket)
+    for name, data in card.files().items():
+        await store.put(name, data)
+
+
+async def register_llm(
+    model_type: ModelType | str,
+    endpoint: Endpoint,
+    model_path: str | None,
+    model_name: str | None = None,
+    context_length: int | None = None,
+    kv_cache_block_size: int | None = 16,
+    migration_limit: int = 0,
+    router_mode: Any = None,
+    user_data: dict[str, Any] | None = None,
+    *,
+    card: ModelDeploymentCard | None = None,
+) -> ModelDeploymentCard:
+    """Load the card (HF id, folder or GGUF), publish it, and enter the model into discovery."""
+    model_type = ModelType.parse(model_type)
+    if card is None:
+        if model_path is None:
+            if not model_name:
+                raise ValueError("register_llm needs a model_path or a model_name")
+            card = ModelDeploymentCard.for_name_only(model_name)
+        else:
+            card = await asyncio.to_thread(
+                load_card,
+                model_path,
+                model_name=model_name,
+                context_length=context_length,
+                kv_cache_block_size=kv_cache_block_size or 16,
+            )
+    card.migration_limit = migration_limit
+    if user_data is not None:
+        card.user_data = user_data
+
+    runtime = endpoint.runtime
+    await runtime.ensure_connected()
+    instance_id = await runtime.primary_lease()
+    bucket = card.service_name
+    if card.files():
+        await upload_card_files(runtime.nats.jetstream(), bucket, card)
+    mdc_key = f"{MDC_ROOT}/{card.service_name}"
+    await runtime.etcd.put_leased(mdc_key, card_for_etcd(card, bucket))
+    component = endpoint.component
+    entry = {
+        "name": card.display_name,
+        "endpoint": {
+            "namespace": component.namespace,
+            "component": component.name,
+            "name": endpoint.name,
+        },
+        "model_type": model_type.value,
+        "mdc": mdc_key,
+    }
+    key = f"{MODELS_ROOT}/{slugify(f'{endpoint.path}-{instance_id:x}')}"
+    await runtime.etcd.put_leased(key, orjson.dumps(entry))
+    runtime.register_endpoint_key(endpoint.path, key)
+    log.info("registered model '%s' (%s) on %s", card.display_name, model_type.value, endpoint.path)
+    return card

@@ -1,0 +1,57 @@
+"""The request plane's messages: pure functions, no I/O (tested on their own).
+
+A request goes to the instance's subject with a reply inbox; the response streams back to that
+inbox as numbered frames, ending with an explicit `final` frame (or an `error` frame). A stream
+that ends any other way is a failure, never a silently short answer.
+
+    request   {"id": request_id, "data": <request dict>}
+    frames    {"seq": n, "data": <response dict>}     n = 1, 2, ...
+              {"seq": n, "hb": true}                   heartbeat while the handler is quiet
+              {"seq": n, "final": true}
+              {"seq": n, "error": message, "status"?: http status}
+    control   {"id": request_id, "kind": "stop" | "kill"}   to the instance's control subject
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+_dumps = orjson.dumps
+
+
+def encode_request(request_id: str, data: Any) -> bytes:
+    return b'{"id":' + _dumps(request_id) + b',"data":' + _dumps(data) + b"}"
+
+
+def decode_request(payload: bytes) -> tuple[str, Any]:
+    msg = orjson.loads(payload)
+    return msg["id"], msg["data"]
+
+
+def data_frame(seq: int, data: Any) -> bytes:
+    return b'{"seq":%d,"data":' % seq + _dumps(data) + b"}"
+
+
+def final_frame(seq: int) -> bytes:
+    return b'{"seq":%d,"final":true}' % seq
+
+
+def heartbeat_frame(seq: int) -> bytes:
+    return b'{"seq":%d,"hb":true}' % seq
+
+
+def error_frame(seq: int, message: str, status: int | None = None) -> bytes:
+    body: dict[str, Any] = {"seq": seq, "error": message}
+    if status is not None:
+        body["status"] = status
+    return _dumps(body)
+
+
+def decode_frame(payload: bytes) -> dict[str, Any]:
+    return orjson.loads(payload)
+
+
+def control(request_id: str, kind: str) -> bytes:
+    return _dumps({"id": request_id, "kind": kind})

@@ -1,0 +1,301 @@
+"""Namespace → Component → Endpoint → instances, with upstream's names, keys and subjects."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from dynamo.llm.context import Context
+from dynamo.llm.slug import slugify
+from dynamo.runtime.errors import InstanceGoneError, NoInstancesError, RemoteError
+from dynamo.runtime.request_plane import EndpointServer, Handler, stream_request
+
+if TYPE_CHECKING:
+    from dynamo.runtime.distributed import DistributedRuntime
+
+log = logging.getLogger(__name__)
+
+INSTANCES_ROOT = "instances"
+MARK_DOWN_SECONDS = 3.0
+
+
+class Namespace:
+    def __init__(self, runtime: DistributedRuntime, name: str):
+        self.runtime = runtime
+        self.name = name
+
+    def component(self, name: str) -> Component:
+        return Component(self, name)
+
+
+class Component:
+    def __init__(self, namespace: Namespace, name: str):
+        self.runtime = namespace.runtime
+        self.namespace = namespace.name
+        self.name = name
+        self.service_name = slugify(f"{namespace.name}_{name}")
+
+    async def create_service(self) -> None:
+        """Upstream registers a NATS service here; we only need the connection to be up."""
+        await self.runtime.ensure_connected()
+
+    def endpoint(self, name: str) -> Endpoint:
+        return Endpoint(self, name)
+
+    def event_subject(self, event: str) -> str:
+        """Where this component's events go, e.g. `namespace.ns.component.comp.kv_events`."""
+        return f"namespace.{self.namespace}.component.{self.name}.{event}"
+
+
+class Endpoint:
+    def __init__(self, component: Component, name: str):
+        self.component = component
+        self.runtime = component.runtime
+        self.name = name
+
+    @property
+    def path(self) -> str:
+        return f"{self.component.namespace}.{self.component.name}.{self.name}"
+
+    @property
+    def prefix(self) -> str:
+        return f"{INSTANCES_ROOT}/{self.component.namespace}/{self.component.name}/{self.name}:"
+
+    def subject(self, instance_id: int) -> str:
+        return f"{self.component.service_name}.{self.name}-{instance_id:x}"
+
+    def lease_id(self) -> int:
+        """This process's instance id (its primary etcd lease)."""
+        return self.runtime.instance_id()
+
+    async def serve_endpoint(
+        self,
+        handler: Handler,
+        graceful_shutdown: bool = True,
+        metrics_labels: Any = None,
+        health_check_payload: Any = None,
+    ) -> None:
+        """Serve until the runtime shuts down, then finish in-flight requests and deregister."""
+        runtime = self.runtime
+        await runtime.ensure_connected()
+        instance_id = await runtime.primary_lease()
+        subject = self.subject(instance_id)
+        server = EndpointServer(runtime.nats, subject, handler)
+        await server.start()
+        key = f"{self.prefix}{instance_id:x}"
+        value = orjson.dumps(
+            {
+                "component": self.component.name,
+                "endpoint": self.name,
+                "namespace": self.component.namespace,
+                "instance_id": instance_id,
+                "transport": {"nats_tcp": subject},
+            }
+        )
+        await runtime.etcd.put_leased(key, value)
+        log.info("serving %s as instance %x", self.path, instance_id)
+        await runtime.shutting_down.wait()
+        # Leave the routing set first, then finish what is in flight.
+        await runtime.etcd.delete_owned(key)
+        for extra in runtime.keys_for_endpoint(self.path):
+            await runtime.etcd.delete_owned(extra)
+        await server.drain(None if graceful_shutdown else 0)
+
+    async def client(self) -> Client:
+        client = Client(self)
+        await client.start()
+        return client
+
+
+class _Stream:
+    """An async iterator that can also be awaited: `await client.generate(r)` and
+    `client.generate(r)` both work, as callers of upstream's API write either."""
+
+    def __init__(self, agen: AsyncIterator[Any]):
+        self._agen = agen
+
+    def __await__(self):
+        async def itself() -> _Stream:
+            return self
+
+        return itself().__await__()
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._agen
+
+    async def __anext__(self) -> Any:
+        return await self._agen.__anext__()
+
+    async def aclose(self) -> None:
+        await self._agen.aclose()  # type: ignore[attr-defined]
+
+
+class Client:
+    """Calls an endpoint's instances, following them as they come and go in etcd."""
+
+    def __init__(self, endpoint: Endpoint):
+        self.endpoint = endpoint
+        self.runtime = endpoint.runtime
+        self._instances: dict[int, str] = {}
+        self._down: dict[int, float] = {}  # instance id -> when to try it again
+        self._changed = asyncio.Event()
+        self._watch: asyncio.Task | None = None
+        self._rr = 0
+
+    async def start(self) -> None:
+        await self.runtime.ensure_connected()
+        self._watch = asyncio.create_task(self._follow(), name=f"instances {self.endpoint.path}")
+        self.runtime.add_closer(self.close)
+
+    async def _follow(self) -> None:
+        async for event in self.runtime.etcd.watch_prefix(self.endpoint.prefix):
+            instance_id = int(event.key.rsplit(":", 1)[1], 16)
+            if event.kind == "put":
+                self._instances[instance_id] = orjson.loads(event.value)["transport"]["nats_tcp"]
+                self._down.pop(instance_id, None)
+            else:
+                self._instances.pop(instance_id, None)
+                self._down.pop(instance_id, None)
+            self._changed.set()
+
+    async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+
+    def instance_ids(self) -> list[int]:
+        now = time.monotonic()
+        return sorted(i for i in self._instances if self._down.get(i, 0.0) <= now)
+
+    async def wait_for_instances(self, timeout: float | None = None) -> list[int]:
+        async def wait() -> list[int]:
+            while not self.instance_ids():
+                self._changed.clear()
+                await self._changed.wait()
+            return self.instance_ids()
+
+        return await asyncio.wait_for(wait(), timeout)
+
+    def mark_down(self, instance_id: int) -> None:
+        """Route around an instance that stopped answering, for a few seconds.
+
+        A dead worker's etcd key stays until its lease expires (10 s); a worker cut off from
+        NATS for a moment comes back. Retrying it after a short back-off handles both.
+        """
+        if instance_id in self._instances:
+            self._down[instance_id] = time.monotonic() + MARK_DOWN_SECONDS
+            log.warning(
+                "instance %x of %s is not answering; routing around it",
+                instance_id,
+                self.endpoint.path,
+            )
+
+    # -- routing ------------------------------------------------------------------------
+
+    def _pick(self, mode: str, exclude: set[int]) -> int:
+        ids = [i for i in self.instance_ids() if i not in exclude]
+        if not ids:
+            raise NoInstancesError(self.endpoint.path)
+        if mode == "random":
+            return random.choice(ids)
+        self._rr += 1
+        return ids[self._rr % len(ids)]
+
+    def random(self, request: Any, context: Context | None = None) -> _Stream:
+        return _Stream(self._routed(request, context or Context(), "random"))
+
+    def round_robin(self, request: Any, context: Context | None = None) -> _Stream:
+        return _Stream(self._routed(request, context or Context(), "round-robin"))
+
+    def generate(self, request: Any, context: Context | None = None) -> _Stream:
+        return self.round_robin(request, context)
+
+    def direct(self, request: Any, instance_id: int, context: Context | None = None) -> _Stream:
+        return _Stream(self._to_instance(request, instance_id, context or Context()))
+
+    async def _to_instance(
+        self, request: Any, instance_id: int, context: Context
+    ) -> AsyncIterator[Any]:
+        subject = self._instances.get(instance_id)
+        if subject is None:
+            raise NoInstancesError(f"{self.endpoint.path} instance {instance_id:x}")
+        try:
+            async for item in stream_request(
+                self.runtime.nats, subject, instance_id, request, context
+            ):
+                yield item
+        except InstanceGoneError:
+            self.mark_down(instance_id)
+            raise
+
+    async def _routed(
+        self, request: Any, context: Context, mode: str, pick: Any = None
+    ) -> AsyncIterator[Any]:
+        """Route, and retry on another instance if the chosen one is gone before it answered."""
+        tried: set[int] = set()
+        while True:
+            instance_id = pick(tried) if pick is not None else self._pick(mode, tried)
+            streamed = False
+            try:
+                async for item in self._to_instance(request, instance_id, context):
+                    streamed = True
+                    yield item
+                return
+            except InstanceGoneError:
+                if streamed:
+                    raise
+                tried.add(instance_id)
+                log.info(
+                    "retrying request %s on another instance of %s",
+                    context.id(),
+                    self.endpoint.path,
+                )
+
+    def routed(self, request: Any, context: Context, pick: Any) -> AsyncIterator[Any]:
+        """Like `round_robin`, with the caller's instance choice (`pick(excluded_ids) -> id`)."""
+        return self._routed(request, context, "custom", pick)
+
+
+class RouterEngine:
+    """An `AsyncEngine` over a client: what the frontend pipeline calls for `out=dyn`.
+
+    Network failures become the pipeline's request errors here, so the HTTP layer maps them
+    like any other: no workers is a 503, a worker that died is a 502, and a worker's own 4xx
+    passes through.
+    """
+
+    def __init__(self, client: Client, mode: str = "round-robin"):
+        self.client = client
+        self.mode = "random" if mode == "random" else "round-robin"
+
+    async def generate(self, request: dict[str, Any], context: Context) -> AsyncIterator[Any]:
+        from dynamo.llm.errors import EngineFailedError, RequestError, ServiceUnavailableError
+
+        target = request.get("backend_instance_id")
+        if target is not None:
+            stream = self.client._to_instance(request, int(target), context)
+        else:
+            stream = self.client._routed(request, context, self.mode)
+        try:
+            async for item in stream:
+                yield item
+        except NoInstancesError as e:
+            raise ServiceUnavailableError(str(e)) from None
+        except InstanceGoneError as e:
+            raise EngineFailedError(str(e)) from None
+        except RemoteError as e:
+            if e.status is not None and 400 <= e.status < 500:
+                error = RequestError(e.message)
+                error.status_code = e.status
+                raise error from None
+            raise EngineFailedError(e.message) from None
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]

@@ -1,0 +1,165 @@
+"""`DistributedRuntime` and `@dynamo_worker`: etcd + NATS for one process, and its shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NATS
+
+from dynamo.runtime.component import Namespace
+from dynamo.runtime.config import RuntimeConfig
+from dynamo.runtime.etcd import Etcd
+
+log = logging.getLogger(__name__)
+
+
+async def connect_nats(url: str) -> NATS:
+    """Connect, retrying (and saying so once) until NATS answers; reconnect forever afterwards."""
+    warned = False
+
+    async def disconnected() -> None:
+        log.warning("lost NATS at %s; reconnecting", url)
+
+    async def reconnected() -> None:
+        log.info("reconnected to NATS at %s", url)
+
+    async def error(e: Exception) -> None:
+        log.debug("NATS: %s", e)
+
+    while True:
+        try:
+            nc = await nats.connect(
+                servers=[url],
+                connect_timeout=2,
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                disconnected_cb=disconnected,
+                reconnected_cb=reconnected,
+                error_cb=error,
+            )
+            if warned:
+                log.info("connected to NATS at %s", url)
+            return nc
+        except (OSError, nats.errors.Error) as e:
+            if not warned:
+                log.warning(
+                    "cannot reach NATS at %s (%s); retrying (set NATS_SERVER)",
+                    url,
+                    type(e).__name__,
+                )
+                warned = True
+            await asyncio.sleep(1.0)
+
+
+class DistributedRuntime:
+    """The process's handle on etcd and NATS. `shutting_down` ends every `serve_endpoint`."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop | None = None,
+        is_static: bool = False,
+        config: RuntimeConfig | None = None,
+    ):
+        self.loop = loop
+        self.is_static = is_static
+        self.config = config or RuntimeConfig.from_env()
+        self.etcd = Etcd(self.config)
+        self._nats: NATS | None = None
+        self._connected = asyncio.Lock()
+        self.shutting_down = asyncio.Event()
+        self._closers: list[Callable[[], Awaitable[None]]] = []
+        self._endpoint_keys: dict[str, list[str]] = {}
+        self._instance_id: int | None = None
+
+    async def ensure_connected(self) -> None:
+        async with self._connected:
+            if self._nats is None:
+                await self.etcd.connect()
+                self._nats = await connect_nats(self.config.nats_server)
+
+    @property
+    def nats(self) -> NATS:
+        if self._nats is None:
+            raise RuntimeError("the runtime is not connected yet")
+        return self._nats
+
+    async def primary_lease(self) -> int:
+        """This process's instance id: the first lease it took (kept across lease recovery)."""
+        lease = await self.etcd.primary_lease()
+        if self._instance_id is None:
+            self._instance_id = lease
+        return self._instance_id
+
+    def instance_id(self) -> int:
+        if self._instance_id is None:
+            raise RuntimeError("no lease yet: serve an endpoint or call primary_lease() first")
+        return self._instance_id
+
+    def namespace(self, name: str) -> Namespace:
+        return Namespace(self, name)
+
+    def add_closer(self, closer: Callable[[], Awaitable[None]]) -> None:
+        self._closers.append(closer)
+
+    def register_endpoint_key(self, endpoint_path: str, key: str) -> None:
+        """Keys (model entries) that leave with an endpoint when it stops serving."""
+        self._endpoint_keys.setdefault(endpoint_path, []).append(key)
+
+    def keys_for_endpoint(self, endpoint_path: str) -> list[str]:
+        return self._endpoint_keys.get(endpoint_path, [])
+
+    def shutdown(self) -> None:
+        """Begin a graceful shutdown: endpoints stop taking requests and finish in-flight ones."""
+        self.shutting_down.set()
+
+    async def close(self) -> None:
+        self.shutting_down.set()
+        for closer in reversed(self._closers):
+            with contextlib.suppress(Exception):
+                await closer()
+        await self.etcd.close(revoke=True)
+        if self._nats is not None:
+            with contextlib.suppress(Exception):
+                await self._nats.drain()
+
+
+def install_shutdown_signals(runtime: DistributedRuntime) -> None:
+    """SIGINT/SIGTERM: graceful shutdown; a second SIGINT exits at once."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if runtime.shutting_down.is_set() and sig == signal.SIGINT:
+            raise SystemExit(130)
+        log.info("%s: finishing in-flight requests, then leaving", sig.name)
+        runtime.shutdown()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, on_signal, sig)
+
+
+def dynamo_worker(static: bool = False) -> Callable:
+    """Decorate `async def worker(runtime, ...)`: connect, handle signals, clean up on exit."""
+
+    def decorate(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            runtime = DistributedRuntime(asyncio.get_running_loop(), static)
+            install_shutdown_signals(runtime)
+            await runtime.ensure_connected()
+            try:
+                return await fn(runtime, *args, **kwargs)
+            finally:
+                await runtime.close()
+
+        return wrapper
+
+    return decorate

@@ -1,0 +1,32 @@
+"""Errors of the distributed runtime. Each carries what a user needs to act on it."""
+
+from __future__ import annotations
+
+
+class RuntimeError_(Exception):
+    """Base class of runtime errors."""
+
+
+class NoInstancesError(RuntimeError_):
+    """No worker serves the endpoint (right now)."""
+
+    def __init__(self, endpoint: str):
+        super().__init__(f"no instances of {endpoint} are running")
+        self.endpoint = endpoint
+
+
+class InstanceGoneError(RuntimeError_):
+    """The worker is not there (no responders) or stopped answering mid-stream."""
+
+    def __init__(self, instance_id: int, detail: str):
+        super().__init__(f"worker {instance_id:x} {detail}")
+        self.instance_id = instance_id
+
+
+class RemoteError(RuntimeError_):
+    """The worker's handler raised; the message is the worker's."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status

@@ -1,0 +1,202 @@
+"""Requests over NATS: the worker side (`EndpointServer`) and the caller side (`stream_request`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+from dynamo.llm.context import Context
+from dynamo.runtime import codec
+from dynamo.runtime.errors import InstanceGoneError, RemoteError
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 0.5
+# A stream with no frame for this long means the worker is gone (it heartbeats twice a second).
+IDLE_TIMEOUT_SECONDS = 2.0
+# How long a new request waits for the first frame before the worker counts as unresponsive.
+FIRST_FRAME_TIMEOUT_SECONDS = 5.0
+
+Handler = Callable[..., AsyncIterator[Any]]
+
+
+def takes_context(handler: Handler) -> bool:
+    """Handlers are `(request)` or `(request, context)` async generators, as upstream allows."""
+    try:
+        params = [
+            p
+            for p in inspect.signature(handler).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        return True
+    return len(params) >= 2
+
+
+def control_subject(subject: str) -> str:
+    return f"{subject}.control"
+
+
+class EndpointServer:
+    """Serves one instance subject: a task per request, cancellation, graceful drain."""
+
+    def __init__(self, nc: NATS, subject: str, handler: Handler):
+        self.nc = nc
+        self.subject = subject
+        self.handler = handler
+        self._with_context = takes_context(handler)
+        self._inflight: dict[str, tuple[Context, asyncio.Task]] = {}
+        self._subs: list[Any] = []
+        self._accepting = True
+
+    async def start(self) -> None:
+        self._subs.append(await self.nc.subscribe(self.subject, cb=self._on_request))
+        self._subs.append(
+            await self.nc.subscribe(control_subject(self.subject), cb=self._on_control)
+        )
+
+    async def _on_request(self, msg: Msg) -> None:
+        if not msg.reply:
+            return
+        try:
+            request_id, data = codec.decode_request(msg.data)
+        except Exception:
+            await self.nc.publish(msg.reply, codec.error_frame(1, "malformed request"))
+            return
+        if not self._accepting:
+            await self.nc.publish(msg.reply, codec.error_frame(1, "worker is shutting down", 503))
+            return
+        context = Context(request_id)
+        task = asyncio.create_task(self._serve(msg.reply, data, context))
+        self._inflight[request_id] = (context, task)
+        task.add_done_callback(lambda _: self._inflight.pop(request_id, None))
+
+    async def _on_control(self, msg: Msg) -> None:
+        try:
+            body = codec.decode_frame(msg.data)
+        except Exception:
+            return
+        entry = self._inflight.get(body.get("id"))
+        if entry is None:
+            return
+        context, task = entry
+        if body.get("kind") == "kill":
+            context.kill()
+            task.cancel()
+        else:
+            context.stop_generating()
+
+    async def _serve(self, inbox: str, data: Any, context: Context) -> None:
+        publish = self.nc.publish
+        seq = 0
+        last_sent = asyncio.get_running_loop().time()
+
+        async def heartbeat() -> None:
+            nonlocal seq
+            while True:
+                await asyncio.sleep(HEARTBEAT_SECONDS)
+                if asyncio.get_running_loop().time() - last_sent >= HEARTBEAT_SECONDS:
+                    seq += 1
+                    await publish(inbox, codec.heartbeat_frame(seq))
+
+        beat = asyncio.create_task(heartbeat())
+        stream = self.handler(data, context) if self._with_context else self.handler(data)
+        try:
+            async for item in stream:
+                if context.is_killed():
+                    break
+                seq += 1
+                await publish(inbox, codec.data_frame(seq, item))
+                last_sent = asyncio.get_running_loop().time()
+            seq += 1
+            await publish(inbox, codec.final_frame(seq))
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.exception("handler failed on %s", self.subject)
+            status = getattr(e, "status_code", None)
+            seq += 1
+            with contextlib.suppress(Exception):
+                await publish(
+                    inbox,
+                    codec.error_frame(
+                        seq, getattr(e, "message", None) or str(e) or type(e).__name__, status
+                    ),
+                )
+        finally:
+            beat.cancel()
+            with contextlib.suppress(Exception):
+                await stream.aclose()
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Stop taking requests and wait for the in-flight ones to finish."""
+        self._accepting = False
+        for sub in self._subs[:1]:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        tasks = [task for _, task in self._inflight.values()]
+        if tasks:
+            log.info("finishing %d in-flight request(s) on %s", len(tasks), self.subject)
+            await asyncio.wait(tasks, timeout=timeout)
+        for sub in self._subs[1:]:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+
+async def stream_request(
+    nc: NATS, subject: str, instance_id: int, request: Any, context: Context
+) -> AsyncIterator[Any]:
+    """Send one request and yield the worker's responses until its final frame.
+
+    Raises `InstanceGoneError` when nobody listens on the subject (before anything was streamed,
+    so the caller may retry elsewhere) or when the worker goes quiet mid-stream, and
+    `RemoteError` when the worker's handler failed.
+    """
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    finished = False
+    try:
+        await nc.publish(subject, codec.encode_request(context.id(), request), reply=inbox)
+        expected = 1
+        timeout = FIRST_FRAME_TIMEOUT_SECONDS
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=timeout)
+            except TimeoutError:
+                raise InstanceGoneError(instance_id, "stopped responding") from None
+            timeout = IDLE_TIMEOUT_SECONDS
+            if msg.headers and msg.headers.get("Status") == "503":
+                raise InstanceGoneError(instance_id, "is not listening (no responders)")
+            frame = codec.decode_frame(msg.data)
+            if frame.get("seq") != expected:
+                raise InstanceGoneError(
+                    instance_id,
+                    f"lost response frames (got {frame.get('seq')}, expected {expected})",
+                )
+            expected += 1
+            if "data" in frame:
+                yield frame["data"]
+            elif frame.get("final"):
+                finished = True
+                return
+            elif "error" in frame:
+                finished = True
+                raise RemoteError(frame["error"], frame.get("status"))
+    finally:
+        if not finished:
+            # The caller stopped reading (client disconnect, local stop string) or we failed:
+            # tell the worker to stop generating.
+            with contextlib.suppress(Exception):
+                await nc.publish(
+                    control_subject(subject),
+                    codec.control(context.id(), "kill" if context.is_killed() else "stop"),
+                )
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()

@@ -1,0 +1,66 @@
+"""`dynamo-run in=http out=dyn` (and `python -m dynamo.frontend`): serve every model found in etcd."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from dynamo.frontend.flags import Invocation
+from dynamo.frontend.http.app import AppState
+from dynamo.frontend.model_manager import ModelManager
+from dynamo.llm.discovery import DiscoveredModel, ModelWatcher
+from dynamo.llm.model_type import ModelType
+from dynamo.llm.pipeline import BackendModel, OpenAIEngineModel, ServedModel
+from dynamo.runtime import DistributedRuntime, RouterEngine
+
+log = logging.getLogger(__name__)
+
+
+def served_from_discovery(model: DiscoveredModel, router_mode: str) -> ServedModel:
+    engine = RouterEngine(model.client, router_mode)
+    if model.model_type is ModelType.Backend:
+        return BackendModel(model.name, model.card, engine)
+    serves = frozenset({model.model_type})
+    if model.model_type is ModelType.Chat:
+        serves |= {ModelType.Completion}  # Chat workers (echo_full, upstream's) take both
+    return OpenAIEngineModel(model.name, model.card, engine, serves)
+
+
+async def watch_models(
+    runtime: DistributedRuntime, models: ModelManager, router_mode: str
+) -> ModelWatcher:
+    async def added(model: DiscoveredModel) -> None:
+        models.add(served_from_discovery(model, router_mode))
+
+    async def removed(name: str) -> None:
+        models.remove(name)
+
+    watcher = ModelWatcher(runtime, added, removed)
+    watcher.start()
+    return watcher
+
+
+async def run_discovering(inv: Invocation) -> None:
+    from dynamo.frontend.cli import run_input
+
+    args = inv.args
+    if args.router_mode == "kv":
+        log.warning("--router-mode kv is not available yet; routing round-robin")
+    runtime = DistributedRuntime()
+    await runtime.ensure_connected()
+    state = AppState()
+    watcher = await watch_models(runtime, state.models, args.router_mode)
+    try:
+        if inv.input == "http":
+            from dynamo.frontend.http.server import serve_http
+
+            await serve_http(state, args.http_host, args.http_port)
+            return
+        log.info("waiting for a model to appear in etcd ...")
+        while not len(state.models):  # noqa: ASYNC110 - the watcher fills it from another task
+            await asyncio.sleep(0.1)
+        model = state.models.get(state.models.names()[0])
+        await run_input(inv, model, ignore_eos=False)
+    finally:
+        await watcher.stop()
+        await runtime.close()

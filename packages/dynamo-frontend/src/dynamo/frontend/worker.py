@@ -1,0 +1,41 @@
+"""`dynamo-run in=dyn://ns.comp.ep out=<engine> MODEL`: serve an engine as a distributed worker."""
+
+from __future__ import annotations
+
+import logging
+
+from dynamo.frontend.flags import Invocation, parse_dyn_path
+from dynamo.frontend.local_model import start_engine
+from dynamo.llm.model_card import ModelDeploymentCard
+from dynamo.llm.register import register_llm
+from dynamo.runtime.distributed import DistributedRuntime, install_shutdown_signals
+
+log = logging.getLogger(__name__)
+
+
+async def run_worker(inv: Invocation) -> None:
+    if inv.output is None:
+        from dynamo.frontend.cli import default_engine
+
+        inv.output = default_engine()
+    namespace, component_name, endpoint_name = parse_dyn_path(inv.input)
+    cls, engine, card, name = await start_engine(inv.output, inv.args)
+    runtime = DistributedRuntime()
+    install_shutdown_signals(runtime)
+    try:
+        await runtime.ensure_connected()
+        component = runtime.namespace(namespace).component(component_name)
+        await component.create_service()
+        endpoint = component.endpoint(endpoint_name)
+        await register_llm(
+            cls.model_type,
+            endpoint,
+            inv.args.model_path,
+            name,
+            card=card or ModelDeploymentCard.for_name_only(name),
+        )
+        await endpoint.serve_endpoint(engine.generate)
+    finally:
+        await runtime.close()
+        await engine.close()
+    log.info("worker stopped")
