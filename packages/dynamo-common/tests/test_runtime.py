@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import shutil
 import signal
@@ -83,7 +84,7 @@ async def test_round_robin_spreads_evenly(workers, runtime):
     client = await client_for(runtime, workers.namespace, 2)
     seen = [(await collect(client.round_robin({"n": 1})))[0]["instance"] for _ in range(6)]
     assert set(seen) == set(client.instance_ids())
-    assert all(a != b for a, b in zip(seen, seen[1:], strict=False))
+    assert all(a != b for a, b in itertools.pairwise(seen))
 
 
 async def test_random_and_direct(workers, runtime):
@@ -184,7 +185,7 @@ async def test_request_to_a_dead_worker_is_retried_elsewhere(workers, runtime):
 
 
 async def test_sigterm_finishes_the_stream_and_leaves_at_once(workers, runtime):
-    proc, instance_id = workers.start()
+    proc, _ = workers.start()
     client = await client_for(runtime, workers.namespace, 1)
     stream = client.round_robin({"n": 30, "delay": 0.05})
     items = [await anext(stream)]

@@ -16,7 +16,10 @@ import pytest
 
 MESSAGES = [
     [{"role": "user", "content": "What is the capital of France?"}],
-    [{"role": "system", "content": "You answer in one word."}, {"role": "user", "content": "Name a colour."}],
+    [
+        {"role": "system", "content": "You answer in one word."},
+        {"role": "user", "content": "Name a colour."},
+    ],
 ]
 
 
@@ -26,8 +29,22 @@ def server(smollm2_gguf):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dynamo.frontend.cli", "in=http", "out=llamacpp", str(smollm2_gguf),
-         "--model-name", "smol", "--context-length", "2048", "--http-host", "127.0.0.1", "--http-port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "dynamo.frontend.cli",
+            "in=http",
+            "out=llamacpp",
+            str(smollm2_gguf),
+            "--model-name",
+            "smol",
+            "--context-length",
+            "2048",
+            "--http-host",
+            "127.0.0.1",
+            "--http-port",
+            str(port),
+        ],
         env={**os.environ, "DYN_LOG": "warn"},
     )
     url = f"http://127.0.0.1:{port}"
@@ -50,7 +67,9 @@ def direct(smollm2_gguf):
 @pytest.mark.parametrize("messages", MESSAGES)
 def test_greedy_chat_equals_llama_cpp(server, direct, messages):
     client = openai.OpenAI(base_url=f"{server}/v1", api_key="none", max_retries=0)
-    ours = client.chat.completions.create(model="smol", messages=messages, temperature=0, max_tokens=40)
+    ours = client.chat.completions.create(
+        model="smol", messages=messages, temperature=0, max_tokens=40
+    )
     theirs = direct.create_chat_completion(messages=messages, temperature=0, max_tokens=40)
     assert ours.choices[0].message.content == theirs["choices"][0]["message"]["content"]
     assert ours.choices[0].finish_reason == theirs["choices"][0]["finish_reason"]
@@ -59,7 +78,11 @@ def test_greedy_chat_equals_llama_cpp(server, direct, messages):
 
 def test_streaming_equals_unary(server):
     client = openai.OpenAI(base_url=f"{server}/v1", api_key="none", max_retries=0)
-    unary = client.chat.completions.create(model="smol", messages=MESSAGES[0], temperature=0, max_tokens=30)
-    stream = client.chat.completions.create(model="smol", messages=MESSAGES[0], temperature=0, max_tokens=30, stream=True)
+    unary = client.chat.completions.create(
+        model="smol", messages=MESSAGES[0], temperature=0, max_tokens=30
+    )
+    stream = client.chat.completions.create(
+        model="smol", messages=MESSAGES[0], temperature=0, max_tokens=30, stream=True
+    )
     text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     assert text == unary.choices[0].message.content

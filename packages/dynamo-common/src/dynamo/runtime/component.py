@@ -175,7 +175,7 @@ class Client:
         now = time.monotonic()
         return sorted(i for i in self._instances if self._down.get(i, 0.0) <= now)
 
-    async def wait_for_instances(self, timeout: float | None = None) -> list[int]:
+    async def wait_for_instances(self, timeout: float | None = None) -> list[int]:  # noqa: ASYNC109 - upstream's signature
         async def wait() -> list[int]:
             while not self.instance_ids():
                 self._changed.clear()

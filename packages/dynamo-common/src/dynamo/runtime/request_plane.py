@@ -135,7 +135,7 @@ class EndpointServer:
             with contextlib.suppress(Exception):
                 await stream.aclose()
 
-    async def drain(self, timeout: float | None = None) -> None:
+    async def drain(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
         """Stop taking requests and wait for the in-flight ones to finish."""
         self._accepting = False
         for sub in self._subs[:1]:
