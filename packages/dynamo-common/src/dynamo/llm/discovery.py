@@ -1,11 +1,19 @@
-"""`ModelWatcher`: follows `models/` in etcd and tells the frontend when models come and go."""
+"""`ModelWatcher`: follows `models/` in etcd and tells the frontend when models come and go.
+
+A model is *added* when the first worker entry for its name appears and *removed* when the last
+one goes (lease revoked on shutdown, or expired after a crash). Its card is rebuilt from the
+`mdc/` key and the NATS object store, so the frontend needs no local copy of the model.
+
+Two ways to listen: callbacks (`ModelWatcher(runtime, on_added, on_removed).start()`), or
+`async for event in watcher.events()` yielding `ModelAdded` / `ModelRemoved`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -13,12 +21,18 @@ import orjson
 
 from dynamo.llm.model_card import ModelDeploymentCard
 from dynamo.llm.model_type import ModelType
-from dynamo.llm.register import MODELS_ROOT
+from dynamo.llm.register import MDC_ROOT, MODELS_ROOT
+from dynamo.llm.slug import slugify
 
 if TYPE_CHECKING:
     from dynamo.runtime import Client, DistributedRuntime
 
 log = logging.getLogger(__name__)
+
+# A card key can be missing for a moment: its last writer just left and another worker of the
+# model is putting it back.
+_CARD_ATTEMPTS = 10
+_CARD_RETRY_SECONDS = 0.2
 
 
 @dataclass
@@ -29,45 +43,95 @@ class DiscoveredModel:
     model_type: ModelType
     card: ModelDeploymentCard
     client: Client
+    endpoint_path: str = ""
     entry_keys: set[str] = field(default_factory=set)
 
 
+@dataclass(frozen=True)
+class ModelAdded:
+    """The first worker of a model appeared. `endpoint_path` is `ns.comp.ep`."""
+
+    name: str
+    model_type: ModelType
+    card: ModelDeploymentCard
+    endpoint_path: str
+
+
+@dataclass(frozen=True)
+class ModelRemoved:
+    """The last worker of a model went away."""
+
+    name: str
+
+
+ModelEvent = ModelAdded | ModelRemoved
 OnAdded = Callable[[DiscoveredModel], Awaitable[None]]
 OnRemoved = Callable[[str], Awaitable[None]]
 
 
 async def fetch_card(runtime: DistributedRuntime, mdc_key: str) -> ModelDeploymentCard:
     """Rebuild a card from etcd and the object store, with no local copy of the model."""
-    raw = await runtime.etcd.get(mdc_key)
+    raw = None
+    for _ in range(_CARD_ATTEMPTS):
+        raw = await runtime.etcd.get(mdc_key)
+        if raw is not None:
+            break
+        await asyncio.sleep(_CARD_RETRY_SECONDS)
     if raw is None:
         raise LookupError(f"model card {mdc_key} is not in etcd")
     fields = orjson.loads(raw)
-    files = fields.pop("files", {}) or {}
+    files = fields.pop("files", None) or {}
     if "tokenizer.json" in files:
         bucket = files["tokenizer.json"].removeprefix("nats://").split("/", 1)[0]
         store = await runtime.nats.jetstream().object_store(bucket)
         fields["tokenizer_json"] = (await store.get("tokenizer.json")).data.decode()
-    known = {k: v for k, v in fields.items() if k in ModelDeploymentCard.__dataclass_fields__}
-    return ModelDeploymentCard(**known)
+    return ModelDeploymentCard.from_json(orjson.dumps(fields))
 
 
 class ModelWatcher:
-    def __init__(self, runtime: DistributedRuntime, on_added: OnAdded, on_removed: OnRemoved):
+    """Keeps `models` (name → `DiscoveredModel`) in step with etcd, and reports the changes."""
+
+    def __init__(
+        self,
+        runtime: DistributedRuntime,
+        on_added: OnAdded | None = None,
+        on_removed: OnRemoved | None = None,
+    ):
         self.runtime = runtime
         self.on_added = on_added
         self.on_removed = on_removed
         self.models: dict[str, DiscoveredModel] = {}
         self._key_to_model: dict[str, str] = {}
+        self._listeners: list[asyncio.Queue[ModelEvent]] = []
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="model-watcher")
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="model-watcher")
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            self._task = None
+        for model in self.models.values():
+            await model.client.close()
+
+    async def events(self) -> AsyncIterator[ModelEvent]:
+        """The models there now (as `ModelAdded`), then every change. Starts the watcher."""
+        queue: asyncio.Queue[ModelEvent] = asyncio.Queue()
+        for model in self.models.values():
+            queue.put_nowait(
+                ModelAdded(model.name, model.model_type, model.card, model.endpoint_path)
+            )
+        self._listeners.append(queue)
+        self.start()
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._listeners.remove(queue)
 
     async def _run(self) -> None:
         async for event in self.runtime.etcd.watch_prefix(f"{MODELS_ROOT}/"):
@@ -83,26 +147,31 @@ class ModelWatcher:
         name = entry["name"]
         if key in self._key_to_model:
             return
+        ep = entry["endpoint"]
+        path = f"{ep['namespace']}.{ep['component']}.{ep['name']}"
         model = self.models.get(name)
-        if model is None:
-            ep = entry["endpoint"]
-            endpoint = (
-                self.runtime.namespace(ep["namespace"])
-                .component(ep["component"])
-                .endpoint(ep["name"])
-            )
-            card = await fetch_card(self.runtime, entry.get("mdc") or "")
-            model = DiscoveredModel(
-                name, ModelType.parse(entry["model_type"]), card, await endpoint.client()
-            )
-            self.models[name] = model
+        if model is not None:
+            if path != model.endpoint_path:
+                log.warning(
+                    "model '%s' is served on %s already; ignoring its workers on %s",
+                    name,
+                    model.endpoint_path,
+                    path,
+                )
+                return
             model.entry_keys.add(key)
             self._key_to_model[key] = name
-            log.info("model '%s' is available (%s)", name, model.model_type.value)
-            await self.on_added(model)
             return
+        card = await fetch_card(self.runtime, entry.get("mdc") or f"{MDC_ROOT}/{slugify(name)}")
+        client = await self.runtime.endpoint(path).client()
+        model = DiscoveredModel(name, ModelType.parse(entry["model_type"]), card, client, path)
         model.entry_keys.add(key)
+        self.models[name] = model
         self._key_to_model[key] = name
+        log.info("model '%s' is available (%s on %s)", name, model.model_type.value, path)
+        if self.on_added is not None:
+            await self.on_added(model)
+        self._notify(ModelAdded(name, model.model_type, card, path))
 
     async def _delete(self, key: str) -> None:
         name = self._key_to_model.pop(key, None)
@@ -110,8 +179,15 @@ class ModelWatcher:
             return
         model = self.models[name]
         model.entry_keys.discard(key)
-        if not model.entry_keys:
-            del self.models[name]
-            await model.client.close()
-            log.info("model '%s' has no workers left", name)
+        if model.entry_keys:
+            return
+        del self.models[name]
+        await model.client.close()
+        log.info("model '%s' has no workers left", name)
+        if self.on_removed is not None:
             await self.on_removed(name)
+        self._notify(ModelRemoved(name))
+
+    def _notify(self, event: ModelEvent) -> None:
+        for queue in self._listeners:
+            queue.put_nowait(event)

@@ -85,7 +85,8 @@ async def register_llm(
     if card.files():
         await upload_card_files(runtime.nats.jetstream(), bucket, card)
     mdc_key = f"{MDC_ROOT}/{card.service_name}"
-    await runtime.etcd.put_leased(mdc_key, card_for_etcd(card, bucket))
+    # Every worker of the model writes the same card key: shared, so one leaving keeps it.
+    await runtime.etcd.put_leased(mdc_key, card_for_etcd(card, bucket), shared=True)
     component = endpoint.component
     entry = {
         "name": card.display_name,

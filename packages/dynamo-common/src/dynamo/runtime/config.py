@@ -11,8 +11,16 @@ DEFAULT_NATS = "nats://localhost:4222"
 LEASE_TTL_SECONDS = 10
 
 
+def host_port(url: str, default_port: int) -> tuple[str, int]:
+    """`http://host:port`, `host:port` or `host` as (host, port)."""
+    parsed = urlparse(url if "//" in url else f"//{url}")
+    return parsed.hostname or "localhost", parsed.port or default_port
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
+    """The runtime's settings, read from the environment as upstream's are."""
+
     etcd_endpoints: tuple[str, ...]
     nats_server: str
     lease_ttl: int = LEASE_TTL_SECONDS
@@ -20,18 +28,14 @@ class RuntimeConfig:
     @classmethod
     def from_env(cls) -> RuntimeConfig:
         etcd = os.environ.get("ETCD_ENDPOINTS") or DEFAULT_ETCD
+        endpoints = tuple(e.strip() for e in etcd.split(",") if e.strip())
         return cls(
-            etcd_endpoints=tuple(e.strip() for e in etcd.split(",") if e.strip()),
+            etcd_endpoints=endpoints or (DEFAULT_ETCD,),
             nats_server=os.environ.get("NATS_SERVER") or DEFAULT_NATS,
             # Upstream's 10 s; shorter only for tests of lease expiry.
             lease_ttl=int(os.environ.get("DYN_ETCD_LEASE_TTL") or LEASE_TTL_SECONDS),
         )
 
     def etcd_host_port(self) -> tuple[str, int]:
-        """The first etcd endpoint as (host, port); the client fails over by reconnecting."""
-        url = urlparse(
-            self.etcd_endpoints[0]
-            if "//" in self.etcd_endpoints[0]
-            else f"http://{self.etcd_endpoints[0]}"
-        )
-        return url.hostname or "localhost", url.port or 2379
+        """The first etcd endpoint as (host, port)."""
+        return host_port(self.etcd_endpoints[0], 2379)

@@ -13,19 +13,21 @@ from typing import Any
 import nats
 from nats.aio.client import Client as NATS
 
-from dynamo.runtime.component import Namespace
+from dynamo.runtime.backoff import Backoff
+from dynamo.runtime.component import Endpoint, Namespace
 from dynamo.runtime.config import RuntimeConfig
 from dynamo.runtime.etcd import Etcd
 
 log = logging.getLogger(__name__)
 
 
-async def connect_nats(url: str) -> NATS:
+async def connect_nats(url: str, closing: asyncio.Event | None = None) -> NATS:
     """Connect, retrying (and saying so once) until NATS answers; reconnect forever afterwards."""
     warned = False
 
     async def disconnected() -> None:
-        log.warning("lost NATS at %s; reconnecting", url)
+        if closing is None or not closing.is_set():
+            log.warning("lost NATS at %s; reconnecting", url)
 
     async def reconnected() -> None:
         log.info("reconnected to NATS at %s", url)
@@ -33,6 +35,7 @@ async def connect_nats(url: str) -> NATS:
     async def error(e: Exception) -> None:
         log.debug("NATS: %s", e)
 
+    backoff = Backoff()
     while True:
         try:
             nc = await nats.connect(
@@ -56,7 +59,7 @@ async def connect_nats(url: str) -> NATS:
                     type(e).__name__,
                 )
                 warned = True
-            await asyncio.sleep(1.0)
+            await backoff.sleep()
 
 
 class DistributedRuntime:
@@ -83,7 +86,7 @@ class DistributedRuntime:
         async with self._connected:
             if self._nats is None:
                 await self.etcd.connect()
-                self._nats = await connect_nats(self.config.nats_server)
+                self._nats = await connect_nats(self.config.nats_server, self.shutting_down)
 
     @property
     def nats(self) -> NATS:
@@ -105,6 +108,13 @@ class DistributedRuntime:
 
     def namespace(self, name: str) -> Namespace:
         return Namespace(self, name)
+
+    def endpoint(self, path: str) -> Endpoint:
+        """The endpoint at `ns.comp.ep` (or `dyn://ns.comp.ep`), as `dynamo-run` names them."""
+        parts = path.removeprefix("dyn://").split(".")
+        if len(parts) != 3 or not all(parts):
+            raise ValueError(f"an endpoint path is namespace.component.endpoint, not {path!r}")
+        return self.namespace(parts[0]).component(parts[1]).endpoint(parts[2])
 
     def add_closer(self, closer: Callable[[], Awaitable[None]]) -> None:
         self._closers.append(closer)

@@ -1,13 +1,19 @@
-"""Errors of the distributed runtime. Each carries what a user needs to act on it."""
+"""Errors of the distributed runtime. Each carries what a user needs to act on it.
+
+DynamoRuntimeError
+├── NoInstancesError     nobody serves the endpoint (or the instance asked for) right now
+├── InstanceGoneError    no responders, or the stream stopped without its final message
+└── RemoteError          the worker's handler raised; its message (and status) travel here
+"""
 
 from __future__ import annotations
 
 
-class RuntimeError_(Exception):
+class DynamoRuntimeError(Exception):
     """Base class of runtime errors."""
 
 
-class NoInstancesError(RuntimeError_):
+class NoInstancesError(DynamoRuntimeError):
     """No worker serves the endpoint (right now)."""
 
     def __init__(self, endpoint: str):
@@ -15,7 +21,7 @@ class NoInstancesError(RuntimeError_):
         self.endpoint = endpoint
 
 
-class InstanceGoneError(RuntimeError_):
+class InstanceGoneError(DynamoRuntimeError):
     """The worker is not there (no responders) or stopped answering mid-stream."""
 
     def __init__(self, instance_id: int, detail: str):
@@ -23,7 +29,7 @@ class InstanceGoneError(RuntimeError_):
         self.instance_id = instance_id
 
 
-class RemoteError(RuntimeError_):
+class RemoteError(DynamoRuntimeError):
     """The worker's handler raised; the message is the worker's."""
 
     def __init__(self, message: str, status: int | None = None):

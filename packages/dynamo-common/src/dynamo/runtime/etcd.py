@@ -1,6 +1,6 @@
 """etcd for discovery: a primary lease kept alive, keys bound to it, and prefix watches.
 
-Built on `aetcd` (async, maintained; see docs/decisions.md). Better than upstream on one point its
+Built on `aetcd` (async, on grpcio; see docs/decisions.md). Better than upstream on one point its
 users hit (#3493): losing the lease (etcd down longer than the TTL) does not kill the process. The
 keeper logs it, waits for etcd, takes a new lease and writes every key it owned again.
 """
@@ -15,11 +15,20 @@ from dataclasses import dataclass
 
 import aetcd
 
-from dynamo.runtime.config import RuntimeConfig
+from dynamo.runtime.backoff import Backoff
+from dynamo.runtime.config import RuntimeConfig, host_port
 
 log = logging.getLogger(__name__)
 
-_RETRY_SECONDS = 1.0
+# gRPC keepalive pings find a half-open connection (etcd's host gone, no RST) within ~15 s, so a
+# watch cannot hang forever. etcd refuses pings more often than every 5 s (too_many_pings).
+_GRPC_OPTIONS = {
+    "grpc.keepalive_time_ms": 10_000,
+    "grpc.keepalive_timeout_ms": 5_000,
+    "grpc.keepalive_permit_without_calls": 1,
+    "grpc.http2.max_pings_without_data": 0,
+}
+_ERRORS = (aetcd.exceptions.ClientError, OSError, asyncio.TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,21 +45,35 @@ class Etcd:
 
     def __init__(self, config: RuntimeConfig):
         self.config = config
-        host, port = config.etcd_host_port()
-        self._client = aetcd.Client(host=host, port=port, timeout=5)
+        self._endpoint = 0
+        self._client = self._new_client()
         self._lease_id: int | None = None
         self._owned: dict[str, bytes] = {}
+        self._guards: dict[str, asyncio.Task] = {}
         self._keeper: asyncio.Task | None = None
         self._lease_ready = asyncio.Event()
         self.on_lease_change: list[Callable[[int], Awaitable[None]]] = []
 
+    def _new_client(self) -> aetcd.Client:
+        host, port = host_port(self.url, 2379)
+        return aetcd.Client(host=host, port=port, timeout=5, options=_GRPC_OPTIONS)
+
     @property
     def url(self) -> str:
-        return self.config.etcd_endpoints[0]
+        return self.config.etcd_endpoints[self._endpoint]
+
+    @property
+    def lease_id(self) -> int | None:
+        """The lease the keys are on now (it changes when a lost lease is replaced)."""
+        return self._lease_id
 
     async def connect(self) -> None:
-        """Wait until etcd answers, saying once (not on every retry) that it does not."""
+        """Wait until etcd answers, saying once (not on every retry) that it does not.
+
+        With several `ETCD_ENDPOINTS`, each failed attempt moves on to the next one.
+        """
         warned = False
+        backoff = Backoff()
         while True:
             try:
                 await self._client.connect()
@@ -58,7 +81,7 @@ class Etcd:
                 if warned:
                     log.info("connected to etcd at %s", self.url)
                 return
-            except (aetcd.exceptions.ClientError, OSError) as e:
+            except _ERRORS as e:
                 if not warned:
                     log.warning(
                         "cannot reach etcd at %s (%s); retrying (set ETCD_ENDPOINTS)",
@@ -66,7 +89,12 @@ class Etcd:
                         type(e).__name__,
                     )
                     warned = True
-                await asyncio.sleep(_RETRY_SECONDS)
+                if len(self.config.etcd_endpoints) > 1:
+                    with contextlib.suppress(Exception):
+                        await self._client.close()
+                    self._endpoint = (self._endpoint + 1) % len(self.config.etcd_endpoints)
+                    self._client = self._new_client()
+                await backoff.sleep()
 
     # -- the primary lease ------------------------------------------------------------------
 
@@ -87,6 +115,7 @@ class Etcd:
 
     async def _keep_alive(self) -> None:
         interval = self.config.lease_ttl / 2
+        await self._lease_ready.wait()
         while True:
             await asyncio.sleep(interval)
             try:
@@ -94,56 +123,91 @@ class Etcd:
                 if reply.TTL > 0:
                     continue
                 log.warning("etcd lease %x expired; registering again", self._lease_id)
-            except (aetcd.exceptions.ClientError, OSError) as e:
+            except Exception as e:  # any failure here must not end the keeper
                 log.warning(
-                    "etcd lease keep-alive failed (%s); still serving, will register again when etcd is back",
+                    "etcd lease keep-alive to %s failed (%s); still serving, will register again "
+                    "when etcd is back",
+                    self.url,
                     type(e).__name__,
                 )
             await self._recover()
 
     async def _recover(self) -> None:
-        """Take a new lease once etcd answers, and write every owned key again."""
+        """Once etcd answers: keep the lease if it survived, else take a new one; write all keys."""
         old = self._lease_id
         self._lease_ready.clear()
+        backoff = Backoff()
         while True:
             try:
                 # A short outage keeps the old lease: only replace it if etcd says it is gone.
-                with contextlib.suppress(aetcd.exceptions.ClientError):
-                    if old is not None and (await self._client.refresh_lease(old)).TTL > 0:
-                        for key, value in self._owned.items():
-                            await self._client.put(key.encode(), value, lease=old)
-                        self._lease_ready.set()
-                        log.info("etcd is back; lease %x survived", old)
-                        return
-                await self._grant()
-                for key, value in self._owned.items():
+                survived = False
+                if old is not None:
+                    with contextlib.suppress(aetcd.exceptions.ClientError):
+                        survived = (await self._client.refresh_lease(old)).TTL > 0
+                if not survived:
+                    lease = await self._client.lease(self.config.lease_ttl)
+                    self._lease_id = lease.id
+                for key, value in list(self._owned.items()):
                     await self._client.put(key.encode(), value, lease=self._lease_id)
                 break
-            except (aetcd.exceptions.ClientError, OSError):
-                await asyncio.sleep(_RETRY_SECONDS)
+            except Exception:
+                await backoff.sleep()
+        self._lease_ready.set()
+        if self._lease_id == old:
+            log.info("etcd is back at %s; lease %x survived", self.url, old)
+            return
         log.info(
-            "etcd is back: new lease %x, %d keys registered again", self._lease_id, len(self._owned)
+            "etcd is back at %s: new lease %x (was %x), %d keys registered again",
+            self.url,
+            self._lease_id,
+            old or 0,
+            len(self._owned),
         )
         for callback in self.on_lease_change:
             await callback(self._lease_id)
 
-    async def put_leased(self, key: str, value: bytes) -> None:
-        """Write a key bound to the primary lease; it is written again after a lease loss."""
+    # -- keys -----------------------------------------------------------------------------
+
+    async def put_leased(self, key: str, value: bytes, *, shared: bool = False) -> None:
+        """Write a key bound to the primary lease; it is written again after a lease loss.
+
+        `shared`: other processes write the same key (a model card every worker of the model
+        publishes). When one of them leaves, its revoked lease deletes the key; we put it back
+        for as long as we own it.
+        """
         lease = await self.primary_lease()
         self._owned[key] = value
         try:
             await self._client.put(key.encode(), value, lease=lease)
-        except (aetcd.exceptions.ClientError, OSError) as e:
+        except _ERRORS as e:
             # The keeper writes every owned key again once etcd answers.
             log.warning(
                 "etcd write of %s failed (%s); it will be written when etcd is back",
                 key,
                 type(e).__name__,
             )
+        if shared and key not in self._guards:
+            self._guards[key] = asyncio.create_task(self._guard(key), name=f"etcd-guard {key}")
+
+    async def _guard(self, key: str) -> None:
+        async for event in self.watch_prefix(key):
+            if event.key != key or event.kind != "delete":
+                continue
+            value = self._owned.get(key)
+            if value is None:
+                return
+            if self._lease_ready.is_set():
+                with contextlib.suppress(*_ERRORS):
+                    await self._client.put(key.encode(), value, lease=self._lease_id)
+                    log.debug("put back shared key %s", key)
 
     async def delete_owned(self, key: str) -> None:
+        """Stop owning a key and delete it now (not waiting for the lease to go)."""
         self._owned.pop(key, None)
-        with contextlib.suppress(aetcd.exceptions.ClientError):
+        guard = self._guards.pop(key, None)
+        if guard is not None:
+            guard.cancel()
+        with contextlib.suppress(*_ERRORS):
             await self._client.delete(key.encode())
 
     async def get(self, key: str) -> bytes | None:
@@ -155,9 +219,14 @@ class Etcd:
         return {kv.key.decode(): kv.value for kv in result}
 
     async def watch_prefix(self, prefix: str) -> AsyncIterator[WatchEvent]:
-        """Existing keys first (as puts), then changes; survives etcd restarts by re-listing."""
+        """Existing keys first (as puts), then changes; survives etcd restarts by re-listing.
+
+        After a lost watch the prefix is listed again and compared with what this watch had
+        reported, so the caller sees the deletes and puts it missed, once each.
+        """
         known: dict[str, bytes] = {}
         warned = False
+        backoff = Backoff()
         while True:
             try:
                 current = await self._client.get_prefix(prefix.encode())
@@ -173,6 +242,7 @@ class Etcd:
                 if warned:
                     log.info("etcd watch on %s resumed", prefix)
                     warned = False
+                backoff.reset()
                 start = revision + 1 if revision is not None else None
                 watch = await self._client.watch_prefix(prefix.encode(), start_revision=start)
                 async for event in watch:
@@ -180,23 +250,30 @@ class Etcd:
                     if event.kind == aetcd.EventKind.PUT:
                         known[key] = event.kv.value
                         yield WatchEvent("put", key, event.kv.value)
-                    else:
-                        known.pop(key, None)
+                    elif known.pop(key, None) is not None:
                         yield WatchEvent("delete", key, b"")
-            except (aetcd.exceptions.ClientError, OSError) as e:
+            except _ERRORS as e:
                 if not warned:
-                    log.warning("etcd watch on %s lost (%s); retrying", prefix, type(e).__name__)
+                    log.warning(
+                        "etcd watch on %s at %s lost (%s); retrying",
+                        prefix,
+                        self.url,
+                        type(e).__name__,
+                    )
                     warned = True
-                await asyncio.sleep(_RETRY_SECONDS)
+                await backoff.sleep()
 
     async def close(self, revoke: bool = True) -> None:
         """Stop the keeper and revoke the lease, which deletes every key bound to it at once."""
-        if self._keeper is not None:
-            self._keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keeper
+        tasks = [*self._guards.values(), *([self._keeper] if self._keeper else [])]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._guards.clear()
         if revoke and self._lease_id is not None:
-            with contextlib.suppress(aetcd.exceptions.ClientError, OSError):
+            with contextlib.suppress(*_ERRORS):
                 await asyncio.wait_for(self._client.revoke_lease(self._lease_id), 2)
         with contextlib.suppress(Exception):
             await self._client.close()

