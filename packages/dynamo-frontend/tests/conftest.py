@@ -39,14 +39,21 @@ def dynamo_run_cmd(*args: str) -> list[str]:
 class RunningServer:
     """A `dynamo-run in=http ...` subprocess on a free port, waited on until /health is ready."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None, timeout: float = 120.0):
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str] | None = None,
+        timeout: float = 120.0,
+        healthy: bool = True,
+        module: str = "dynamo.frontend.cli",
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {**os.environ, "DYN_TOKEN_ECHO_DELAY_MS": "0", **(env or {})}
+        head = ["in=http"] if module == "dynamo.frontend.cli" else []
+        host_port = ["--http-host", "127.0.0.1", "--http-port", str(self.port)]
         self.proc = subprocess.Popen(
-            dynamo_run_cmd(
-                "in=http", *args, "--http-host", "127.0.0.1", "--http-port", str(self.port)
-            ),
+            [sys.executable, "-m", module, *head, *args, *host_port],
             env=full_env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -57,7 +64,9 @@ class RunningServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"dynamo-run exited early:\n{self.proc.stdout.read()}")
             try:
-                if httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200:
+                # A discovering frontend is "not ready" (503) until a model appears: wait for /live.
+                path = "/health" if healthy else "/live"
+                if httpx.get(f"{self.url}{path}", timeout=1.0).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -97,8 +106,8 @@ def dynamo_run_cmd_fixture():
 def start_server() -> Iterator:
     servers: list[RunningServer] = []
 
-    def start(*args: str, env: dict[str, str] | None = None) -> RunningServer:
-        server = RunningServer(list(args), env)
+    def start(*args: str, env: dict[str, str] | None = None, **kw) -> RunningServer:
+        server = RunningServer(list(args), env, **kw)
         servers.append(server)
         return server
 

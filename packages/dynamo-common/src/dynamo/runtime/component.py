@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 INSTANCES_ROOT = "instances"
 MARK_DOWN_SECONDS = 3.0
+NO_INSTANCE_WAIT_SECONDS = 5.0
 
 
 class Namespace:
@@ -241,6 +242,12 @@ class Client:
     ) -> AsyncIterator[Any]:
         """Route, and retry on another instance if the chosen one is gone before it answered."""
         tried: set[int] = set()
+        if not self.instance_ids():
+            # A model is announced just before its worker starts serving: give it a moment.
+            try:
+                await self.wait_for_instances(NO_INSTANCE_WAIT_SECONDS)
+            except TimeoutError:
+                raise NoInstancesError(self.endpoint.path) from None
         while True:
             instance_id = pick(tried) if pick is not None else self._pick(mode, tried)
             streamed = False

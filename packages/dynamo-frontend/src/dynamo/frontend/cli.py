@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
 
 from dynamo.frontend.flags import Invocation, UsageError, parse_command_line
@@ -114,6 +115,10 @@ def _run(inv: Invocation) -> None:
         runner.run(amain(inv))
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None, prog: str = "dynamo-run") -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -123,6 +128,8 @@ def main(argv: list[str] | None = None, prog: str = "dynamo-run") -> int:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     setup_logging(inv.args.verbose)
+    # Until a server installs its own graceful handler, SIGTERM stops us like Ctrl-C: exit 0.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         _run(inv)
     except KeyboardInterrupt:

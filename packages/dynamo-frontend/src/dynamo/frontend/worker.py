@@ -19,10 +19,13 @@ async def run_worker(inv: Invocation) -> None:
 
         inv.output = default_engine()
     namespace, component_name, endpoint_name = parse_dyn_path(inv.input)
-    cls, engine, card, name = await start_engine(inv.output, inv.args)
+    # Signals first: a SIGTERM while the model loads is a clean stop too.
     runtime = DistributedRuntime()
     install_shutdown_signals(runtime)
+    cls, engine, card, name = await start_engine(inv.output, inv.args)
     try:
+        if runtime.shutting_down.is_set():
+            return
         await runtime.ensure_connected()
         component = runtime.namespace(namespace).component(component_name)
         await component.create_service()

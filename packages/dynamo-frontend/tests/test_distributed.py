@@ -1,0 +1,169 @@
+"""Frontend and workers as separate processes over real etcd and NATS (issue: distributed runtime)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+pytestmark = pytest.mark.integration
+
+EXAMPLE = Path(__file__).parents[3] / "examples" / "hello_worker.py"
+
+
+class Procs:
+    def __init__(self, env: dict[str, str]):
+        self.env = {**os.environ, "DYN_TOKEN_ECHO_DELAY_MS": "0", **env}
+        self.procs: list[subprocess.Popen] = []
+
+    def spawn(self, *cmd: str, **env: str) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            list(cmd),
+            env={**self.env, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def worker(self, path: str, *args: str, **env: str) -> subprocess.Popen:
+        return self.spawn(
+            sys.executable, "-m", "dynamo.frontend.cli", f"in=dyn://{path}", *args, **env
+        )
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def procs(runtime_env):
+    p = Procs(runtime_env)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def frontend(start_server, runtime_env):
+    return start_server("out=dyn", env=runtime_env, healthy=False)
+
+
+def models(server) -> list[str]:
+    return [m["id"] for m in httpx.get(f"{server.v1}/models").json()["data"]]
+
+
+def wait_models(server, expected: set[str], timeout: float = 30, exact: bool = True) -> float:
+    start = time.monotonic()
+    while (set(models(server)) != expected) if exact else not expected <= set(models(server)):
+        assert time.monotonic() - start < timeout, (
+            f"/v1/models is {models(server)}, expected {expected}"
+        )
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def chat(server, model: str, content: str, **kw):
+    client = openai.OpenAI(base_url=server.v1, api_key="none", max_retries=0)
+    return client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": content}], **kw
+    )
+
+
+def test_models_follow_workers_and_requests_route(procs, frontend, smollm2_gguf):
+    a = procs.worker(
+        "dist1.backend.generate", "out=echo_core", str(smollm2_gguf), "--model-name", "smol"
+    )
+    procs.worker(
+        "dist1.backend.generate", "out=echo_core", str(smollm2_gguf), "--model-name", "smol"
+    )
+    procs.worker("dist2.backend.generate", "out=echo_full", "--model-name", "echo")
+    wait_models(frontend, {"smol", "echo"})
+
+    resp = chat(frontend, "smol", "Tell me a story", extra_body={"nvext": {"ignore_eos": True}})
+    assert "<|im_start|>user\nTell me a story<|im_end|>" in resp.choices[0].message.content
+    assert chat(frontend, "echo", "hello there").choices[0].message.content == "hello there"
+    stream = chat(frontend, "echo", "streamed", stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "streamed"
+    completion = openai.OpenAI(base_url=frontend.v1, api_key="none").completions.create(
+        model="echo", prompt="abc"
+    )
+    assert completion.choices[0].text == "abc"
+
+    # One of two workers leaves: the model stays. The other leaves: the model goes, within a second.
+    a.send_signal(signal.SIGTERM)
+    assert a.wait(15) == 0
+    assert chat(frontend, "smol", "still here?").choices[0].message.content is not None
+    procs.procs[1].send_signal(signal.SIGTERM)
+    assert wait_models(frontend, {"echo"}, timeout=5) < 1.5
+
+
+def test_worker_killed_mid_stream_gives_an_error_event(procs, frontend):
+    victim = procs.worker(
+        "dist3.backend.generate",
+        "out=echo_full",
+        "--model-name",
+        "slow",
+        DYN_TOKEN_ECHO_DELAY_MS="20",
+    )
+    wait_models(frontend, {"slow"})
+    body = {"model": "slow", "stream": True, "messages": [{"role": "user", "content": "z" * 2000}]}
+    events = []
+    start = None
+    with httpx.stream("POST", f"{frontend.v1}/chat/completions", json=body, timeout=30) as r:
+        for line in r.iter_lines():
+            if line:
+                events.append(line)
+            if len(events) == 5:
+                victim.kill()
+                start = time.monotonic()
+    assert time.monotonic() - start < 5
+    assert events[-1] == "data: [DONE]"
+    error_at = events.index("event: error")
+    assert "error" in json.loads(events[error_at + 1].removeprefix("data: "))
+
+
+def test_no_worker_is_a_clear_error(frontend):
+    r = httpx.post(
+        f"{frontend.v1}/chat/completions",
+        json={"model": "ghost", "messages": [{"role": "user", "content": "x"}]},
+    )
+    assert r.status_code == 404
+
+
+def test_seed_example_runs_unchanged(procs, start_server, runtime_env, smollm2_gguf):
+    example = procs.spawn(
+        sys.executable, str(EXAMPLE), MODEL_PATH=str(smollm2_gguf), MODEL_NAME="example"
+    )
+    server = start_server(env=runtime_env, healthy=False, module="dynamo.frontend")
+    wait_models(server, {"example"}, timeout=60, exact=False)
+    assert example.poll() is None
+    resp = chat(server, "example", "What is the capital of France?", max_tokens=20, temperature=0)
+    assert resp.choices[0].message.content
+    assert resp.usage.completion_tokens <= 20
+
+
+def test_batch_through_the_network(procs, tmp_path, runtime_env):
+    procs.worker("dist4.backend.generate", "out=echo_full", "--model-name", "echo-batch")
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"text": "one"}\n{"text": "two"}\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "dynamo.frontend.cli", f"in=batch:{prompts}", "out=dyn"],
+        env={**os.environ, **runtime_env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(x) for x in (tmp_path / "output.jsonl").read_text().splitlines()]
+    assert sorted(x["response"] for x in lines) == ["one", "two"]
