@@ -94,7 +94,7 @@ async def run_load(
         "model": model,
         "stream": True,
         "max_completion_tokens": max_tokens,
-        "messages": [{"role": "user", "content": "Write a long story about a robot. " * 8}],
+        "messages": [{"role": "user", "content": "Write a long story about a robot. " * 24}],
         "nvext": {"ignore_eos": True},
     }
     results = Results()
