@@ -1,12 +1,23 @@
 """Token ids → text, incrementally, with the stop conditions applied (upstream `backend.rs`).
 
-Runs once per generated token on the frontend, so it leans on `tokenizers.decoders.DecodeStream`
-(Rust) for the detokenization, which never emits half a UTF-8 character and is seeded with the
-prompt so context-dependent decoding (leading spaces) comes out right.
+Runs once per generated token on the frontend, so the detokenization itself is
+`tokenizers.decoders.DecodeStream` (Rust, about half a microsecond a token): it never emits half a
+UTF-8 character, and seeded with the end of the prompt it decodes context-dependent tokens (the
+leading space of a SentencePiece `▁word` after other text) as they read in the whole sequence.
+Around it this module adds what `DecodeStream` lacks:
+
+- recovery from its "invalid prefix" error, which byte-fallback tokenizers raise when a later
+  byte turns earlier valid bytes into replacement characters (seen with real models: vLLM #17448);
+- a bound on how many tokens it may hold back (a character is at most 4 bytes), so a model that
+  emits invalid byte sequences cannot make each step decode an ever longer tail;
+- a flush when the response ends, so bytes of an unfinished character come out as U+FFFD, as in
+  `tokenizer.decode(all_ids)`, instead of vanishing.
 """
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,34 +28,54 @@ from tokenizers.decoders import DecodeStream
 from dynamo.llm.protocols.wire import FinishReason
 from dynamo.llm.stop_strings import StopStringJail
 
-# Seeding the stream with the whole prompt costs time for nothing: the last few ids give the context.
+log = logging.getLogger(__name__)
+
+# The last few prompt ids are all the context decoding needs; seeding the whole prompt would
+# only cost time.
 _PROMPT_SEED = 8
+# A UTF-8 character spans at most 4 byte tokens; more held-back tokens than this means invalid
+# bytes (or a run of skipped special tokens), and the held tokens are flushed.
+_MAX_HELD = 8
+_REPLACEMENT = "\ufffd"
+_INVALID_PREFIX = "Invalid prefix"
+_MAX_ID = 0xFFFFFFFF  # token ids are u32 in tokenizers
 
 
 @dataclass(slots=True)
 class DecodeResult:
-    text: str
+    """What one `Decoder.step` produced."""
+
+    text: str  # new text safe to emit now (may be "")
     finish_reason: FinishReason | None = None
-    stop_reason: str | int | None = None
+    stop_reason: str | int | None = None  # the matched stop string, or the visible stop token id
 
 
 class Decoder:
-    """Decodes one response. Every fed token is counted; the finishing one ends the response.
+    """Decodes one response and applies its stop conditions.
 
-    - hidden stop ids (EOS): finish `eos`, the token's text is not emitted;
-    - visible stop ids: the token's text is emitted, then finish `stop` with the id as stop_reason;
-    - stop strings: finish `stop` with the text up to (or through) the match;
-    - `max_tokens`: finish `length` after emitting the last token's text;
-    - below `min_tokens` nothing but `max_tokens` can stop the response.
+    - hidden stop ids (EOS): finish `eos`; the token's text is not emitted;
+    - visible stop ids: the token's text is emitted, then finish `stop`, stop_reason = the id;
+    - stop strings: finish `stop`, stop_reason = the string, with the text up to the match (through
+      it with `include_stop_str_in_output`); a stop string found in the same token as a visible
+      stop id wins, so a stop string never reaches the client;
+    - `max_tokens`: finish `length` once that many tokens were fed, the last one's text emitted;
+    - while fewer than `min_tokens` tokens were fed (this one included) no stop id or string is
+      checked, as upstream: `max_tokens` alone can end the response.
+
+    `completion_tokens` counts every token fed up to and including the one that finished the
+    response, a hidden EOS included (as upstream and vLLM count it); tokens after it are ignored.
     """
 
     __slots__ = (
         "_count",
         "_finished",
+        "_held",
         "_hidden",
         "_jail",
+        "_last",
         "_max",
         "_min",
+        "_skip_special",
         "_stream",
         "_tokenizer",
         "_visible",
@@ -64,33 +95,45 @@ class Decoder:
         skip_special_tokens: bool = False,
     ) -> None:
         self._tokenizer = tokenizer
-        seed = list(prompt_token_ids[-_PROMPT_SEED:])
-        self._stream = DecodeStream(ids=seed, skip_special_tokens=skip_special_tokens)
-        self._max = max_tokens
+        self._skip_special = skip_special_tokens
+        self._max = sys.maxsize if max_tokens is None else max_tokens
         self._min = min_tokens or 0
-        self._jail = StopStringJail(stop, include_stop_str_in_output)
+        jail = StopStringJail(stop, include_stop_str_in_output)
+        self._jail = jail if jail else None
         self._visible = frozenset(stop_token_ids)
         self._hidden = frozenset(hidden_stop_token_ids)
         self._count = 0
         self._finished = False
+        # Tokens DecodeStream holds back (an unfinished character), and the last token that
+        # produced text: the context to decode the held ones with if they must be flushed.
+        self._held: list[int] = []
+        seed = list(prompt_token_ids[-_PROMPT_SEED:])
+        self._last: int | None = seed[-1] if seed else None
+        self._stream = self._new_stream(seed)
 
     @classmethod
     def from_request(cls, tokenizer: Tokenizer, request: dict[str, Any]) -> Decoder:
-        """A decoder for a `PreprocessedRequest` dict."""
-        stop = request.get("stop_conditions") or {}
+        """A decoder for a `PreprocessedRequest` dict.
+
+        The model's `eos_token_ids` join `stop_token_ids_hidden` unless `ignore_eos`, which
+        drops all hidden stops as upstream's `apply_ignore_eos`.
+        """
+        cond = request.get("stop_conditions") or {}
         sampling = request.get("sampling_options") or {}
         output = request.get("output_options") or {}
-        hidden = list(stop.get("stop_token_ids_hidden") or ())
-        if not stop.get("ignore_eos"):
+        hidden: list[int] = []
+        if not cond.get("ignore_eos"):
+            hidden.extend(cond.get("stop_token_ids_hidden") or ())
             hidden.extend(request.get("eos_token_ids") or ())
+        stop = cond.get("stop") or ()
         return cls(
             tokenizer,
             prompt_token_ids=request.get("token_ids") or (),
-            max_tokens=stop.get("max_tokens"),
-            stop=stop.get("stop") or (),
-            stop_token_ids=stop.get("stop_token_ids") or (),
-            hidden_stop_token_ids=() if stop.get("ignore_eos") else hidden,
-            min_tokens=stop.get("min_tokens") or 0,
+            max_tokens=cond.get("max_tokens"),
+            stop=[stop] if isinstance(stop, str) else stop,
+            stop_token_ids=cond.get("stop_token_ids") or (),
+            hidden_stop_token_ids=hidden,
+            min_tokens=cond.get("min_tokens") or 0,
             include_stop_str_in_output=bool(sampling.get("include_stop_str_in_output")),
             skip_special_tokens=bool(output.get("skip_special_tokens")),
         )
@@ -107,36 +150,114 @@ class Decoder:
         """Feed one engine delta; tokens after the one that finishes are ignored."""
         if self._finished:
             return DecodeResult("")
-        parts: list[str] = []
+        out = ""
         for token in token_ids:
-            self._count += 1
-            checking = self._count > self._min
+            self._count = count = self._count + 1
+            checking = count >= self._min
             if checking and token in self._hidden:
-                parts.append(self._jail.release())
-                return self._finish(parts, FinishReason.EOS, None)
-            piece = self._stream.step(self._tokenizer, token) or ""
-            if checking and self._jail:
-                safe, matched = self._jail.feed(piece)
-                parts.append(safe)
-                if matched is not None:
-                    return self._finish(parts, FinishReason.STOP, matched)
+                return self._end(out, FinishReason.EOS, None)
+            try:
+                piece = self._stream.step(self._tokenizer, token)
+            except Exception as exc:
+                piece = self._recover(token, exc)
+            if piece is None:
+                piece = self._hold(token)
             else:
-                parts.append(piece)
+                self._last = token
+                if self._held:
+                    self._held.clear()
+            if piece:
+                if checking and self._jail is not None:
+                    safe, matched = self._jail.feed(piece)
+                    out += safe
+                    if matched is not None:
+                        self._held.clear()
+                        return self._end(out, FinishReason.STOP, matched)
+                else:
+                    out += piece
             if checking and token in self._visible:
-                parts.append(self._jail.release())
-                return self._finish(parts, FinishReason.STOP, token)
-            if self._max is not None and self._count >= self._max:
-                parts.append(self._jail.release())
-                return self._finish(parts, FinishReason.LENGTH, None)
-        return DecodeResult("".join(parts))
-
-    def _finish(
-        self, parts: list[str], reason: FinishReason, stop_reason: str | int | None
-    ) -> DecodeResult:
-        self._finished = True
-        return DecodeResult("".join(parts), reason, stop_reason)
+                return self._end(out, FinishReason.STOP, token)
+            if count >= self._max:
+                return self._end(out, FinishReason.LENGTH, None)
+        return DecodeResult(out)
 
     def finish(self) -> str:
-        """The stream ended: release text held back for a stop string that never completed."""
+        """The stream ended: release text held back for a stop string that never completed,
+        and the bytes of an unfinished character (as U+FFFD)."""
+        if self._finished:
+            return ""
+        result = self._end("", None, None)
+        return result.text
+
+    # -- the cold paths ------------------------------------------------------------------------
+
+    def _end(
+        self, out: str, reason: FinishReason | None, stop_reason: str | int | None
+    ) -> DecodeResult:
+        """Finish the response: flush held-back tokens and jailed text (unless a stop string
+        cut the text, which drops everything after it)."""
         self._finished = True
-        return self._jail.release()
+        tail = self._flush()
+        jail = self._jail
+        if jail is not None and self._count >= self._min:
+            if tail:
+                safe, matched = jail.feed(tail)
+                out += safe
+                if matched is not None:
+                    return DecodeResult(out, FinishReason.STOP, matched)
+            out += jail.release()
+        else:
+            out += tail
+        return DecodeResult(out, reason, stop_reason)
+
+    def _new_stream(self, context: list[int]) -> DecodeStream:
+        """A DecodeStream seeded with `context`, minus any unfinished character at its end: a
+        seed that decodes to a trailing U+FFFD is not taken as a prefix by DecodeStream, and the
+        prompt's text would leak into the output."""
+        while context and self._decode(context).endswith(_REPLACEMENT):
+            context.pop()
+        return DecodeStream(ids=context, skip_special_tokens=self._skip_special)
+
+    def _decode(self, ids: list[int]) -> str:
+        return self._tokenizer.decode(ids, skip_special_tokens=self._skip_special)
+
+    def _hold(self, token: int) -> str:
+        """DecodeStream held `token` back; past `_MAX_HELD` tokens, give up waiting and flush."""
+        self._held.append(token)
+        if len(self._held) <= _MAX_HELD:
+            return ""
+        text = self._flush()
+        self._last = token
+        return text
+
+    def _flush(self) -> str:
+        """Decode the held-back tokens as they are (invalid bytes → U+FFFD) and restart the
+        stream after them."""
+        held = self._held
+        if not held:
+            return ""
+        last = self._last
+        context = [last] if last is not None and 0 <= last <= _MAX_ID else []
+        before = self._decode(context)
+        text = self._decode(context + held)
+        # Decoding in context keeps a leading space SentencePiece would strip at the start.
+        text = text[len(before) :] if text.startswith(before) else self._decode(held)
+        self._stream = self._new_stream([held[-1]])
+        held.clear()
+        return text
+
+    def _recover(self, token: int, exc: Exception) -> str | None:
+        """DecodeStream failed on `token`: emit what the held tokens and it decode to, restart."""
+        if isinstance(exc, TypeError | OverflowError):
+            # Not a token id DecodeStream accepts (negative, too large): count it, emit nothing.
+            log.warning("decoder: ignoring invalid token id %r", token)
+            return ""
+        if not str(exc).startswith(_INVALID_PREFIX):
+            raise exc
+        # A byte-fallback tokenizer turned earlier bytes into U+FFFD once this one came: the
+        # earlier text is out already, so decode from the held tokens on, in a fresh stream.
+        log.debug("decoder: restarting the decode stream after %s", exc)
+        self._held.append(token)
+        text = self._flush()
+        self._last = token
+        return text
