@@ -151,20 +151,25 @@ class Client:
         self._rr = 0
 
     async def start(self) -> None:
+        """List the instances there now (so `instance_ids()` is right at once), then follow."""
         await self.runtime.ensure_connected()
+        for key, value in (await self.runtime.etcd.get_prefix(self.endpoint.prefix)).items():
+            self._apply("put", key, value)
         self._watch = asyncio.create_task(self._follow(), name=f"instances {self.endpoint.path}")
         self.runtime.add_closer(self.close)
 
     async def _follow(self) -> None:
         async for event in self.runtime.etcd.watch_prefix(self.endpoint.prefix):
-            instance_id = int(event.key.rsplit(":", 1)[1], 16)
-            if event.kind == "put":
-                self._instances[instance_id] = orjson.loads(event.value)["transport"]["nats_tcp"]
-                self._down.pop(instance_id, None)
-            else:
-                self._instances.pop(instance_id, None)
-                self._down.pop(instance_id, None)
-            self._changed.set()
+            self._apply(event.kind, event.key, event.value)
+
+    def _apply(self, kind: str, key: str, value: bytes) -> None:
+        instance_id = int(key.rsplit(":", 1)[1], 16)
+        if kind == "put":
+            self._instances[instance_id] = orjson.loads(value)["transport"]["nats_tcp"]
+        else:
+            self._instances.pop(instance_id, None)
+        self._down.pop(instance_id, None)
+        self._changed.set()
 
     async def close(self) -> None:
         if self._watch is not None:

@@ -38,20 +38,24 @@ async def connect_nats(url: str, closing: asyncio.Event | None = None) -> NATS:
     backoff = Backoff()
     while True:
         try:
+            # nats-py retries a failed first connect forever, silently, when reconnecting is
+            # unlimited: let it fail (so we can say once that NATS is unreachable, and back off),
+            # then allow reconnecting forever for the life of the connection.
             nc = await nats.connect(
                 servers=[url],
                 connect_timeout=2,
                 allow_reconnect=True,
-                max_reconnect_attempts=-1,
+                max_reconnect_attempts=1,
                 reconnect_time_wait=0.5,
                 disconnected_cb=disconnected,
                 reconnected_cb=reconnected,
                 error_cb=error,
             )
+            nc.options["max_reconnect_attempts"] = -1
             if warned:
                 log.info("connected to NATS at %s", url)
             return nc
-        except (OSError, nats.errors.Error) as e:
+        except (TimeoutError, OSError, nats.errors.Error) as e:
             if not warned:
                 log.warning(
                     "cannot reach NATS at %s (%s); retrying (set NATS_SERVER)",
@@ -87,6 +91,21 @@ class DistributedRuntime:
             if self._nats is None:
                 await self.etcd.connect()
                 self._nats = await connect_nats(self.config.nats_server, self.shutting_down)
+
+    async def connect_unless_stopped(self) -> bool:
+        """`ensure_connected`, unless a shutdown comes first (SIGTERM while etcd is unreachable):
+        then give up waiting and return False."""
+        connecting = asyncio.ensure_future(self.ensure_connected())
+        stopping = asyncio.ensure_future(self.shutting_down.wait())
+        await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if connecting.done():
+            connecting.result()
+            return True
+        connecting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await connecting
+        return False
 
     @property
     def nats(self) -> NATS:
@@ -164,8 +183,9 @@ def dynamo_worker(static: bool = False) -> Callable:
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
             runtime = DistributedRuntime(asyncio.get_running_loop(), static)
             install_shutdown_signals(runtime)
-            await runtime.ensure_connected()
             try:
+                if not await runtime.connect_unless_stopped():
+                    return None
                 return await fn(runtime, *args, **kwargs)
             finally:
                 await runtime.close()

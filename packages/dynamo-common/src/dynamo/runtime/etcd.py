@@ -27,6 +27,10 @@ _GRPC_OPTIONS = {
     "grpc.keepalive_timeout_ms": 5_000,
     "grpc.keepalive_permit_without_calls": 1,
     "grpc.http2.max_pings_without_data": 0,
+    # gRPC's own reconnect back-off grows to 120 s; an etcd that is back should be used at once.
+    "grpc.initial_reconnect_backoff_ms": 250,
+    "grpc.min_reconnect_backoff_ms": 250,
+    "grpc.max_reconnect_backoff_ms": 2_000,
 }
 _ERRORS = (aetcd.exceptions.ClientError, OSError, asyncio.TimeoutError)
 

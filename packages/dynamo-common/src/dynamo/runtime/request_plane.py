@@ -166,12 +166,22 @@ async def stream_request(
         await nc.publish(subject, codec.encode_request(context.id(), request), reply=inbox)
         expected = 1
         timeout = FIRST_FRAME_TIMEOUT_SECONDS
+        stop_sent = False
         while True:
             try:
                 msg = await sub.next_msg(timeout=timeout)
             except TimeoutError:
                 raise InstanceGoneError(instance_id, "stopped responding") from None
             timeout = IDLE_TIMEOUT_SECONDS
+            if not stop_sent and context.is_stopped():
+                # The caller stopped the request (stop string, client gone) but still reads:
+                # the worker stops and ends the stream with its final frame. Checked per frame
+                # (heartbeats included) rather than by a task per request.
+                stop_sent = True
+                await nc.publish(
+                    control_subject(subject),
+                    codec.control(context.id(), "kill" if context.is_killed() else "stop"),
+                )
             if msg.headers and msg.headers.get("Status") == "503":
                 raise InstanceGoneError(instance_id, "is not listening (no responders)")
             frame = codec.decode_frame(msg.data)

@@ -7,12 +7,14 @@ the same port, for outage tests.
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 
@@ -120,6 +122,21 @@ class EtcdServer(_Server):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start, and wait until etcd has a leader (its port opens before it can answer)."""
+        super().start()
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=1) as reply:
+                    if json.loads(reply.read()).get("health") == "true":
+                        return
+            except (OSError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("etcd did not become healthy")
+            time.sleep(0.05)
 
     def command(self) -> list[str]:
         return [

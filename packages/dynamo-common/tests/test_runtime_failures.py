@@ -1,0 +1,148 @@
+"""Workers and servers going away: kill, SIGTERM, etcd and NATS restarts, unreachable servers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aetcd
+import pytest
+
+from dynamo.runtime import DistributedRuntime, InstanceGoneError, RuntimeConfig
+from dynamo.runtime.testing import EtcdServer, NatsServer, free_port
+
+pytestmark = pytest.mark.integration
+
+
+async def test_killed_worker_fails_fast_and_is_routed_around(workers, runtime, wait_client, gather):
+    victim, victim_id = workers.start()
+    _, other_id = workers.start()
+    client = await wait_client(runtime, workers.namespace, 2)
+    stream = client.direct({"n": 10_000, "delay": 0.01}, victim_id)
+    await anext(stream)
+    victim.kill()
+    start = time.monotonic()
+    with pytest.raises(InstanceGoneError):
+        async for _ in stream:
+            pass
+    # Found by the missing heartbeats, well before the 10 s lease would expire.
+    assert time.monotonic() - start < 8
+    assert client.instance_ids() == [other_id]
+    for _ in range(3):
+        assert (await gather(client.round_robin({"n": 1})))[0]["instance"] == other_id
+
+
+async def test_request_to_a_dead_worker_is_retried_elsewhere(workers, runtime, wait_client, gather):
+    victim, _ = workers.start()
+    _, other_id = workers.start()
+    client = await wait_client(runtime, workers.namespace, 2)
+    victim.kill()
+    victim.wait()
+    # Its etcd key lives on until the lease expires, but nobody listens on its subject:
+    # NATS answers "no responders" and the request goes to the other worker.
+    for _ in range(4):
+        assert (await gather(client.round_robin({"n": 1})))[0]["instance"] == other_id
+
+
+async def test_sigterm_finishes_the_stream_and_leaves_at_once(workers, runtime, wait_client):
+    proc, _ = workers.start()
+    client = await wait_client(runtime, workers.namespace, 1)
+    stream = client.round_robin({"n": 30, "delay": 0.05})
+    items = [await anext(stream)]
+    proc.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    left_at = None
+    async for item in stream:
+        items.append(item)
+        if left_at is None and not client.instance_ids():
+            left_at = time.monotonic()
+    assert [i["i"] for i in items] == list(range(30))
+    # Deregistered on the signal (the stream still had ~1.5 s to go), not by lease expiry.
+    assert left_at is not None and left_at - sent < 1.4
+    assert proc.wait(10) == 0
+
+
+@pytest.fixture
+def own_servers():
+    """etcd and NATS of this test's own, which it may stop and restart."""
+    with EtcdServer() as etcd, NatsServer() as nats:
+        yield etcd, nats
+
+
+async def test_worker_registers_again_after_etcd_loses_everything(
+    own_servers, workers, wait_client, gather
+):
+    etcd, nats = own_servers
+    workers.env.update(ETCD_ENDPOINTS=etcd.url, NATS_SERVER=nats.url)
+    rt = DistributedRuntime(config=RuntimeConfig((etcd.url,), nats.url))
+    try:
+        _, instance_id = workers.start(DYN_ETCD_LEASE_TTL="2")
+        await rt.ensure_connected()
+        client = await wait_client(rt, workers.namespace, 1)  # watching through the outage
+        await asyncio.to_thread(etcd.restart, wipe=True, down_for=3)  # back empty: lease gone
+        deadline = time.monotonic() + 20
+        while True:
+            with contextlib.suppress(aetcd.exceptions.ClientError):
+                if await rt.etcd.get_prefix(f"instances/{workers.namespace}/"):
+                    break
+            assert time.monotonic() < deadline, "the worker did not register again"
+            await asyncio.sleep(0.1)
+        assert client.instance_ids() == [instance_id]  # same identity (subject), new lease
+        assert len(await gather(client.round_robin({"n": 3}))) == 3
+    finally:
+        await rt.close()
+
+
+async def test_serving_resumes_after_nats_restart(own_servers, workers, wait_client, gather):
+    etcd, nats = own_servers
+    workers.env.update(ETCD_ENDPOINTS=etcd.url, NATS_SERVER=nats.url)
+    rt = DistributedRuntime(config=RuntimeConfig((etcd.url,), nats.url))
+    try:
+        workers.start()
+        await rt.ensure_connected()
+        client = await wait_client(rt, workers.namespace, 1)
+        await asyncio.to_thread(nats.restart, down_for=1)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                assert len(await gather(client.round_robin({"n": 2}))) == 2
+                break
+            except Exception:
+                assert time.monotonic() < deadline, "serving did not resume within 15 s"
+                await asyncio.sleep(0.5)
+    finally:
+        await rt.close()
+
+
+@pytest.mark.parametrize(
+    ("variable", "scheme", "line"),
+    [("ETCD_ENDPOINTS", "http", "cannot reach etcd"), ("NATS_SERVER", "nats", "cannot reach NATS")],
+)
+def test_worker_waits_for_an_unreachable_server_saying_so_once(runtime_env, variable, scheme, line):
+    """Nothing listens at the configured address: one clear line naming it, retries, no crash;
+    SIGTERM while waiting is a clean exit."""
+    dead = f"{scheme}://127.0.0.1:{free_port()}"
+    worker = Path(__file__).parent / "workers" / "id_worker.py"
+    proc = subprocess.Popen(
+        [sys.executable, str(worker), "unreachable"],
+        env={**os.environ, **runtime_env, variable: dead},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(4)  # several retries
+        assert proc.poll() is None, "the worker gave up"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    lines = [text for text in err.splitlines() if line in text]
+    assert len(lines) == 1, err
+    assert dead in lines[0]
