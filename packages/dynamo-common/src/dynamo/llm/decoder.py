@@ -246,7 +246,7 @@ class Decoder:
         held.clear()
         return text
 
-    def _recover(self, token: int, exc: Exception) -> str | None:
+    def _recover(self, token: int, exc: Exception) -> str:
         """DecodeStream failed on `token`: emit what the held tokens and it decode to, restart."""
         if isinstance(exc, TypeError | OverflowError):
             # Not a token id DecodeStream accepts (negative, too large): count it, emit nothing.
