@@ -12,6 +12,7 @@ import sys
 from dynamo.frontend.flags import Invocation, UsageError, parse_command_line
 from dynamo.frontend.inputs.common import InputError
 from dynamo.frontend.logging_setup import setup_logging
+from dynamo.frontend.request_template import RequestTemplate
 from dynamo.llm.engine import EngineError, installed_engines
 from dynamo.llm.errors import RequestError
 
@@ -52,7 +53,7 @@ async def run_input(inv: Invocation, model, ignore_eos: bool) -> None:
         from dynamo.frontend.http.app import AppState
         from dynamo.frontend.http.server import serve_http
 
-        state = AppState()
+        state = AppState(request_template=RequestTemplate.load(args.request_template))
         state.models.add(model)
         await serve_http(state, args.http_host, args.http_port)
     elif inv.input == "text":

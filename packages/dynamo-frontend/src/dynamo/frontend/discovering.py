@@ -8,6 +8,7 @@ import logging
 from dynamo.frontend.flags import Invocation
 from dynamo.frontend.http.app import AppState
 from dynamo.frontend.model_manager import ModelManager
+from dynamo.frontend.request_template import RequestTemplate
 from dynamo.llm.discovery import DiscoveredModel, ModelWatcher
 from dynamo.llm.model_type import ModelType
 from dynamo.llm.pipeline import BackendModel, OpenAIEngineModel, ServedModel
@@ -48,7 +49,7 @@ async def run_discovering(inv: Invocation) -> None:
         log.warning("--router-mode kv is not available yet; routing round-robin")
     runtime = DistributedRuntime()
     await runtime.ensure_connected()
-    state = AppState()
+    state = AppState(request_template=RequestTemplate.load(args.request_template))
     watcher = await watch_models(runtime, state.models, args.router_mode)
     try:
         if inv.input == "http":

@@ -13,6 +13,7 @@ from dynamo.frontend.http.errors import error_body
 from dynamo.frontend.http.metrics import FrontendMetrics
 from dynamo.frontend.http.serving import JSONResponse, OpenAIServing, error_response
 from dynamo.frontend.model_manager import ModelManager
+from dynamo.frontend.request_template import RequestTemplate
 
 
 @dataclass
@@ -22,13 +23,14 @@ class AppState:
     models: ModelManager = field(default_factory=ModelManager)
     metrics: FrontendMetrics = field(default_factory=FrontendMetrics)
     shutting_down: bool = False
+    request_template: RequestTemplate | None = None
 
 
 def build_app(state: AppState | None = None) -> FastAPI:
     state = state or AppState()
     app = FastAPI(title="Dynamo-Py", description="OpenAI-compatible LLM serving", docs_url="/docs")
     app.state.dynamo = state
-    serving = OpenAIServing(state.models, state.metrics)
+    serving = OpenAIServing(state.models, state.metrics, state.request_template)
 
     _body = {
         "requestBody": {

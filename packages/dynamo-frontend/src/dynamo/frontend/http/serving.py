@@ -15,6 +15,7 @@ from dynamo.frontend.http.chunks import ResponseBuilder
 from dynamo.frontend.http.errors import error_body, sse_error, to_error
 from dynamo.frontend.http.metrics import FrontendMetrics, RequestTimer
 from dynamo.frontend.model_manager import ModelManager
+from dynamo.frontend.request_template import RequestTemplate
 from dynamo.llm.context import Context
 from dynamo.llm.errors import InvalidRequestError
 from dynamo.llm.pipeline import StreamDelta
@@ -42,7 +43,9 @@ def error_response(exc: BaseException) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
-async def parse_body(request: Request, model_cls: type) -> Any:
+async def parse_body(
+    request: Request, model_cls: type, template: RequestTemplate | None = None
+) -> Any:
     raw = await request.body()
     try:
         data = orjson.loads(raw)
@@ -50,20 +53,28 @@ async def parse_body(request: Request, model_cls: type) -> Any:
         raise InvalidRequestError(f"the request body is not valid JSON: {e}") from None
     if not isinstance(data, dict):
         raise InvalidRequestError("the request body must be a JSON object")
+    if template is not None:
+        template.apply(data)
     return model_cls.model_validate(data)
 
 
 class OpenAIServing:
     """Serves `/v1/chat/completions` and `/v1/completions` over a `ModelManager`."""
 
-    def __init__(self, models: ModelManager, metrics: FrontendMetrics):
+    def __init__(
+        self,
+        models: ModelManager,
+        metrics: FrontendMetrics,
+        template: RequestTemplate | None = None,
+    ):
         self.models = models
         self.metrics = metrics
+        self.template = template
 
     async def handle(self, kind: str, http_request: Request) -> Response:
         model_cls, endpoint = _KINDS[kind]
         try:
-            request = await parse_body(http_request, model_cls)
+            request = await parse_body(http_request, model_cls, self.template)
             served = self.models.get(request.model)
         except Exception as e:
             return error_response(e)

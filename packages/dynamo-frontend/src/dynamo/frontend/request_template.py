@@ -1,0 +1,55 @@
+"""`--request-template FILE`: defaults for requests that leave them out (upstream's flag).
+
+The file is JSON `{"model": ..., "temperature": ..., "max_completion_tokens": ...}`. A request
+without a model, a temperature or a max-tokens field gets the template's value; what a request
+sets is never overridden.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from dynamo.frontend.flags import UsageError
+
+
+@dataclass(frozen=True)
+class RequestTemplate:
+    model: str | None = None
+    temperature: float | None = None
+    max_completion_tokens: int | None = None
+
+    @classmethod
+    def load(cls, path: str | None) -> RequestTemplate | None:
+        if not path:
+            return None
+        try:
+            data = orjson.loads(Path(path).read_bytes())
+        except OSError as e:
+            raise UsageError(f"--request-template: cannot read {path}: {e.strerror}") from None
+        except orjson.JSONDecodeError as e:
+            raise UsageError(f"--request-template: {path} is not valid JSON: {e}") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"--request-template: {path} must hold a JSON object")
+        unknown = set(data) - {"model", "temperature", "max_completion_tokens"}
+        if unknown:
+            raise UsageError(f"--request-template: unknown fields {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+    def apply(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Fill the body's missing fields in place and return it."""
+        if self.model is not None and not body.get("model"):
+            body["model"] = self.model
+        if self.temperature is not None and body.get("temperature") is None:
+            body["temperature"] = self.temperature
+        if (
+            self.max_completion_tokens is not None
+            and body.get("max_tokens") is None
+            and body.get("max_completion_tokens") is None
+        ):
+            key = "max_completion_tokens" if "messages" in body else "max_tokens"
+            body[key] = self.max_completion_tokens
+        return body
