@@ -158,6 +158,7 @@ def test_stop_string(echo_core):
     )
     assert resp.choices[0].text == "one two"
     assert resp.choices[0].finish_reason == "stop"
+    assert resp.choices[0].model_extra["stop_reason"] == " three"  # which stop string, as vLLM says
 
 
 def test_prompt_over_context_length_is_400(start_server, smollm2_gguf):

@@ -39,6 +39,8 @@ class StreamDelta:
     finish_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    #: The stop string or stop token id that ended the answer (vLLM's `stop_reason`).
+    stop_reason: str | int | None = None
 
 
 class ServedModel(abc.ABC):
@@ -116,6 +118,7 @@ class BackendModel(ServedModel):
                             result.finish_reason.to_openai(),
                             prompt_tokens,
                             decoder.completion_tokens,
+                            result.stop_reason,
                         )
                         return
                     if result.text:

@@ -41,6 +41,8 @@ class ResponseBuilder:
                 "finish_reason": delta.finish_reason,
             }
             obj = "text_completion"
+        if delta.finish_reason is not None:
+            choice["stop_reason"] = delta.stop_reason
         return {
             "id": self.id,
             "object": obj,
@@ -61,7 +63,12 @@ class ResponseBuilder:
         }
 
     def full(
-        self, text: str, finish_reason: str | None, prompt_tokens: int, completion_tokens: int
+        self,
+        text: str,
+        finish_reason: str | None,
+        prompt_tokens: int,
+        completion_tokens: int,
+        stop_reason: str | int | None = None,
     ) -> dict[str, Any]:
         if self._chat:
             choice = {
@@ -74,6 +81,7 @@ class ResponseBuilder:
         else:
             choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
             obj = "text_completion"
+        choice["stop_reason"] = stop_reason
         return {
             "id": self.id,
             "object": obj,

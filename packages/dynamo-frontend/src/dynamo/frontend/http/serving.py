@@ -185,7 +185,8 @@ class OpenAIServing:
         completion = last.completion_tokens if last else 0
         timer.finish("success", prompt)
         finish = last.finish_reason if last else "stop"
-        return JSONResponse(builder.full("".join(parts), finish, prompt, completion))
+        stop_reason = last.stop_reason if last else None
+        return JSONResponse(builder.full("".join(parts), finish, prompt, completion, stop_reason))
 
 
 async def _wait_disconnect(request: Request) -> None:
