@@ -105,3 +105,38 @@ def test_dynamo_run_alias_behaves_the_same():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "same"
+
+
+@pytest.mark.parametrize("how", ["sigint", "eof"])
+def test_text_mode_leaves_at_once_at_the_prompt(how):
+    """At a terminal, Ctrl-C or Ctrl-D at the prompt exits 0 without waiting for another line."""
+    import os
+    import pty
+    import signal
+    import time
+
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", CLI_MODULE, "out=echo_full", "--model-name", "e"],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(terminal)
+    try:
+        deadline = time.monotonic() + 60
+        seen = b""
+        while b"User: " not in seen:
+            assert time.monotonic() < deadline, seen
+            seen += os.read(controller, 1024)
+        if how == "sigint":
+            proc.send_signal(signal.SIGINT)
+        else:
+            os.write(controller, b"\x04")  # Ctrl-D
+        assert proc.wait(10) == 0
+        assert "Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(controller)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+import threading
 
 from dynamo.frontend.inputs.common import InputError, chat_turn
 from dynamo.llm.context import Context
@@ -33,10 +34,40 @@ async def _answer(model: ServedModel, messages: list[dict], ignore_eos: bool) ->
     return "".join(parts)
 
 
-def _read_line(prompt: str) -> str:
+def _read_line_blocking(prompt: str) -> str:
     with contextlib.suppress(ImportError):
         import readline  # noqa: F401  (gives input() line editing and up-arrow history)
     return input(prompt)
+
+
+async def read_line(prompt: str) -> str:
+    """`input()` off the event loop, on a daemon thread.
+
+    Not `asyncio.to_thread`: its worker threads are joined at exit, so Ctrl-C at the prompt would
+    hang until the user pressed Enter. A daemon thread blocked in `input()` does not hold up exit.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[str] = loop.create_future()
+
+    def read() -> None:
+        try:
+            line = _read_line_blocking(prompt)
+        except BaseException as e:  # EOFError on Ctrl-D, KeyboardInterrupt, ...
+            loop.call_soon_threadsafe(_settle, future, None, e)
+        else:
+            loop.call_soon_threadsafe(_settle, future, line, None)
+
+    threading.Thread(target=read, name="stdin-reader", daemon=True).start()
+    return await future
+
+
+def _settle(future: asyncio.Future, value: str | None, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)
 
 
 async def run_text(model: ServedModel, ignore_eos: bool) -> None:
@@ -45,7 +76,7 @@ async def run_text(model: ServedModel, ignore_eos: bool) -> None:
     messages: list[dict] = []
     while True:
         try:
-            line = await asyncio.to_thread(_read_line, "User: ")
+            line = await read_line("User: ")
         except EOFError:
             print(file=sys.stderr)
             return
