@@ -60,6 +60,8 @@ class EngineConfig:
     model_name: str
     card: ModelDeploymentCard | None = None
     model_path: str | None = None
+    #: `--model-config`: an HF folder with the tokenizer and template, for a GGUF file.
+    model_config: str | None = None
     context_length: int | None = None
     tensor_parallel_size: int = 1
     base_gpu_id: int = 0

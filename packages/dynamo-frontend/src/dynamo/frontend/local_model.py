@@ -86,6 +86,7 @@ def engine_config(
         model_path=str(card.source_path)
         if card is not None and card.source_path
         else args.model_path,
+        model_config=args.model_config,
         context_length=args.context_length,
         tensor_parallel_size=args.tensor_parallel_size or 1,
         base_gpu_id=args.base_gpu_id or 0,

@@ -1,0 +1,159 @@
+"""`MistralRsEngine`: OpenAI requests in, OpenAI chunks out, through `mistralrs.Runner`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Self
+
+from dynamo.engines.mistralrs._options import chat_request_kwargs, runner_kwargs, which
+from dynamo.llm import Context, Engine, EngineConfig, EngineError, ModelType
+from dynamo.llm.errors import EngineFailedError
+
+log = logging.getLogger(__name__)
+
+_END = object()
+
+
+def _usage(usage: Any) -> dict[str, int] | None:
+    if usage is None:
+        return None
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+class MistralRsEngine(Engine):
+    """A Chat and Completion engine; mistral.rs batches concurrent requests itself."""
+
+    model_type = ModelType.Chat
+    also_serves = frozenset({ModelType.Completion})
+    requires_model = True
+    accepted_flags = frozenset({"extra_engine_args", "model_config"})
+    distribution = "dynamo-engine-mistralrs"
+
+    def __init__(self, runner: Any, model_name: str, max_seqs: int):
+        self._runner = runner
+        self._model = model_name
+        # mistral.rs's streaming iterator blocks: one thread per concurrent request.
+        self._executor = ThreadPoolExecutor(max_workers=max_seqs, thread_name_prefix="mistralrs")
+
+    @classmethod
+    async def start(cls, config: EngineConfig) -> Self:
+        import mistralrs
+
+        kwargs = runner_kwargs(config)
+        target = which(config)
+        log.info("loading %s with mistral.rs", config.model_path)
+        try:
+            runner = await asyncio.to_thread(mistralrs.Runner, which=target, **kwargs)
+        except (ValueError, RuntimeError, OSError) as e:
+            raise EngineError(f"mistral.rs could not load {config.model_path}: {e}") from None
+        return cls(runner, config.model_name, kwargs["max_seqs"])
+
+    async def generate(
+        self, request: dict[str, Any], context: Context
+    ) -> AsyncIterator[dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        abort = threading.Event()
+
+        def push(item: Any) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        target = self._chat if "messages" in request else self._completion
+        job = loop.run_in_executor(self._executor, target, request, context, abort, push)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    break
+                if isinstance(item, BaseException):
+                    raise EngineFailedError(f"mistral.rs failed: {item}")
+                yield item
+        finally:
+            abort.set()
+            if not job.done():
+                await asyncio.shield(job)
+
+    def _chat(
+        self, body: dict[str, Any], context: Context, abort: threading.Event, push: Any
+    ) -> None:
+        import mistralrs
+
+        try:
+            messages = [
+                {"role": m["role"], "content": m.get("content") or ""} for m in body["messages"]
+            ]
+            request = mistralrs.ChatCompletionRequest(
+                messages=messages, stream=True, **chat_request_kwargs(body, self._model)
+            )
+            for chunk in self._runner.send_chat_completion_request(request):
+                if abort.is_set() or context.is_stopped():
+                    break  # dropping the stream drops the sequence in mistral.rs
+                choice = chunk.choices[0]
+                push(
+                    {
+                        "id": f"chatcmpl-{context.id()}",
+                        "object": "chat.completion.chunk",
+                        "created": chunk.created,
+                        "model": self._model,
+                        "choices": [
+                            {
+                                "index": 0,
+                                "delta": {
+                                    "role": "assistant",
+                                    "content": choice.delta.content or "",
+                                },
+                                "finish_reason": choice.finish_reason,
+                            }
+                        ],
+                        "usage": _usage(chunk.usage),
+                    }
+                )
+        except Exception as e:  # reported to the caller as an engine error
+            push(e)
+        finally:
+            push(_END)
+
+    def _completion(
+        self, body: dict[str, Any], context: Context, abort: threading.Event, push: Any
+    ) -> None:
+        import mistralrs
+
+        try:
+            prompt = body.get("prompt")
+            if isinstance(prompt, list):
+                prompt = prompt[0] if prompt and isinstance(prompt[0], str) else None
+            if not isinstance(prompt, str):
+                raise ValueError("out=mistralrs takes text prompts, not token ids")
+            request = mistralrs.CompletionRequest(
+                prompt=prompt, **chat_request_kwargs(body, self._model)
+            )
+            response = self._runner.send_completion_request(request)  # no streaming in its API
+            choice = response.choices[0]
+            push(
+                {
+                    "id": f"cmpl-{context.id()}",
+                    "object": "text_completion",
+                    "created": int(time.time()),
+                    "model": self._model,
+                    "choices": [
+                        {"index": 0, "text": choice.text, "finish_reason": choice.finish_reason}
+                    ],
+                    "usage": _usage(response.usage),
+                }
+            )
+        except Exception as e:
+            push(e)
+        finally:
+            push(_END)
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,87 @@
+"""`dynamo-run in=http out=mistralrs` against mistral.rs's own API, on the SmolLM2 GGUF, offline."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import mistralrs
+import openai
+import pytest
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+@pytest.fixture(scope="module")
+def server(smollm2_gguf):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dynamo.frontend.cli",
+            "in=http",
+            "out=mistralrs",
+            str(smollm2_gguf),
+            "--model-name",
+            "smol",
+            "--http-host",
+            "127.0.0.1",
+            "--http-port",
+            str(port),
+        ],
+        env={**os.environ, "DYN_LOG": "warn", "HF_HUB_OFFLINE": "1"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    yield url
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+
+
+def test_greedy_chat_equals_mistralrs_directly(server, smollm2_gguf):
+    client = openai.OpenAI(base_url=f"{server}/v1", api_key="none", max_retries=0)
+    ours = client.chat.completions.create(
+        model="smol", messages=QUESTION, temperature=0, max_tokens=16
+    )
+    runner = mistralrs.Runner(
+        which=mistralrs.Which.GGUF(
+            quantized_model_id=str(smollm2_gguf.parent), quantized_filename=smollm2_gguf.name
+        ),
+        token_source="none",
+    )
+    theirs = runner.send_chat_completion_request(
+        mistralrs.ChatCompletionRequest(
+            messages=QUESTION, model="smol", max_tokens=16, temperature=0.0
+        )
+    )
+    assert ours.choices[0].message.content == theirs.choices[0].message.content
+    assert ours.usage.completion_tokens == theirs.usage.completion_tokens
+
+
+def test_streaming_and_completions(server):
+    client = openai.OpenAI(base_url=f"{server}/v1", api_key="none", max_retries=0)
+    stream = client.chat.completions.create(
+        model="smol", messages=QUESTION, temperature=0, max_tokens=8, stream=True
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    unary = client.chat.completions.create(
+        model="smol", messages=QUESTION, temperature=0, max_tokens=8
+    )
+    assert text == unary.choices[0].message.content
+    completion = client.completions.create(
+        model="smol", prompt="The capital of France is", max_tokens=5, temperature=0
+    )
+    assert completion.choices[0].text
