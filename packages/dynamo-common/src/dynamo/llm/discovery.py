@@ -11,7 +11,6 @@ Two ways to listen: callbacks (`ModelWatcher(runtime, on_added, on_removed).star
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from dynamo.llm.model_card import ModelDeploymentCard
 from dynamo.llm.model_type import ModelType
 from dynamo.llm.register import MDC_ROOT, MODELS_ROOT
 from dynamo.llm.slug import slugify
+from dynamo.runtime.etcd import stop_tasks
 
 if TYPE_CHECKING:
     from dynamo.runtime import Client, DistributedRuntime
@@ -111,9 +111,7 @@ class ModelWatcher:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_tasks([self._task])
             self._task = None
         for model in self.models.values():
             await model.client.close()

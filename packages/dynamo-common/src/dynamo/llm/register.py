@@ -9,6 +9,7 @@ stops, or dies and its lease expires, the model leaves every frontend's `/v1/mod
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -53,13 +54,19 @@ async def register_llm(
     model_name: str | None = None,
     context_length: int | None = None,
     kv_cache_block_size: int | None = 16,
-    migration_limit: int = 0,
+    migration_limit: int | None = None,
     router_mode: Any = None,
     user_data: dict[str, Any] | None = None,
     *,
     card: ModelDeploymentCard | None = None,
 ) -> ModelDeploymentCard:
-    """Load the card (HF id, folder or GGUF), publish it, and enter the model into discovery."""
+    """Load the card (HF id, folder or GGUF), publish it, and enter the model into discovery.
+
+    `card=` publishes a card the caller loaded already (`dynamo-run in=dyn://` has one); it is
+    copied, not changed, when `model_name`, `migration_limit` or `user_data` differ. `router_mode` is
+    accepted for upstream compatibility: the frontend chooses the routing. Returns the card as
+    published.
+    """
     model_type = ModelType.parse(model_type)
     if card is None:
         if model_path is None:
@@ -74,9 +81,15 @@ async def register_llm(
                 context_length=context_length,
                 kv_cache_block_size=kv_cache_block_size or 16,
             )
-    card.migration_limit = migration_limit
+    overrides: dict[str, Any] = {}
+    if model_name and model_name != card.display_name:
+        overrides.update(display_name=model_name, service_name=slugify(model_name))
+    if migration_limit is not None:
+        overrides["migration_limit"] = migration_limit
     if user_data is not None:
-        card.user_data = user_data
+        overrides["user_data"] = user_data
+    if overrides:
+        card = dataclasses.replace(card, **overrides)
 
     runtime = endpoint.runtime
     await runtime.ensure_connected()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -15,6 +14,7 @@ import orjson
 from dynamo.llm.context import Context
 from dynamo.llm.slug import slugify
 from dynamo.runtime.errors import InstanceGoneError, NoInstancesError, RemoteError
+from dynamo.runtime.etcd import stop_tasks
 from dynamo.runtime.request_plane import EndpointServer, Handler, stream_request
 
 if TYPE_CHECKING:
@@ -172,10 +172,10 @@ class Client:
         self._changed.set()
 
     async def close(self) -> None:
+        """Stop following the instances."""
         if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
+            await stop_tasks([self._watch])
+            self._watch = None
 
     def instance_ids(self) -> list[int]:
         now = time.monotonic()

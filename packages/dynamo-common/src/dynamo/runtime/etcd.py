@@ -55,6 +55,7 @@ class Etcd:
         self._owned: dict[str, bytes] = {}
         self._guards: dict[str, asyncio.Task] = {}
         self._keeper: asyncio.Task | None = None
+        self._closed = False
         self._lease_ready = asyncio.Event()
         self.on_lease_change: list[Callable[[int], Awaitable[None]]] = []
 
@@ -231,7 +232,7 @@ class Etcd:
         known: dict[str, bytes] = {}
         warned = False
         backoff = Backoff()
-        while True:
+        while not self._closed:
             try:
                 current = await self._client.get_prefix(prefix.encode())
                 revision = current.header.revision if current.header else None
@@ -269,15 +270,26 @@ class Etcd:
 
     async def close(self, revoke: bool = True) -> None:
         """Stop the keeper and revoke the lease, which deletes every key bound to it at once."""
+        self._closed = True
         tasks = [*self._guards.values(), *([self._keeper] if self._keeper else [])]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await stop_tasks(tasks)
         self._guards.clear()
         if revoke and self._lease_id is not None:
             with contextlib.suppress(*_ERRORS):
                 await asyncio.wait_for(self._client.revoke_lease(self._lease_id), 2)
         with contextlib.suppress(Exception):
             await self._client.close()
+
+
+async def stop_tasks(tasks: list[asyncio.Task], grace: float = 2.0) -> None:
+    """Cancel tasks and wait for them, but not forever.
+
+    On Python 3.11 `asyncio.wait_for` (inside aetcd and nats-py) can swallow a cancellation that
+    races with its own completion, leaving a task running; shutdown must not hang on it.
+    """
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        _, pending = await asyncio.wait(tasks, timeout=grace)
+        for task in pending:
+            task.cancel()

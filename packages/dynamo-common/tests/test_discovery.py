@@ -1,0 +1,127 @@
+"""`ModelWatcher`: models appear with their first worker and go with their last, cards and all."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+
+from dynamo.llm import ModelType, register_llm
+from dynamo.llm.discovery import ModelAdded, ModelRemoved, ModelWatcher
+from dynamo.runtime import DistributedRuntime
+
+pytestmark = pytest.mark.integration
+
+
+class Worker:
+    """A worker in this process: its own runtime (own lease), a model, a trivial handler."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.runtime = DistributedRuntime()
+        self.serving: asyncio.Task | None = None
+
+    async def start(self, model_type: ModelType, name: str, **kw) -> None:
+        await self.runtime.ensure_connected()
+        endpoint = self.runtime.endpoint(self.path)
+        await register_llm(model_type, endpoint, kw.pop("model_path", None), name, **kw)
+
+        async def handler(request):
+            yield {"token_ids": [1]}
+
+        self.serving = asyncio.create_task(endpoint.serve_endpoint(handler))
+
+    async def stop(self) -> None:
+        self.runtime.shutdown()
+        if self.serving is not None:
+            await self.serving
+        await self.runtime.close()
+
+
+@contextlib.asynccontextmanager
+async def watching(runtime_env):
+    runtime = DistributedRuntime()
+    await runtime.ensure_connected()
+    watcher = ModelWatcher(runtime)
+    events = watcher.events()
+    try:
+        yield watcher, events
+    finally:
+        await events.aclose()
+        await watcher.stop()
+        await runtime.close()
+
+
+async def next_event(events, within: float = 15.0):
+    return await asyncio.wait_for(anext(events), within)
+
+
+async def test_model_comes_with_its_first_worker_and_goes_with_its_last(
+    runtime_env, smollm2_gguf, smollm2_card
+):
+    first, second = Worker("disc.backend.generate"), Worker("disc.backend.generate")
+    async with watching(runtime_env) as (watcher, events):
+        await first.start(ModelType.Backend, "smol-disc", model_path=str(smollm2_gguf))
+        added = await next_event(events)
+        assert isinstance(added, ModelAdded)
+        assert (added.name, added.model_type, added.endpoint_path) == (
+            "smol-disc",
+            ModelType.Backend,
+            "disc.backend.generate",
+        )
+        # The card was rebuilt from etcd and the object store: the same tokenizer and template.
+        assert added.card.tokenizer_json == smollm2_card.tokenizer_json
+        assert added.card.chat_template == smollm2_card.chat_template
+        assert added.card.eos_token_ids == smollm2_card.eos_token_ids
+        assert added.card.tokenizer().encode("hello world").ids == (
+            smollm2_card.tokenizer().encode("hello world").ids
+        )
+        client = watcher.models["smol-disc"].client
+        await client.wait_for_instances(15)
+        assert [item async for item in client.round_robin({})] == [{"token_ids": [1]}]
+
+        await second.start(ModelType.Backend, "smol-disc", card=smollm2_card)
+        await first.stop()  # one worker left: the model stays, and so does its card
+        async with watching(runtime_env) as (_, late_events):
+            late = await next_event(late_events)
+            assert late.name == "smol-disc" and late.card.tokenizer_json is not None
+        await second.stop()
+        removed = await next_event(events)
+        assert removed == ModelRemoved("smol-disc")
+        assert watcher.models == {}
+
+
+async def test_several_models_and_callbacks(runtime_env):
+    added: list[str] = []
+    removed: list[str] = []
+    gone = asyncio.Event()
+
+    async def on_added(model) -> None:
+        added.append(model.name)
+
+    async def on_removed(name: str) -> None:
+        removed.append(name)
+        gone.set()
+
+    runtime = DistributedRuntime()
+    await runtime.ensure_connected()
+    watcher = ModelWatcher(runtime, on_added, on_removed)
+    watcher.start()
+    chat, completion = Worker("multi.chat.generate"), Worker("multi.completion.generate")
+    try:
+        await chat.start(ModelType.Chat, "model-a")
+        await completion.start(ModelType.Completion, "model-b")
+        async with asyncio.timeout(15):
+            while len(added) < 2:  # noqa: ASYNC110 - filled by the watcher's task
+                await asyncio.sleep(0.05)
+        assert sorted(added) == ["model-a", "model-b"]
+        assert watcher.models["model-a"].model_type is ModelType.Chat
+        assert watcher.models["model-b"].endpoint_path == "multi.completion.generate"
+        await chat.stop()
+        await asyncio.wait_for(gone.wait(), 15)
+        assert removed == ["model-a"] and list(watcher.models) == ["model-b"]
+    finally:
+        await completion.stop()
+        await watcher.stop()
+        await runtime.close()
