@@ -160,7 +160,14 @@ async def stream_request(
     `RemoteError` when the worker's handler failed.
     """
     inbox = nc.new_inbox()
-    sub = await nc.subscribe(inbox)
+    # Frames go straight into our queue: `Subscription.next_msg` starts two tasks per message,
+    # which is most of the client's cost per token.
+    frames: asyncio.Queue[Msg] = asyncio.Queue()
+
+    async def on_frame(msg: Msg) -> None:
+        frames.put_nowait(msg)
+
+    sub = await nc.subscribe(inbox, cb=on_frame)
     finished = False
     try:
         await nc.publish(subject, codec.encode_request(context.id(), request), reply=inbox)
@@ -169,9 +176,13 @@ async def stream_request(
         stop_sent = False
         while True:
             try:
-                msg = await sub.next_msg(timeout=timeout)
-            except TimeoutError:
-                raise InstanceGoneError(instance_id, "stopped responding") from None
+                msg = frames.get_nowait()
+            except asyncio.QueueEmpty:
+                try:
+                    async with asyncio.timeout(timeout):
+                        msg = await frames.get()
+                except TimeoutError:
+                    raise InstanceGoneError(instance_id, "stopped responding") from None
             timeout = IDLE_TIMEOUT_SECONDS
             if not stop_sent and context.is_stopped():
                 # The caller stopped the request (stop string, client gone) but still reads:
