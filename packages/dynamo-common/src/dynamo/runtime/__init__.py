@@ -1,6 +1,7 @@
 """The distributed runtime: etcd discovery, the NATS request plane, and upstream's worker API."""
 
-from dynamo.runtime.component import Client, Component, Endpoint, Namespace, RouterEngine
+from dynamo.runtime.client import Client, RouterEngine
+from dynamo.runtime.component import Component, Endpoint, Namespace
 from dynamo.runtime.config import RuntimeConfig
 from dynamo.runtime.distributed import DistributedRuntime, dynamo_worker
 from dynamo.runtime.errors import InstanceGoneError, NoInstancesError, RemoteError

@@ -1,0 +1,224 @@
+"""Calling an endpoint: `Client` (follows its instances in etcd, routes, retries) and
+`RouterEngine` (a client as the frontend pipeline's engine, for `out=dyn`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from dynamo.llm.context import Context
+from dynamo.runtime.errors import InstanceGoneError, NoInstancesError, RemoteError
+from dynamo.runtime.etcd import stop_tasks
+from dynamo.runtime.request_plane import stream_request
+
+if TYPE_CHECKING:
+    from dynamo.runtime.component import Endpoint
+
+log = logging.getLogger(__name__)
+
+MARK_DOWN_SECONDS = 3.0
+NO_INSTANCE_WAIT_SECONDS = 5.0
+
+
+class _Stream:
+    """An async iterator that can also be awaited: `await client.generate(r)` and
+    `client.generate(r)` both work, as callers of upstream's API write either."""
+
+    def __init__(self, agen: AsyncIterator[Any]):
+        self._agen = agen
+
+    def __await__(self):
+        async def itself() -> _Stream:
+            return self
+
+        return itself().__await__()
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._agen
+
+    async def __anext__(self) -> Any:
+        return await self._agen.__anext__()
+
+    async def aclose(self) -> None:
+        await self._agen.aclose()  # type: ignore[attr-defined]
+
+
+class Client:
+    """Calls an endpoint's instances, following them as they come and go in etcd."""
+
+    def __init__(self, endpoint: Endpoint):
+        self.endpoint = endpoint
+        self.runtime = endpoint.runtime
+        self._instances: dict[int, str] = {}
+        self._down: dict[int, float] = {}  # instance id -> when to try it again
+        self._changed = asyncio.Event()
+        self._watch: asyncio.Task | None = None
+        self._rr = 0
+
+    async def start(self) -> None:
+        """List the instances there now (so `instance_ids()` is right at once), then follow."""
+        await self.runtime.ensure_connected()
+        for key, value in (await self.runtime.etcd.get_prefix(self.endpoint.prefix)).items():
+            self._apply("put", key, value)
+        self._watch = asyncio.create_task(self._follow(), name=f"instances {self.endpoint.path}")
+        self.runtime.add_closer(self.close)
+
+    async def _follow(self) -> None:
+        async for event in self.runtime.etcd.watch_prefix(self.endpoint.prefix):
+            self._apply(event.kind, event.key, event.value)
+
+    def _apply(self, kind: str, key: str, value: bytes) -> None:
+        instance_id = int(key.rsplit(":", 1)[1], 16)
+        if kind == "put":
+            self._instances[instance_id] = orjson.loads(value)["transport"]["nats_tcp"]
+        else:
+            self._instances.pop(instance_id, None)
+        self._down.pop(instance_id, None)
+        self._changed.set()
+
+    async def close(self) -> None:
+        """Stop following the instances."""
+        if self._watch is not None:
+            await stop_tasks([self._watch])
+            self._watch = None
+
+    def instance_ids(self) -> list[int]:
+        now = time.monotonic()
+        return sorted(i for i in self._instances if self._down.get(i, 0.0) <= now)
+
+    async def wait_for_instances(self, timeout: float | None = None) -> list[int]:  # noqa: ASYNC109 - upstream's signature
+        async def wait() -> list[int]:
+            while not self.instance_ids():
+                self._changed.clear()
+                await self._changed.wait()
+            return self.instance_ids()
+
+        return await asyncio.wait_for(wait(), timeout)
+
+    def mark_down(self, instance_id: int) -> None:
+        """Route around an instance that stopped answering, for a few seconds.
+
+        A dead worker's etcd key stays until its lease expires (10 s); a worker cut off from
+        NATS for a moment comes back. Retrying it after a short back-off handles both.
+        """
+        if instance_id in self._instances:
+            self._down[instance_id] = time.monotonic() + MARK_DOWN_SECONDS
+            log.warning(
+                "instance %x of %s is not answering; routing around it",
+                instance_id,
+                self.endpoint.path,
+            )
+
+    # -- routing ------------------------------------------------------------------------
+
+    def _pick(self, mode: str, exclude: set[int]) -> int:
+        ids = [i for i in self.instance_ids() if i not in exclude]
+        if not ids:
+            raise NoInstancesError(self.endpoint.path)
+        if mode == "random":
+            return random.choice(ids)
+        self._rr += 1
+        return ids[self._rr % len(ids)]
+
+    def random(self, request: Any, context: Context | None = None) -> _Stream:
+        return _Stream(self._routed(request, context or Context(), "random"))
+
+    def round_robin(self, request: Any, context: Context | None = None) -> _Stream:
+        return _Stream(self._routed(request, context or Context(), "round-robin"))
+
+    def generate(self, request: Any, context: Context | None = None) -> _Stream:
+        return self.round_robin(request, context)
+
+    def direct(self, request: Any, instance_id: int, context: Context | None = None) -> _Stream:
+        return _Stream(self._to_instance(request, instance_id, context or Context()))
+
+    async def _to_instance(
+        self, request: Any, instance_id: int, context: Context
+    ) -> AsyncIterator[Any]:
+        subject = self._instances.get(instance_id)
+        if subject is None:
+            raise NoInstancesError(f"{self.endpoint.path} instance {instance_id:x}")
+        try:
+            async for item in stream_request(
+                self.runtime.nats, subject, instance_id, request, context
+            ):
+                yield item
+        except InstanceGoneError:
+            self.mark_down(instance_id)
+            raise
+
+    async def _routed(
+        self, request: Any, context: Context, mode: str, pick: Any = None
+    ) -> AsyncIterator[Any]:
+        """Route, and retry on another instance if the chosen one is gone before it answered."""
+        tried: set[int] = set()
+        if not self.instance_ids():
+            # A model is announced just before its worker starts serving: give it a moment.
+            try:
+                await self.wait_for_instances(NO_INSTANCE_WAIT_SECONDS)
+            except TimeoutError:
+                raise NoInstancesError(self.endpoint.path) from None
+        while True:
+            instance_id = pick(tried) if pick is not None else self._pick(mode, tried)
+            streamed = False
+            try:
+                async for item in self._to_instance(request, instance_id, context):
+                    streamed = True
+                    yield item
+                return
+            except InstanceGoneError:
+                if streamed:
+                    raise
+                tried.add(instance_id)
+                log.info(
+                    "retrying request %s on another instance of %s",
+                    context.id(),
+                    self.endpoint.path,
+                )
+
+    def routed(self, request: Any, context: Context, pick: Any) -> AsyncIterator[Any]:
+        """Like `round_robin`, with the caller's instance choice (`pick(excluded_ids) -> id`)."""
+        return self._routed(request, context, "custom", pick)
+
+
+class RouterEngine:
+    """An `AsyncEngine` over a client: what the frontend pipeline calls for `out=dyn`.
+
+    Network failures become the pipeline's request errors here, so the HTTP layer maps them
+    like any other: no workers is a 503, a worker that died is a 502, and a worker's own 4xx
+    passes through.
+    """
+
+    def __init__(self, client: Client, mode: str = "round-robin"):
+        self.client = client
+        self.mode = "random" if mode == "random" else "round-robin"
+
+    async def generate(self, request: dict[str, Any], context: Context) -> AsyncIterator[Any]:
+        from dynamo.llm.errors import EngineFailedError, RequestError, ServiceUnavailableError
+
+        target = request.get("backend_instance_id")
+        if target is not None:
+            stream = self.client._to_instance(request, int(target), context)
+        else:
+            stream = self.client._routed(request, context, self.mode)
+        try:
+            async for item in stream:
+                yield item
+        except NoInstancesError as e:
+            raise ServiceUnavailableError(str(e)) from None
+        except InstanceGoneError as e:
+            raise EngineFailedError(str(e)) from None
+        except RemoteError as e:
+            if e.status is not None and 400 <= e.status < 500:
+                error = RequestError(e.message)
+                error.status_code = e.status
+                raise error from None
+            raise EngineFailedError(e.message) from None
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
