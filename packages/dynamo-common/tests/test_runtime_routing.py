@@ -185,3 +185,14 @@ async def test_two_clients_at_once(workers, runtime_env, wait_client, gather):
     finally:
         await a.close()
         await b.close()
+
+
+async def test_instance_marked_down_is_tried_again_after_its_back_off(
+    workers, runtime, wait_client, gather
+):
+    _, instance = workers.start()
+    client = await wait_client(runtime, workers.namespace, 1)
+    client.mark_down(instance)  # what a stream that went quiet does
+    assert client.instance_ids() == []
+    # The request waits for the back-off to end instead of failing with "no instances".
+    assert (await gather(client.round_robin({"n": 1})))[0]["instance"] == instance

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -93,10 +94,20 @@ class Client:
         return sorted(i for i in self._instances if self._down.get(i, 0.0) <= now)
 
     async def wait_for_instances(self, timeout: float | None = None) -> list[int]:  # noqa: ASYNC109 - upstream's signature
+        """Wait until at least one instance is routable (a new one, or one marked down whose
+        back-off ended); `TimeoutError` after `timeout` seconds."""
+
         async def wait() -> list[int]:
             while not self.instance_ids():
                 self._changed.clear()
-                await self._changed.wait()
+                retry_at = min(self._down.values(), default=None)
+                if retry_at is None:
+                    await self._changed.wait()
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            self._changed.wait(), max(0.0, retry_at - time.monotonic())
+                        )
             return self.instance_ids()
 
         return await asyncio.wait_for(wait(), timeout)
