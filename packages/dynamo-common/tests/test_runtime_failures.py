@@ -85,7 +85,12 @@ async def test_worker_registers_again_after_etcd_loses_everything(
         _, instance_id = workers.start(DYN_ETCD_LEASE_TTL="2")
         await rt.ensure_connected()
         client = await wait_client(rt, workers.namespace, 1)  # watching through the outage
-        await asyncio.to_thread(etcd.restart, wipe=True, down_for=3)  # back empty: lease gone
+        # etcd goes away for longer than the TTL and comes back empty: the lease is gone.
+        restart = asyncio.create_task(asyncio.to_thread(etcd.restart, wipe=True, down_for=3))
+        await asyncio.sleep(1)
+        # Meanwhile the worker keeps serving the clients that know it.
+        assert len(await gather(client.round_robin({"n": 3}))) == 3
+        await restart
         deadline = time.monotonic() + 20
         while True:
             with contextlib.suppress(aetcd.exceptions.ClientError):
