@@ -35,6 +35,15 @@ def test_frames_are_numbered_and_typed():
     assert orjson.loads(codec.control("req-1", "stop")) == {"id": "req-1", "kind": "stop"}
 
 
+def test_pydantic_responses_are_written_as_json():
+    from dynamo.llm.protocols import LLMEngineOutput
+
+    frame = codec.decode_frame(codec.data_frame(1, LLMEngineOutput(token_ids=[5])))
+    assert frame["data"]["token_ids"] == [5]
+    with pytest.raises(TypeError):
+        codec.data_frame(1, object())
+
+
 class Handler:
     async def with_context(self, request, context):
         yield request

@@ -18,7 +18,18 @@ from typing import Any
 
 import orjson
 
-_dumps = orjson.dumps
+
+def _default(value: Any) -> Any:
+    """What orjson cannot write itself: pydantic models (engines may yield protocol objects)."""
+    dump = getattr(value, "model_dump", None)
+    if dump is not None:
+        return dump(mode="json", exclude_none=True)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _dumps(value: Any) -> bytes:
+    # `default` runs only for types orjson does not know, so dicts cost nothing extra.
+    return orjson.dumps(value, default=_default)
 
 
 def encode_request(request_id: str, data: Any) -> bytes:
