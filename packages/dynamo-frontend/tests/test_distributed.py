@@ -167,3 +167,22 @@ def test_batch_through_the_network(procs, tmp_path, runtime_env):
     assert result.returncode == 0, result.stderr
     lines = [json.loads(x) for x in (tmp_path / "output.jsonl").read_text().splitlines()]
     assert sorted(x["response"] for x in lines) == ["one", "two"]
+
+
+@pytest.mark.parametrize("engine", ["llamacpp", "mistralrs"])
+def test_real_engines_serve_as_workers(procs, frontend, smollm2_gguf, engine):
+    """Both CPU engines serve as distributed workers behind a discovering frontend."""
+    procs.worker(
+        f"real-{engine}.backend.generate",
+        f"out={engine}",
+        str(smollm2_gguf),
+        "--model-name",
+        f"smol-{engine}",
+        HF_HUB_OFFLINE="1",
+    )
+    wait_models(frontend, {f"smol-{engine}"}, timeout=120, exact=False)
+    remote = chat(
+        frontend, f"smol-{engine}", "What is the capital of France?", temperature=0, max_tokens=12
+    )
+    assert remote.choices[0].message.content
+    assert remote.usage.completion_tokens <= 12
