@@ -24,7 +24,14 @@ testcontainers_config.ryuk_disabled = True
 PREFIX = os.environ.get("IMAGE_PREFIX", "dynamo-py")
 IMAGES = {
     name: f"{PREFIX}/{name}:latest"
-    for name in ("etcd", "nats", "frontend", "engine-echo", "engine-llamacpp")
+    for name in (
+        "etcd",
+        "nats",
+        "frontend",
+        "engine-echo",
+        "engine-llamacpp",
+        "engine-mistralrs",
+    )
 }
 ENDPOINT = "dyn://dynamo.backend.generate"
 MODEL = "SmolLM2-135M-Instruct.Q4_1"

@@ -8,9 +8,13 @@ import time
 import httpx
 from containers import MODEL, Cluster
 
+import docker
+
 # echo_core sends one token every this many milliseconds: a stream long enough to kill mid-way.
 SLOW_ECHO = {"DYN_TOKEN_ECHO_DELAY_MS": "300"}
 RESUME_WITHIN_S = 15.0
+# The runtime's default lease TTL (DYN_ETCD_LEASE_TTL), which the workers here keep.
+LEASE_TTL_S = 10.0
 
 
 def test_worker_killed_mid_stream_ends_the_stream_with_an_error(cluster: Cluster) -> None:
@@ -61,3 +65,31 @@ def test_serving_resumes_after_nats_restart(cluster: Cluster) -> None:
             waited = time.monotonic() - restarted
             assert waited < RESUME_WITHIN_S, f"no answer {waited:.0f}s after NATS restarted"
             time.sleep(0.5)
+
+
+def listed_models(client: httpx.Client) -> list[str]:
+    return [m["id"] for m in client.get("/v1/models").json()["data"]]
+
+
+def wait_for_models(client: httpx.Client, expected: list[str], within_s: float) -> None:
+    deadline = time.monotonic() + within_s
+    while (models := listed_models(client)) != expected:
+        assert time.monotonic() < deadline, f"/v1/models is {models}, not {expected}"
+        time.sleep(0.5)
+
+
+def test_disconnected_worker_leaves_within_the_lease_ttl_and_rejoins(cluster: Cluster) -> None:
+    worker = cluster.worker()
+    frontend = cluster.frontend()
+    cluster.wait_healthy(frontend)
+    network = docker.from_env().networks.get(cluster.network.name)
+    with cluster.client(frontend, timeout=10) as client:
+        assert listed_models(client) == [MODEL]
+        network.disconnect(worker.get_wrapped_container().id)
+        # Cut off, the worker cannot renew its lease: etcd drops its keys once the TTL runs out,
+        # and the frontend's watch removes the model (a second of slack for the watch event).
+        wait_for_models(client, [], within_s=LEASE_TTL_S + 2)
+        network.connect(worker.get_wrapped_container().id)
+        # Back on the network, the worker takes a new lease and registers again.
+        wait_for_models(client, [MODEL], within_s=30)
+        assert cluster.chat(client, "back", max_tokens=4).status_code == 200

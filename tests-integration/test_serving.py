@@ -1,8 +1,9 @@
 """Serving through containers: the frontend image routing to an echo worker, and the llama.cpp
-image serving SmolLM2 on its own."""
+and mistral.rs images serving SmolLM2 on their own."""
 
 from __future__ import annotations
 
+import pytest
 from containers import IMAGES, MODEL, Cluster
 from testcontainers.core.container import DockerContainer
 
@@ -23,8 +24,9 @@ def test_request_through_frontend_container(cluster: Cluster) -> None:
     assert choice["finish_reason"] == "stop"
 
 
-def test_llamacpp_image_serves_smollm2() -> None:
-    with DockerContainer(IMAGES["engine-llamacpp"]).with_exposed_ports(8080) as server:
+@pytest.mark.parametrize("image", ["engine-llamacpp", "engine-mistralrs"])
+def test_engine_image_serves_smollm2_by_default(image: str) -> None:
+    with DockerContainer(IMAGES[image]).with_exposed_ports(8080) as server:
         Cluster.wait_healthy(server)
         with Cluster.client(server, timeout=120) as client:
             resp = Cluster.chat(
