@@ -9,7 +9,8 @@ import pytest
 
 from dynamo.llm import ModelType, register_llm
 from dynamo.llm.discovery import ModelAdded, ModelRemoved, ModelWatcher
-from dynamo.runtime import DistributedRuntime
+from dynamo.runtime import DistributedRuntime, RuntimeConfig
+from dynamo.runtime.testing import EtcdServer, NatsServer
 
 pytestmark = pytest.mark.integration
 
@@ -125,3 +126,27 @@ async def test_several_models_and_callbacks(runtime_env):
         await completion.stop()
         await watcher.stop()
         await runtime.close()
+
+
+async def test_card_files_come_back_after_nats_loses_its_data(smollm2_card):
+    with EtcdServer() as etcd, NatsServer() as nats:
+        config = RuntimeConfig((etcd.url,), nats.url)
+        worker = DistributedRuntime(config=config)
+        frontend = DistributedRuntime(config=config)
+        try:
+            await worker.ensure_connected()
+            endpoint = worker.endpoint("wipe.backend.generate")
+            await register_llm(ModelType.Backend, endpoint, None, "wiped", card=smollm2_card)
+            # NATS comes back without its JetStream data: the object store bucket is gone.
+            await asyncio.to_thread(nats.restart, wipe=True, down_for=0.5)
+            await frontend.ensure_connected()
+            watcher = ModelWatcher(frontend)
+            events = watcher.events()
+            added = await next_event(events, within=30)
+            assert added.name == "wiped"
+            assert added.card.tokenizer_json == smollm2_card.tokenizer_json
+            await events.aclose()
+            await watcher.stop()
+        finally:
+            await frontend.close()
+            await worker.close()

@@ -11,6 +11,7 @@ Two ways to listen: callbacks (`ModelWatcher(runtime, on_added, on_removed).star
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from dynamo.llm.model_card import ModelDeploymentCard
 from dynamo.llm.model_type import ModelType
 from dynamo.llm.register import MDC_ROOT, MODELS_ROOT
 from dynamo.llm.slug import slugify
+from dynamo.runtime.backoff import Backoff
 from dynamo.runtime.etcd import stop_tasks
 
 if TYPE_CHECKING:
@@ -104,6 +106,8 @@ class ModelWatcher:
         self._key_to_model: dict[str, str] = {}
         self._listeners: list[asyncio.Queue[ModelEvent]] = []
         self._task: asyncio.Task | None = None
+        self._lock = asyncio.Lock()
+        self._pending: dict[str, asyncio.Task] = {}  # entries whose card could not be fetched
 
     def start(self) -> None:
         if self._task is None:
@@ -111,8 +115,9 @@ class ModelWatcher:
 
     async def stop(self) -> None:
         if self._task is not None:
-            await stop_tasks([self._task])
+            await stop_tasks([self._task, *self._pending.values()])
             self._task = None
+            self._pending.clear()
         for model in self.models.values():
             await model.client.close()
 
@@ -134,12 +139,42 @@ class ModelWatcher:
     async def _run(self) -> None:
         async for event in self.runtime.etcd.watch_prefix(f"{MODELS_ROOT}/"):
             try:
-                if event.kind == "put":
-                    await self._put(event.key, orjson.loads(event.value))
-                else:
-                    await self._delete(event.key)
-            except Exception:
-                log.exception("could not apply model event for %s", event.key)
+                async with self._lock:
+                    if event.kind == "put":
+                        self._pending.pop(event.key, None)
+                        await self._put(event.key, orjson.loads(event.value))
+                    else:
+                        self._pending.pop(event.key, None)
+                        await self._delete(event.key)
+            except Exception as e:
+                if event.kind != "put":
+                    log.exception("could not remove model entry %s", event.key)
+                    continue
+                log.warning("model entry %s is not usable yet (%s); retrying", event.key, e)
+                with contextlib.suppress(orjson.JSONDecodeError):
+                    self._retry_later(event.key, orjson.loads(event.value))
+
+    def _retry_later(self, key: str, entry: dict) -> None:
+        """A card that cannot be fetched now (object store not ready) is tried again, with
+        back-off, for as long as its entry exists."""
+        if key in self._pending:
+            return
+        self._pending[key] = asyncio.create_task(self._retry(key, entry), name=f"retry {key}")
+
+    async def _retry(self, key: str, entry: dict) -> None:
+        backoff = Backoff(first=0.5, cap=5.0)
+        while True:
+            await backoff.sleep()
+            async with self._lock:
+                if self._pending.get(key) is not asyncio.current_task():
+                    return
+                try:
+                    await self._put(key, entry)
+                except Exception as e:
+                    log.debug("model entry %s still not usable: %s", key, e)
+                    continue
+                del self._pending[key]
+                return
 
     async def _put(self, key: str, entry: dict) -> None:
         name = entry["name"]

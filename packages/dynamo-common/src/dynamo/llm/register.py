@@ -28,6 +28,7 @@ MODELS_ROOT = "models"
 MDC_ROOT = "mdc"
 # Card fields carried by object-store files rather than inside the etcd value.
 _FILE_FIELDS = ("tokenizer_json",)
+_REUPLOAD_ATTEMPTS = 10
 
 
 def card_for_etcd(card: ModelDeploymentCard, bucket: str) -> bytes:
@@ -39,12 +40,29 @@ def card_for_etcd(card: ModelDeploymentCard, bucket: str) -> bytes:
 
 
 async def upload_card_files(js: Any, bucket: str, card: ModelDeploymentCard) -> None:
+    """Put the card's files in object-store bucket `bucket`, creating it if needed."""
     try:
         store = await js.object_store(bucket)
     except Exception:
         store = await js.create_object_store(bucket)
     for name, data in card.files().items():
         await store.put(name, data)
+
+
+async def _upload_again(runtime: Any, bucket: str, card: ModelDeploymentCard) -> None:
+    """After a NATS reconnection: the server may have come back without its JetStream data."""
+    from dynamo.runtime.backoff import Backoff  # not at the top: `dynamo.llm` stays light
+
+    backoff = Backoff()
+    for _ in range(_REUPLOAD_ATTEMPTS):
+        try:
+            await upload_card_files(runtime.nats.jetstream(), bucket, card)
+            log.info("model card files of '%s' are in the object store again", card.display_name)
+            return
+        except Exception as e:  # JetStream may need a moment after a restart
+            last = e
+            await backoff.sleep()
+    log.warning("could not upload the card files of '%s' again: %s", card.display_name, last)
 
 
 async def register_llm(
@@ -97,6 +115,7 @@ async def register_llm(
     bucket = card.service_name
     if card.files():
         await upload_card_files(runtime.nats.jetstream(), bucket, card)
+        runtime.on_nats_reconnect(lambda: _upload_again(runtime, bucket, card))
     mdc_key = f"{MDC_ROOT}/{card.service_name}"
     # Every worker of the model writes the same card key: shared, so one leaving keeps it.
     await runtime.etcd.put_leased(mdc_key, card_for_etcd(card, bucket), shared=True)

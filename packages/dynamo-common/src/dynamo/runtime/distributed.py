@@ -21,8 +21,15 @@ from dynamo.runtime.etcd import Etcd
 log = logging.getLogger(__name__)
 
 
-async def connect_nats(url: str, closing: asyncio.Event | None = None) -> NATS:
-    """Connect, retrying (and saying so once) until NATS answers; reconnect forever afterwards."""
+async def connect_nats(
+    url: str,
+    closing: asyncio.Event | None = None,
+    on_reconnect: Callable[[], None] | None = None,
+) -> NATS:
+    """Connect, retrying (and saying so once) until NATS answers; reconnect forever afterwards.
+
+    `on_reconnect` runs after every reconnection (not the first connect).
+    """
     warned = False
 
     async def disconnected() -> None:
@@ -31,6 +38,8 @@ async def connect_nats(url: str, closing: asyncio.Event | None = None) -> NATS:
 
     async def reconnected() -> None:
         log.info("reconnected to NATS at %s", url)
+        if on_reconnect is not None:
+            on_reconnect()
 
     async def error(e: Exception) -> None:
         log.debug("NATS: %s", e)
@@ -85,12 +94,28 @@ class DistributedRuntime:
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self._endpoint_keys: dict[str, list[str]] = {}
         self._instance_id: int | None = None
+        self._reconnect_hooks: list[Callable[[], Awaitable[None]]] = []
+        self._hook_tasks: set[asyncio.Task] = set()
 
     async def ensure_connected(self) -> None:
         async with self._connected:
             if self._nats is None:
                 await self.etcd.connect()
-                self._nats = await connect_nats(self.config.nats_server, self.shutting_down)
+                self._nats = await connect_nats(
+                    self.config.nats_server, self.shutting_down, self._nats_reconnected
+                )
+
+    def on_nats_reconnect(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Run `hook` after each NATS reconnection: state that lives in NATS (the object store
+        holding model card files) may have been lost with the server."""
+        self._reconnect_hooks.append(hook)
+
+    def _nats_reconnected(self) -> None:
+        # Not awaited inside nats-py's callback: a hook may need the connection it is restoring.
+        for hook in self._reconnect_hooks:
+            task = asyncio.ensure_future(hook())
+            self._hook_tasks.add(task)
+            task.add_done_callback(self._hook_tasks.discard)
 
     async def connect_unless_stopped(self) -> bool:
         """`ensure_connected`, unless a shutdown comes first (SIGTERM while etcd is unreachable):
