@@ -39,7 +39,6 @@ ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "docker" / ".build"
 POOL = BUILD / "pool"
 WORKSPACE_POOL = BUILD / "workspace-wheels"
-VENV_SITE = ROOT / ".venv" / "lib" / "python3.11" / "site-packages"
 # The images' platform: CPython 3.11 on glibc x86-64, as old as Debian bookworm's glibc (2.36),
 # so the wheels suit the local base and python:3.11-slim alike.
 # pip does not widen a given --platform to older manylinux tags, so every one is named.
@@ -117,8 +116,11 @@ def matches_installed(wheel: Path) -> bool:
     natives = [(path, digest) for path, digest, *_ in rows if path.endswith(".so") and digest]
     if not natives:
         return False
+    sites = sorted((ROOT / ".venv" / "lib").glob("python3.*/site-packages"))
+    if not sites:
+        return False
     for path, digest in natives:
-        installed = VENV_SITE / path
+        installed = sites[-1] / path
         if not installed.is_file() or record_hash(installed.read_bytes()) != digest:
             return False
     return True
