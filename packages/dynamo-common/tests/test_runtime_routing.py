@@ -196,3 +196,22 @@ async def test_instance_marked_down_is_tried_again_after_its_back_off(
     assert client.instance_ids() == []
     # The request waits for the back-off to end instead of failing with "no instances".
     assert (await gather(client.round_robin({"n": 1})))[0]["instance"] == instance
+
+
+async def test_shutdown_without_grace_ends_streams_with_an_error(runtime, wait_client):
+    async def handler(request):
+        for i in range(10_000):
+            await asyncio.sleep(0.01)
+            yield i
+
+    endpoint = runtime.namespace("nograce").component("backend").endpoint("generate")
+    serving = asyncio.create_task(endpoint.serve_endpoint(handler, graceful_shutdown=False))
+    client = await wait_client(runtime, "nograce", 1)
+    stream = client.round_robin({})
+    assert await anext(stream) == 0
+    runtime.shutdown()
+    with pytest.raises(RemoteError, match="the worker stopped") as failure:
+        async for _ in stream:
+            pass
+    assert failure.value.status == 503
+    await serving

@@ -186,12 +186,13 @@ class DistributedRuntime:
 
 
 def install_shutdown_signals(runtime: DistributedRuntime) -> None:
-    """SIGINT/SIGTERM: graceful shutdown; a second SIGINT exits at once."""
+    """SIGINT/SIGTERM: graceful shutdown; a second one exits at once."""
     loop = asyncio.get_running_loop()
 
     def on_signal(sig: signal.Signals) -> None:
-        if runtime.shutting_down.is_set() and sig == signal.SIGINT:
-            raise SystemExit(130)
+        if runtime.shutting_down.is_set():
+            # A second signal: the in-flight streams are not worth waiting for.
+            raise SystemExit(128 + sig)
         log.info("%s: finishing in-flight requests, then leaving", sig.name)
         runtime.shutdown()
 

@@ -118,6 +118,12 @@ class EndpointServer:
             seq += 1
             await publish(inbox, codec.final_frame(seq))
         except asyncio.CancelledError:
+            if not context.is_killed():
+                # Stopped by this worker (shutdown without grace), not by the caller: say so
+                # now rather than leave the caller to notice the silence.
+                seq += 1
+                with contextlib.suppress(Exception):
+                    await publish(inbox, codec.error_frame(seq, "the worker stopped", 503))
             raise
         except Exception as e:
             log.exception("handler failed on %s", self.subject)
@@ -136,7 +142,8 @@ class EndpointServer:
                 await stream.aclose()
 
     async def drain(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
-        """Stop taking requests and wait for the in-flight ones to finish."""
+        """Stop taking requests and wait for the in-flight ones to finish; those still running
+        after `timeout` seconds (None: no limit) end with an error frame."""
         self._accepting = False
         for sub in self._subs[:1]:
             with contextlib.suppress(Exception):
@@ -144,7 +151,13 @@ class EndpointServer:
         tasks = [task for _, task in self._inflight.values()]
         if tasks:
             log.info("finishing %d in-flight request(s) on %s", len(tasks), self.subject)
-            await asyncio.wait(tasks, timeout=timeout)
+            _, unfinished = (
+                await asyncio.wait(tasks, timeout=timeout) if timeout != 0 else ((), tasks)
+            )
+            for task in unfinished:
+                task.cancel()
+            if unfinished:
+                await asyncio.wait(unfinished, timeout=1)
         for sub in self._subs[1:]:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
