@@ -4,12 +4,18 @@ from dynamo.runtime.client import Client, RouterEngine
 from dynamo.runtime.component import Component, Endpoint, Namespace
 from dynamo.runtime.config import RuntimeConfig
 from dynamo.runtime.distributed import DistributedRuntime, dynamo_worker
-from dynamo.runtime.errors import InstanceGoneError, NoInstancesError, RemoteError
+from dynamo.runtime.errors import (
+    DynamoRuntimeError,
+    InstanceGoneError,
+    NoInstancesError,
+    RemoteError,
+)
 
 __all__ = [
     "Client",
     "Component",
     "DistributedRuntime",
+    "DynamoRuntimeError",
     "Endpoint",
     "InstanceGoneError",
     "Namespace",

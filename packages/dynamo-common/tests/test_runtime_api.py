@@ -1,0 +1,53 @@
+"""The runtime's public names and upstream's call shapes, which user code written for upstream's
+Python bindings relies on."""
+
+from __future__ import annotations
+
+import inspect
+
+import dynamo.runtime
+from dynamo.llm import ModelType, register_llm
+from dynamo.runtime import Client, DistributedRuntime, Endpoint, dynamo_worker
+
+
+def test_exported_names():
+    assert sorted(dynamo.runtime.__all__) == [
+        "Client",
+        "Component",
+        "DistributedRuntime",
+        "DynamoRuntimeError",
+        "Endpoint",
+        "InstanceGoneError",
+        "Namespace",
+        "NoInstancesError",
+        "RemoteError",
+        "RouterEngine",
+        "RuntimeConfig",
+        "dynamo_worker",
+    ]
+    for name in dynamo.runtime.__all__:
+        assert getattr(dynamo.runtime, name).__doc__, f"{name} has no docstring"
+
+
+def test_upstream_call_shapes():
+    assert list(inspect.signature(DistributedRuntime).parameters)[:2] == ["loop", "is_static"]
+    assert inspect.signature(dynamo_worker).parameters["static"].default is False
+    serve = inspect.signature(Endpoint.serve_endpoint).parameters
+    assert list(serve)[1:3] == ["handler", "graceful_shutdown"]
+    assert serve["graceful_shutdown"].default is True
+    assert inspect.iscoroutinefunction(Endpoint.client)
+    assert not inspect.iscoroutinefunction(Endpoint.lease_id)
+    for method in ("random", "round_robin", "generate"):
+        assert list(inspect.signature(getattr(Client, method)).parameters)[1] == "request"
+    assert list(inspect.signature(Client.direct).parameters)[1:3] == ["request", "instance_id"]
+    assert inspect.iscoroutinefunction(Client.wait_for_instances)
+    assert list(inspect.signature(register_llm).parameters)[:7] == [
+        "model_type",
+        "endpoint",
+        "model_path",
+        "model_name",
+        "context_length",
+        "kv_cache_block_size",
+        "migration_limit",
+    ]
+    assert ModelType.Backend and ModelType.Chat and ModelType.Completion
