@@ -1,0 +1,75 @@
+"""Each engine installs into a fresh virtualenv on its own, from its wheel, and pulls no other engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).parents[3]
+# distribution -> (its out= names, the engine library it must bring)
+ENGINES = {
+    "dynamo-engine-echo": ({"echo_core", "echo_full"}, None),
+    "dynamo-engine-llamacpp": ({"llamacpp"}, "llama-cpp-python"),
+    "dynamo-engine-mistralrs": ({"mistralrs"}, "mistralrs"),
+}
+ENGINE_LIBRARIES = {"llama-cpp-python", "mistralrs", "vllm", "sglang", "tensorrt-llm"}
+UV = shutil.which("uv")
+
+
+# llama-cpp-python builds from source: keep the workspace's portable build flags.
+BUILD_ENV = {
+    **os.environ,
+    "CMAKE_ARGS": "-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON",
+}
+
+
+def run(*cmd: str) -> str:
+    return subprocess.run(
+        cmd, check=True, capture_output=True, text=True, cwd=ROOT, env=BUILD_ENV
+    ).stdout
+
+
+@pytest.fixture(scope="module")
+def wheelhouse(tmp_path_factory) -> Path:
+    if UV is None:
+        pytest.skip("uv is not on PATH")
+    out = tmp_path_factory.mktemp("wheels")
+    for dist in ["dynamo-common", *ENGINES]:
+        run(UV, "build", "--quiet", "--wheel", "--package", dist, "--out-dir", str(out))
+    return out
+
+
+@pytest.mark.parametrize("dist", sorted(ENGINES))
+def test_engine_installs_alone(wheelhouse, tmp_path, dist):
+    names, library = ENGINES[dist]
+    venv = tmp_path / "venv"
+    run(UV, "venv", "--quiet", "--python", sys.executable, str(venv))
+    python = str(venv / "bin" / "python")
+    # llama-cpp-python builds from source: keep the workspace's portable build flags.
+    os.environ.setdefault(
+        "CMAKE_ARGS", "-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+    )
+    run(UV, "pip", "install", "--quiet", "--python", python, "--find-links", str(wheelhouse), dist)
+    installed = {
+        p["name"]
+        for p in json.loads(run(UV, "pip", "list", "--python", python, "--format", "json"))
+    }
+    assert "dynamo-common" in installed
+    assert "dynamo-frontend" not in installed  # the launcher is a separate choice
+    assert installed & ENGINE_LIBRARIES == ({library} if library else set())
+    assert not {d for d in ENGINES if d != dist} & installed
+    found = run(
+        python,
+        "-c",
+        "from importlib.metadata import entry_points as e; "
+        "print(' '.join(sorted(x.name for x in e(group='dynamo.engines'))))",
+    ).split()
+    assert set(found) == names
