@@ -81,7 +81,13 @@ class Endpoint:
         metrics_labels: Any = None,
         health_check_payload: Any = None,
     ) -> None:
-        """Serve until the runtime shuts down, then finish in-flight requests and deregister."""
+        """Serve until the runtime shuts down: then deregister, and finish the in-flight
+        requests (`graceful_shutdown`) or end them with an error frame.
+
+        `handler` is an async generator function of `(request)` or `(request, context)`.
+        `metrics_labels` and `health_check_payload` are upstream's; accepted so its workers run,
+        not used here.
+        """
         runtime = self.runtime
         await runtime.ensure_connected()
         instance_id = await runtime.primary_lease()

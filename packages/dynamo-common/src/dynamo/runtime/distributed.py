@@ -212,6 +212,8 @@ def dynamo_worker(static: bool = False) -> Callable:
             try:
                 if not await runtime.connect_unless_stopped():
                     return None
+                if not static:
+                    await runtime.primary_lease()  # so `endpoint.lease_id()` works at once
                 return await fn(runtime, *args, **kwargs)
             finally:
                 await runtime.close()
