@@ -92,6 +92,80 @@ def test_tools_and_tojson_match_transformers(template_source, name):
     assert "°C" in ours  # tojson does not escape non-ASCII, as transformers' filter does not
 
 
+TOOL_CONVERSATION = [
+    {"role": "system", "content": "You can call tools."},
+    {"role": "user", "content": "Weather in Paris?"},
+    {
+        "role": "assistant",
+        "content": None,  # what OpenAI clients send beside tool_calls
+        "tool_calls": [
+            {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": {"city": "Paris"}},
+            }
+        ],
+    },
+    {"role": "tool", "content": '{"temp": "21 °C"}', "tool_call_id": "call_1"},
+]
+
+
+@pytest.mark.parametrize("name", ["llama3.1.jinja", "qwen2.5.jinja"])
+@pytest.mark.parametrize("add_generation_prompt", [True, False])
+def test_tool_call_round_trip_matches_transformers(template_source, name, add_generation_prompt):
+    card = template_card(template_source(name))
+    ours = formatter(card).render(
+        TOOL_CONVERSATION, tools=TOOLS, add_generation_prompt=add_generation_prompt
+    )
+    theirs = transformers_render(
+        card, TOOL_CONVERSATION, tools=TOOLS, add_generation_prompt=add_generation_prompt
+    )
+    assert ours == theirs
+    assert "None" not in ours  # `content: null` is dropped, never printed
+
+
+def test_none_values_are_dropped_as_transformers_drops_them():
+    card = template_card(
+        "{% for m in messages %}{{ m.role }}:{{ m.content }}:{{ 'name' in m }};{% endfor %}"
+    )
+    messages = [
+        {"role": "user", "content": "hi", "name": None},
+        {"role": "assistant", "content": None},
+    ]
+    ours = formatter(card).render(messages)
+    assert ours == "user:hi:False;assistant::False;"
+    assert ours == transformers_render(card, messages)
+
+
+def test_reasoning_is_offered_under_every_name_templates_read():
+    card = template_card(
+        "{% for m in messages %}[{{ m.reasoning_content }}|{{ m.thinking }}|{{ m.reasoning }}]"
+        "{% endfor %}"
+    )
+    messages = [
+        {"role": "assistant", "content": "a", "reasoning": "r1"},
+        {"role": "assistant", "content": "b", "thinking": "r2"},
+        {"role": "assistant", "content": "c"},
+    ]
+    ours = formatter(card).render(messages)
+    assert ours == "[r1|r1|r1][r2|r2|][||]"
+    assert ours == transformers_render(card, messages)
+
+
+def test_pydantic_messages_and_tools_render_as_plain_data():
+    from pydantic import BaseModel
+
+    class Message(BaseModel):
+        role: str
+        content: str | None = None
+
+    card = template_card("{% for m in messages %}{{ m | tojson }}{% endfor %}{{ tools | tojson }}")
+    messages = [Message(role="user", content="hé"), Message(role="assistant")]
+    assert formatter(card).render(messages, tools=TOOLS) == transformers_render(
+        card, messages, tools=TOOLS
+    )
+
+
 def test_template_kwargs_reach_the_template(template_source):
     card = template_card(template_source("llama3.1.jinja"))
     messages = CONVERSATIONS["single"]
@@ -123,6 +197,16 @@ def test_named_templates_pick_tool_use_when_tools_are_given():
     card.chat_template = {"default": "D{{ messages|length }}", "tool_use": "T{{ tools|length }}"}
     assert formatter(card).render(CONVERSATIONS["single"]) == "D1"
     assert formatter(card).render(CONVERSATIONS["single"], tools=TOOLS) == "T1"
+    # transformers picks tool_use whenever tools is given, even an empty list
+    assert formatter(card).render(CONVERSATIONS["single"], tools=[]) == "T0"
+    assert transformers_render(card, CONVERSATIONS["single"], tools=[]) == "T0"
+
+
+def test_named_templates_without_default_refuse_plain_chats():
+    card = template_card("")
+    card.chat_template = {"tool_use": "T"}
+    with pytest.raises(TemplateError, match="default"):
+        formatter(card).render(CONVERSATIONS["single"])
 
 
 def test_generation_tags_render_their_body():

@@ -3,12 +3,21 @@
 Same jinja2 sandbox, same options (trim_blocks, lstrip_blocks, loopcontrols, `{% generation %}`),
 same helpers (`tojson` without HTML escaping, `raise_exception`, `strftime_now`, `dict`,
 `namespace`), same variables (messages, tools, documents, add_generation_prompt and the special
-tokens). Upstream Dynamo uses minijinja and its users keep hitting differences (#9608, #6294).
+tokens), and the same input clean-up transformers 5 does before rendering: message objects become
+plain dicts, keys whose value is None are dropped (OpenAI clients send `content: null`,
+`tool_calls: null`, which templates would print as "None"), and a message's reasoning is offered
+under all the names templates read it by. Upstream Dynamo uses minijinja and its users keep hitting
+differences (#9608, #6294).
+
+One deliberate difference: a model with no chat template gets a plain one (each message's content
+on its own line) where transformers raises, so base models still answer chat requests.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -21,6 +30,9 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from dynamo.llm.model_card import ModelDeploymentCard
 
 _DEFAULT_TEMPLATE = "{% for message in messages %}{{ message['content'] }}\n{% endfor %}"
+
+# Names a message's reasoning travels under; templates read the first (gpt-oss reads `thinking`).
+_REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
 
 
 class TemplateError(ValueError):
@@ -108,6 +120,47 @@ def compile_template(source: str) -> jinja2.Template:
         raise TemplateError(f"the model's chat template does not compile: {e}") from None
 
 
+def _plain(value: Any) -> Any:
+    """Template data rebuilt from plain JSON types, as transformers' `_plain_template_data` does.
+
+    The sandbox only guards attribute access; rebuilding from str/int/float/dict/list means no object
+    with unexpected methods (an enum, a pydantic model) ever reaches the template.
+    """
+    if value is None or type(value) in (str, int, float, bool):
+        return value
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int.__int__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
+    if isinstance(value, Mapping):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if callable(getattr(value, "model_dump", None)):
+        return _plain(value.model_dump())
+    return f"<{type(value).__name__}>"
+
+
+def normalize_messages(messages: list[Any]) -> list[dict[str, Any]]:
+    """Messages as transformers hands them to a template: plain dicts, no None values, reasoning aliased."""
+    out = []
+    for message in _plain(list(messages)):
+        if not isinstance(message, dict):
+            raise TemplateError(f"chat messages must be objects, got {message!r}")
+        message = {k: v for k, v in message.items() if v is not None}
+        reasoning = next((message[k] for k in _REASONING_FIELDS if k in message), None)
+        if reasoning is not None:
+            message = {"thinking": reasoning, **message, "reasoning_content": reasoning}
+        out.append(message)
+    return out
+
+
 class PromptFormatter:
     """Renders a conversation into the prompt text for one model."""
 
@@ -118,7 +171,7 @@ class PromptFormatter:
     def _source(self, tools: list[dict] | None) -> str:
         template = self.card.chat_template
         if isinstance(template, dict):
-            if tools and "tool_use" in template:
+            if tools is not None and "tool_use" in template:
                 return template["tool_use"]
             if "default" in template:
                 return template["default"]
@@ -133,14 +186,19 @@ class PromptFormatter:
         add_generation_prompt: bool = True,
         **template_kwargs: Any,
     ) -> str:
+        """The prompt for `messages`, byte for byte what `apply_chat_template(tokenize=False)` gives.
+
+        `template_kwargs` (chat_template_kwargs in a request: `enable_thinking`, `date_string`, ...)
+        reach the template as variables and override the special tokens of the same name.
+        """
         template = compile_template(self._source(tools))
         try:
             return template.render(
-                messages=messages,
-                tools=tools,
+                messages=normalize_messages(messages),
+                tools=_plain(tools),
                 documents=None,
                 add_generation_prompt=add_generation_prompt,
-                **{**self._specials, **template_kwargs},
+                **_plain({**self._specials, **template_kwargs}),
             )
         except jinja2.TemplateError as e:
             raise TemplateError(str(e)) from None
