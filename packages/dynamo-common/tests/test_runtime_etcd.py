@@ -198,3 +198,22 @@ async def test_connect_waits_for_etcd_and_says_so_once(caplog):
 
 async def _true(value) -> bool:
     return bool(value)
+
+
+async def test_closed_watches_are_cancelled_on_the_server_stream(etcd_server):
+    etcd = etcd_for(etcd_server.url)
+    await etcd.connect()
+    recorders = [Recorder(etcd, f"t-cancel/{i}/") for i in range(5)]
+
+    async def all_registered() -> bool:
+        return len(etcd._client._watcher._callbacks) == 5
+
+    await until(all_registered, what="five watches")
+    for recorder in recorders:
+        await recorder.stop()
+
+    async def none_left() -> bool:
+        return not etcd._client._watcher._callbacks
+
+    await until(none_left, within=5, what="the watches' cancellation")
+    await etcd.close()

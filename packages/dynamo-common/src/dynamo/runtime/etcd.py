@@ -250,13 +250,19 @@ class Etcd:
                 backoff.reset()
                 start = revision + 1 if revision is not None else None
                 watch = await self._client.watch_prefix(prefix.encode(), start_revision=start)
-                async for event in watch:
-                    key = event.kv.key.decode()
-                    if event.kind == aetcd.EventKind.PUT:
-                        known[key] = event.kv.value
-                        yield WatchEvent("put", key, event.kv.value)
-                    elif known.pop(key, None) is not None:
-                        yield WatchEvent("delete", key, b"")
+                try:
+                    async for event in watch:
+                        key = event.kv.key.decode()
+                        if event.kind == aetcd.EventKind.PUT:
+                            known[key] = event.kv.value
+                            yield WatchEvent("put", key, event.kv.value)
+                        elif known.pop(key, None) is not None:
+                            yield WatchEvent("delete", key, b"")
+                finally:
+                    # A closed or cancelled watch must not stay registered on the shared stream
+                    # (a frontend opens and closes one per model as models come and go).
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(watch.cancel(), 1)
             except _ERRORS as e:
                 if not warned:
                     log.warning(
