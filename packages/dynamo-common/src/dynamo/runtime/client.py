@@ -88,6 +88,7 @@ class Client:
         if self._watch is not None:
             await stop_tasks([self._watch])
             self._watch = None
+            self.runtime.remove_closer(self.close)
 
     def instance_ids(self) -> list[int]:
         now = time.monotonic()

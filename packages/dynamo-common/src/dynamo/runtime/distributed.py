@@ -161,7 +161,13 @@ class DistributedRuntime:
         return self.namespace(parts[0]).component(parts[1]).endpoint(parts[2])
 
     def add_closer(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Run `closer` when the runtime closes (clients stop following etcd)."""
         self._closers.append(closer)
+
+    def remove_closer(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Forget a closer that already ran (a client closed before the runtime)."""
+        with contextlib.suppress(ValueError):
+            self._closers.remove(closer)
 
     def register_endpoint_key(self, endpoint_path: str, key: str) -> None:
         """Keys (model entries) that leave with an endpoint when it stops serving."""
