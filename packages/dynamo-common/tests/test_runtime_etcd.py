@@ -217,3 +217,13 @@ async def test_closed_watches_are_cancelled_on_the_server_stream(etcd_server):
 
     await until(none_left, within=5, what="the watches' cancellation")
     await etcd.close()
+
+
+async def test_connect_moves_on_to_the_next_endpoint(etcd_server):
+    dead = f"http://127.0.0.1:{free_port()}"
+    etcd = Etcd(RuntimeConfig(etcd_endpoints=(dead, etcd_server.url), nats_server=""))
+    await asyncio.wait_for(etcd.connect(), 15)
+    assert etcd.url == etcd_server.url
+    await etcd.put_leased("t-failover/a", b"1")
+    assert await etcd.get("t-failover/a") == b"1"
+    await etcd.close()
