@@ -32,7 +32,11 @@ def test_frames_are_numbered_and_typed():
         "status": 400,
     }
     assert "status" not in codec.decode_frame(codec.error_frame(4, "boom"))
-    assert orjson.loads(codec.control("req-1", "stop")) == {"id": "req-1", "kind": "stop"}
+    assert orjson.loads(codec.control("req-1", "_INBOX.x", "stop")) == {
+        "id": "req-1",
+        "inbox": "_INBOX.x",
+        "kind": "stop",
+    }
 
 
 def test_pydantic_responses_are_written_as_json():

@@ -215,3 +215,29 @@ async def test_shutdown_without_grace_ends_streams_with_an_error(runtime, wait_c
             pass
     assert failure.value.status == 503
     await serving
+
+
+async def test_requests_sharing_an_id_are_stopped_separately(runtime, wait_client, gather):
+    stopped: list[str] = []
+
+    async def handler(request, context):
+        for i in range(request["n"]):
+            if context.is_stopped():
+                stopped.append(request["name"])
+                return
+            await asyncio.sleep(0.01)
+            yield i
+
+    endpoint = runtime.namespace("sameid").component("backend").endpoint("generate")
+    serving = asyncio.create_task(endpoint.serve_endpoint(handler))
+    client = await wait_client(runtime, "sameid", 1)
+    first = client.round_robin({"n": 10_000, "name": "first"}, Context("same"))
+    second = asyncio.create_task(
+        gather(client.round_robin({"n": 50, "name": "second"}, Context("same")))
+    )
+    assert await anext(first) == 0
+    await first.aclose()
+    assert await asyncio.wait_for(second, 15) == list(range(50))
+    assert stopped == ["first"]
+    runtime.shutdown()
+    await serving

@@ -9,7 +9,8 @@ that ends any other way is a failure, never a silently short answer.
               {"seq": n, "hb": true}                   heartbeat while the handler is quiet
               {"seq": n, "final": true}
               {"seq": n, "error": message, "status"?: http status}
-    control   {"id": request_id, "kind": "stop" | "kill"}   to the instance's control subject
+    control   {"id": request_id, "inbox": reply inbox, "kind": "stop" | "kill"}
+              to the instance's control subject; the inbox names the request (ids may repeat)
 """
 
 from __future__ import annotations
@@ -64,5 +65,5 @@ def decode_frame(payload: bytes) -> dict[str, Any]:
     return orjson.loads(payload)
 
 
-def control(request_id: str, kind: str) -> bytes:
-    return _dumps({"id": request_id, "kind": kind})
+def control(request_id: str, inbox: str, kind: str) -> bytes:
+    return _dumps({"id": request_id, "inbox": inbox, "kind": kind})

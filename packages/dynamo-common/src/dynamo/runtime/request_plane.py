@@ -74,16 +74,17 @@ class EndpointServer:
             await self.nc.publish(msg.reply, codec.error_frame(1, "worker is shutting down", 503))
             return
         context = Context(request_id)
-        task = asyncio.create_task(self._serve(msg.reply, data, context))
-        self._inflight[request_id] = (context, task)
-        task.add_done_callback(lambda _: self._inflight.pop(request_id, None))
+        inbox = msg.reply
+        task = asyncio.create_task(self._serve(inbox, data, context))
+        self._inflight[inbox] = (context, task)
+        task.add_done_callback(lambda _: self._inflight.pop(inbox, None))
 
     async def _on_control(self, msg: Msg) -> None:
         try:
             body = codec.decode_frame(msg.data)
         except Exception:
             return
-        entry = self._inflight.get(body.get("id"))
+        entry = self._inflight.get(body.get("inbox"))
         if entry is None:
             return
         context, task = entry
@@ -126,8 +127,11 @@ class EndpointServer:
                     await publish(inbox, codec.error_frame(seq, "the worker stopped", 503))
             raise
         except Exception as e:
-            log.exception("handler failed on %s", self.subject)
             status = getattr(e, "status_code", None)
+            if isinstance(status, int) and 400 <= status < 500:
+                log.info("request %s rejected: %s", context.id(), e)  # the caller's mistake
+            else:
+                log.exception("handler failed on %s", self.subject)
             seq += 1
             with contextlib.suppress(Exception):
                 await publish(
@@ -204,7 +208,7 @@ async def stream_request(
                 stop_sent = True
                 await nc.publish(
                     control_subject(subject),
-                    codec.control(context.id(), "kill" if context.is_killed() else "stop"),
+                    codec.control(context.id(), inbox, "kill" if context.is_killed() else "stop"),
                 )
             if msg.headers and msg.headers.get("Status") == "503":
                 raise InstanceGoneError(instance_id, "is not listening (no responders)")
@@ -230,7 +234,7 @@ async def stream_request(
             with contextlib.suppress(Exception):
                 await nc.publish(
                     control_subject(subject),
-                    codec.control(context.id(), "kill" if context.is_killed() else "stop"),
+                    codec.control(context.id(), inbox, "kill" if context.is_killed() else "stop"),
                 )
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
