@@ -241,3 +241,29 @@ async def test_requests_sharing_an_id_are_stopped_separately(runtime, wait_clien
     assert stopped == ["first"]
     runtime.shutdown()
     await serving
+
+
+async def test_worker_stops_when_its_caller_vanished_without_a_word(runtime, wait_client):
+    """A caller that dies (SIGKILL) sends no stop; the worker finds its inbox gone."""
+    from dynamo.runtime import codec
+
+    cancelled = asyncio.Event()
+
+    async def handler(request):
+        try:
+            for i in range(10_000):
+                await asyncio.sleep(0.01)
+                yield i
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    endpoint = runtime.namespace("vanished").component("backend").endpoint("generate")
+    serving = asyncio.create_task(endpoint.serve_endpoint(handler))
+    await wait_client(runtime, "vanished", 1)
+    # A request whose reply inbox nobody listens on: what a dead caller leaves behind.
+    subject = endpoint.subject(endpoint.lease_id())
+    await runtime.nats.publish(subject, codec.encode_request("gone", {}), reply="_INBOX.nobody")
+    await asyncio.wait_for(cancelled.wait(), 10)
+    runtime.shutdown()
+    await serving

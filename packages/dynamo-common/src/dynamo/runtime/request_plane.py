@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import itertools
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -55,11 +56,20 @@ class EndpointServer:
         self._inflight: dict[str, tuple[Context, asyncio.Task]] = {}
         self._subs: list[Any] = []
         self._accepting = True
+        # Probe replies: some frames carry a reply subject under this prefix. If the caller's
+        # inbox has no subscriber any more (its process died without a stop message), NATS
+        # answers "no responders" there and we stop generating for nobody.
+        self._probe_prefix = nc.new_inbox()
+        self._probes: dict[str, str] = {}  # probe reply subject -> caller's inbox
+        self._probe_ids = itertools.count()
 
     async def start(self) -> None:
         self._subs.append(await self.nc.subscribe(self.subject, cb=self._on_request))
         self._subs.append(
             await self.nc.subscribe(control_subject(self.subject), cb=self._on_control)
+        )
+        self._subs.append(
+            await self.nc.subscribe(f"{self._probe_prefix}.*", cb=self._on_probe_reply)
         )
 
     async def _on_request(self, msg: Msg) -> None:
@@ -79,6 +89,15 @@ class EndpointServer:
         self._inflight[inbox] = (context, task)
         task.add_done_callback(lambda _: self._inflight.pop(inbox, None))
 
+    async def _on_probe_reply(self, msg: Msg) -> None:
+        if not (msg.headers and msg.headers.get("Status") == "503"):
+            return
+        entry = self._inflight.get(self._probes.get(msg.subject, ""))
+        if entry is not None:
+            log.info("caller of request %s is gone; stopping it", entry[0].id())
+            entry[0].kill()
+            entry[1].cancel()
+
     async def _on_control(self, msg: Msg) -> None:
         try:
             body = codec.decode_frame(msg.data)
@@ -96,16 +115,20 @@ class EndpointServer:
 
     async def _serve(self, inbox: str, data: Any, context: Context) -> None:
         publish = self.nc.publish
+        clock = asyncio.get_running_loop().time
         seq = 0
-        last_sent = asyncio.get_running_loop().time()
+        last_sent = last_probe = clock()
+        probe = f"{self._probe_prefix}.{next(self._probe_ids)}"
+        self._probes[probe] = inbox
 
         async def heartbeat() -> None:
-            nonlocal seq
+            nonlocal seq, last_probe
             while True:
                 await asyncio.sleep(HEARTBEAT_SECONDS)
-                if asyncio.get_running_loop().time() - last_sent >= HEARTBEAT_SECONDS:
+                if clock() - last_sent >= HEARTBEAT_SECONDS:
                     seq += 1
-                    await publish(inbox, codec.heartbeat_frame(seq))
+                    last_probe = clock()
+                    await publish(inbox, codec.heartbeat_frame(seq), reply=probe)
 
         beat = asyncio.create_task(heartbeat())
         stream = self.handler(data, context) if self._with_context else self.handler(data)
@@ -114,8 +137,13 @@ class EndpointServer:
                 if context.is_killed():
                     break
                 seq += 1
-                await publish(inbox, codec.data_frame(seq, item))
-                last_sent = asyncio.get_running_loop().time()
+                last_sent = clock()
+                if last_sent - last_probe >= HEARTBEAT_SECONDS:
+                    # About twice a second a data frame doubles as the probe.
+                    last_probe = last_sent
+                    await publish(inbox, codec.data_frame(seq, item), reply=probe)
+                else:
+                    await publish(inbox, codec.data_frame(seq, item))
             seq += 1
             await publish(inbox, codec.final_frame(seq))
         except asyncio.CancelledError:
@@ -142,6 +170,7 @@ class EndpointServer:
                 )
         finally:
             beat.cancel()
+            self._probes.pop(probe, None)
             with contextlib.suppress(Exception):
                 await stream.aclose()
 
