@@ -1,0 +1,97 @@
+"""Radix indexer against hand-built event sequences."""
+
+import logging
+
+import pytest
+
+from dynamo.llm.kv.events import Cleared, Removed, RouterEvent, Stored, StoredBlock
+from dynamo.llm.kv.indexer import RadixIndexer
+
+
+def stored(worker: int, parent: int | None, *blocks: tuple[int, int], eid: int = 0) -> RouterEvent:
+    return RouterEvent(worker, eid, Stored(parent, tuple(StoredBlock(b, t) for b, t in blocks)))
+
+
+def removed(worker: int, *hashes: int) -> RouterEvent:
+    return RouterEvent(worker, 0, Removed(hashes))
+
+
+@pytest.fixture
+def idx() -> RadixIndexer:
+    # Tokens hashes 1,2,3 spell one prompt; worker 10 holds all three, worker 20 the first two
+    # (announced in two events, the second continuing the first), worker 30 only 1 then 9.
+    i = RadixIndexer()
+    assert i.apply_event(stored(10, None, (101, 1), (102, 2), (103, 3)))
+    assert i.apply_event(stored(20, None, (201, 1)))
+    assert i.apply_event(stored(20, 201, (202, 2)))
+    assert i.apply_event(stored(30, None, (301, 1), (309, 9)))
+    return i
+
+
+def test_overlap_scores(idx: RadixIndexer) -> None:
+    m = idx.find_matches([1, 2, 3, 4])
+    assert m.scores == {10: 3, 20: 2, 30: 1}
+    assert m.tree_sizes == {10: 3, 20: 2, 30: 2}
+    assert idx.find_matches([1, 9]).scores == {10: 1, 20: 1, 30: 2}
+    assert idx.find_matches([2, 3]).scores == {}
+    assert idx.find_matches([]).scores == {}
+    assert idx.num_nodes() == 4
+
+
+def test_matches_are_consecutive_from_the_root() -> None:
+    i = RadixIndexer()
+    i.apply_event(stored(1, None, (11, 1), (12, 2), (13, 3)))
+    i.apply_event(stored(2, None, (21, 1), (22, 2), (23, 3)))
+    i.apply_event(removed(2, 22))
+    # Worker 2 still holds block 3 but lost block 2: only its first block counts.
+    assert i.find_matches([1, 2, 3]).scores == {1: 3, 2: 1}
+    assert i.num_nodes() == 3
+
+
+def test_removed_prunes_empty_leaves(idx: RadixIndexer) -> None:
+    idx.apply_event(removed(10, 103))
+    assert idx.find_matches([1, 2, 3]).scores == {10: 2, 20: 2, 30: 1}
+    assert idx.num_nodes() == 3
+    idx.apply_event(removed(30, 309, 301))
+    assert idx.find_matches([1, 9]).scores == {10: 1, 20: 1}
+    assert idx.tree_sizes()[30] == 0
+    assert idx.num_nodes() == 2
+    # Unknown hashes and unknown workers are ignored.
+    assert idx.apply_event(removed(30, 12345))
+    assert idx.apply_event(removed(99, 1))
+
+
+def test_parent_not_found_is_dropped_and_logged(
+    idx: RadixIndexer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="dynamo.llm.kv.indexer"):
+        assert not idx.apply_event(stored(20, 999, (203, 3), eid=7))
+    assert "KV event 7 of worker 20 dropped" in caplog.text
+    assert idx.parent_not_found == 1
+    assert idx.find_matches([1, 2, 3]).scores == {10: 3, 20: 2, 30: 1}
+
+
+def test_cleared(idx: RadixIndexer) -> None:
+    idx.apply_event(RouterEvent(10, 5, Cleared()))
+    assert idx.find_matches([1, 2, 3]).scores == {20: 2, 30: 1}
+    assert idx.tree_sizes()[10] == 0
+    assert 10 in idx.workers()
+    # After a clear the worker starts from the root again.
+    idx.apply_event(stored(10, None, (111, 1)))
+    assert idx.find_matches([1, 2]).scores == {10: 1, 20: 2, 30: 1}
+
+
+def test_remove_worker_takes_its_blocks(idx: RadixIndexer) -> None:
+    idx.remove_worker(10)
+    assert idx.find_matches([1, 2, 3]).scores == {20: 2, 30: 1}
+    assert 10 not in idx.tree_sizes()
+    assert idx.num_nodes() == 3
+    idx.remove_worker(20)
+    idx.remove_worker(30)
+    assert idx.num_nodes() == 0
+    assert idx.workers() == []
+
+
+def test_blocks_of(idx: RadixIndexer) -> None:
+    assert idx.blocks_of(20) == {201, 202}
+    assert idx.blocks_of(77) == set()
