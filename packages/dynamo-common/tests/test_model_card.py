@@ -2,15 +2,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from dynamo.llm.model_card import ModelDeploymentCard, load_card
-from dynamo.llm.model_source import (
-    ModelNotFoundError,
-    default_model_name,
-    looks_like_repo_id,
-    resolve_model_path,
-)
 
 
 def write_hf_folder(folder, card: ModelDeploymentCard, *, max_pos: int = 2048) -> None:
@@ -88,28 +80,3 @@ def test_gguf_with_model_config_takes_tokenizer_from_the_folder(
     assert card.display_name == "smol"
     assert card.context_length == 1000
     assert card.eos_token_ids == [2, 7]
-
-
-def test_default_model_names(tmp_path, smollm2_gguf):
-    assert default_model_name("Qwen/Qwen3-0.6B") == "Qwen/Qwen3-0.6B"
-    assert default_model_name("hf://Qwen/Qwen3-0.6B") == "Qwen/Qwen3-0.6B"
-    assert default_model_name(str(smollm2_gguf)) == "SmolLM2-135M-Instruct.Q4_1"
-    (tmp_path / "Llama-3.2-3B").mkdir()
-    assert default_model_name(str(tmp_path / "Llama-3.2-3B") + "/") == "Llama-3.2-3B"
-
-
-def test_missing_local_path_is_one_clear_error():
-    with pytest.raises(ModelNotFoundError, match="neither a file"):
-        resolve_model_path("/no/such/model.gguf")
-
-
-def test_repo_id_offline_cache_miss(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
-    with pytest.raises(ModelNotFoundError, match="HF_HUB_OFFLINE"):
-        resolve_model_path("someone/not-cached-model", progress=False)
-
-
-def test_repo_id_shape():
-    assert looks_like_repo_id("Qwen/Qwen3-0.6B") and looks_like_repo_id("hf://a/b")
-    assert not looks_like_repo_id("model.gguf") and not looks_like_repo_id("/abs/path")
