@@ -2,6 +2,15 @@
 
 A card is built once where the model is (`load_card`) and can travel as JSON (`to_json`) with its
 tokenizer inside, so a frontend on another host can preprocess for a model it never downloaded.
+
+Where a field comes from, for an HF folder (as transformers reads the same folder):
+- chat template: `chat_template.jinja` (plus `additional_chat_templates/*.jinja`, making a dict of
+  named templates), else tokenizer_config's `chat_template` (a string, or a list of named ones),
+  else the processor's `chat_template.json`;
+- context length: the caller's, else config `max_position_embeddings` (or its `text_config`'s),
+  else tokenizer_config `model_max_length` when it is a real number (< 1e9), else the GGUF's;
+- EOS ids: the union of generation_config's, config's and the tokenizer's eos token, so generation
+  stops wherever any of them says a turn ends.
 """
 
 from __future__ import annotations
@@ -21,8 +30,8 @@ from dynamo.llm.slug import slugify
 
 log = logging.getLogger(__name__)
 
-# Values of `model_max_length` that mean "unset" in tokenizer_config.json.
-_SANE_MAX_LENGTH = 10_000_000
+# `model_max_length` at or above this means "unset" in tokenizer_config.json (it is often 1e30).
+_SANE_MAX_LENGTH = 1_000_000_000
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -109,24 +118,71 @@ class ModelDeploymentCard:
         return cls(**known)
 
     def mdcsum(self) -> str:
-        """A content hash of the card (upstream uses blake3; sha256 is in the standard library)."""
+        """A content hash of the card: sha256 of `to_json()`.
+
+        Upstream hashes with blake3; sha256 is in the standard library and serves the same purpose
+        (telling whether two workers serve the same card), so the values differ from upstream's.
+        """
         return hashlib.sha256(self.to_json()).hexdigest()
 
     def files(self) -> dict[str, bytes]:
-        """The files a remote frontend needs, for the object store."""
+        """The files a remote frontend needs (for the object store), as an HF folder holds them.
+
+        Written to a folder, they load back (`load_card`) into a card with the same tokenizer,
+        template, special tokens and EOS ids.
+        """
         out: dict[str, bytes] = {}
         if self.tokenizer_json is not None:
             out["tokenizer.json"] = self.tokenizer_json.encode()
-        if self.tokenizer_config or self.chat_template is not None:
+        if self.tokenizer_config or self.chat_template is not None or self.eos_token:
             config = dict(self.tokenizer_config)
-            if self.chat_template is not None:
-                config["chat_template"] = self.chat_template
+            config.update({k: v for k, v in self.special_tokens().items() if v is not None})
+            template = self.chat_template
+            if isinstance(template, dict):  # HF's form of named templates
+                template = [{"name": k, "template": v} for k, v in template.items()]
+            if template is not None:
+                config["chat_template"] = template
             out["tokenizer_config.json"] = orjson.dumps(config)
-        if self.model_info:
-            out["config.json"] = orjson.dumps(self.model_info)
-        if self.gen_config:
-            out["generation_config.json"] = orjson.dumps(self.gen_config)
+        # What the card knows beyond the model's own files (a GGUF's context length, EOS ids) is
+        # written where an HF folder would have it.
+        config = dict(self.model_info)
+        if self.context_length and not _context_length(config, {}):
+            config["max_position_embeddings"] = self.context_length
+        if config:
+            out["config.json"] = orjson.dumps(config)
+        gen = dict(self.gen_config)
+        if self.eos_token_ids:
+            gen["eos_token_id"] = self.eos_token_ids
+        if gen:
+            out["generation_config.json"] = orjson.dumps(gen)
         return out
+
+
+def _chat_template(folder: Path, tok_config: dict[str, Any]) -> str | dict[str, str] | None:
+    templates: dict[str, str] = {}
+    if (folder / "chat_template.jinja").is_file():
+        templates["default"] = (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    for extra in sorted((folder / "additional_chat_templates").glob("*.jinja")):
+        templates[extra.name.removesuffix(".jinja")] = extra.read_text(encoding="utf-8")
+    if templates:
+        return templates["default"] if list(templates) == ["default"] else templates
+    template: Any = tok_config.get("chat_template")
+    if isinstance(template, list):  # named templates: [{"name": "default", "template": ...}, ...]
+        return {t["name"]: t["template"] for t in template}
+    if template is None and (folder / "chat_template.json").is_file():
+        template = _read_json(folder / "chat_template.json").get("chat_template")
+    return template
+
+
+def _context_length(config: dict[str, Any], tok_config: dict[str, Any]) -> int | None:
+    for cfg in (config, config.get("text_config") or {}):
+        value = cfg.get("max_position_embeddings") or cfg.get("max_sequence_length")
+        if value:
+            return int(value)
+    max_len = tok_config.get("model_max_length")
+    if isinstance(max_len, int | float) and 0 < max_len < _SANE_MAX_LENGTH:
+        return int(max_len)
+    return None
 
 
 def _hf_folder_fields(folder: Path) -> dict[str, Any]:
@@ -135,14 +191,6 @@ def _hf_folder_fields(folder: Path) -> dict[str, Any]:
     if not tok_file.is_file():
         raise ModelNotFoundError(f"{folder} has no tokenizer.json")
     tok_config = _read_json(folder / "tokenizer_config.json")
-    template: Any = tok_config.get("chat_template")
-    if isinstance(template, list):  # named templates: [{"name": "default", "template": ...}, ...]
-        template = {t["name"]: t["template"] for t in template}
-    jinja = folder / "chat_template.jinja"
-    if template is None and jinja.is_file():
-        template = jinja.read_text(encoding="utf-8")
-    if template is None and (folder / "chat_template.json").is_file():
-        template = _read_json(folder / "chat_template.json").get("chat_template")
     config = _read_json(folder / "config.json")
     gen = _read_json(folder / "generation_config.json")
     tokenizer_json = tok_file.read_text(encoding="utf-8")
@@ -150,32 +198,27 @@ def _hf_folder_fields(folder: Path) -> dict[str, Any]:
         k: _token_text(tok_config.get(k))
         for k in ("bos_token", "eos_token", "unk_token", "pad_token")
     }
-    eos_ids = set(_as_list(gen.get("eos_token_id")) or _as_list(config.get("eos_token_id")))
+    eos_ids = set(_as_list(gen.get("eos_token_id")) + _as_list(config.get("eos_token_id")))
     if specials["eos_token"]:
         eos_id = Tokenizer.from_str(tokenizer_json).token_to_id(specials["eos_token"])
         if eos_id is not None:
             eos_ids.add(eos_id)
-    context = config.get("max_position_embeddings") or config.get("max_sequence_length")
-    max_len = tok_config.get("model_max_length")
-    if not context and isinstance(max_len, int) and max_len < _SANE_MAX_LENGTH:
-        context = max_len
     return {
         "tokenizer_json": tokenizer_json,
         "tokenizer_config": tok_config,
-        "chat_template": template,
+        "chat_template": _chat_template(folder, tok_config),
         "model_info": config,
         "gen_config": gen,
-        "context_length": int(context) if context else None,
+        "context_length": _context_length(config, tok_config),
         "eos_token_ids": sorted(eos_ids),
         **specials,
     }
 
 
-def _gguf_fields(path: Path) -> dict[str, Any]:
-    meta = GGUFMetadata.read(path)
+def _gguf_fields(meta: GGUFMetadata) -> dict[str, Any]:
     return {
         "tokenizer_json": meta.tokenizer.to_str(),
-        "tokenizer_config": {},
+        "tokenizer_config": meta.tokenizer_config,
         "chat_template": meta.chat_template,
         "model_info": {"architecture": meta.architecture},
         "context_length": meta.context_length,
@@ -192,23 +235,28 @@ def load_card(
     context_length: int | None = None,
     kv_cache_block_size: int = 16,
 ) -> ModelDeploymentCard:
-    """Build the card for a local HF folder, a GGUF file (+ optional HF folder), or an HF repo id."""
+    """Build the card for a local HF folder, a GGUF file (+ optional HF folder), or an HF repo id.
+
+    A GGUF with `model_config` takes its tokenizer, template and configs from that folder, and
+    only what the folder lacks (context length, template) from the GGUF's metadata.
+    """
     path = resolve_model_path(model_path)
     if path.is_file() and path.suffix != ".gguf":
         raise ModelNotFoundError(f"{path.name} is not a GGUF file or a model folder")
+    if path.is_dir() and not (path / "tokenizer.json").is_file():
+        ggufs = sorted(path.glob("*.gguf"))
+        path = ggufs[0] if ggufs else path  # a folder holding just a GGUF file
+    meta = GGUFMetadata.read(path) if path.suffix == ".gguf" else None
     if model_config:
         fields = _hf_folder_fields(resolve_model_path(model_config))
-        if path.suffix == ".gguf" and not fields.get("context_length"):
-            fields["context_length"] = GGUFMetadata.read(path).context_length
-    elif path.is_dir():
-        ggufs = sorted(path.glob("*.gguf"))
-        fields = (
-            _gguf_fields(ggufs[0])
-            if not (path / "tokenizer.json").is_file() and ggufs
-            else _hf_folder_fields(path)
-        )
+        if meta is not None:
+            fields["context_length"] = fields["context_length"] or meta.context_length
+            if fields["chat_template"] is None:
+                fields["chat_template"] = meta.chat_template
+    elif meta is not None:
+        fields = _gguf_fields(meta)
     else:
-        fields = _gguf_fields(path)
+        fields = _hf_folder_fields(path)
     if context_length:
         fields["context_length"] = context_length
     return ModelDeploymentCard(
