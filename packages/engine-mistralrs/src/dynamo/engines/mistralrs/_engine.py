@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 import time
@@ -43,6 +44,11 @@ class MistralRsEngine(Engine):
         self._model = model_name
         # mistral.rs's streaming iterator blocks: one thread per concurrent request.
         self._executor = ThreadPoolExecutor(max_workers=max_seqs, thread_name_prefix="mistralrs")
+        # Held from a request's send until its first chunk (its prefill) is done. `Runner.send_*`
+        # borrows the Rust runner mutably, so two threads sending at once fail with "Already
+        # borrowed"; and mistral.rs 0.9's CPU GGUF path fails on two prompts prefilled in one
+        # batch ("input tensor is not contiguous" in the lm_head). Decoding is still batched.
+        self._prefill_lock = threading.Lock()
 
     @classmethod
     async def start(cls, config: EngineConfig) -> Self:
@@ -94,7 +100,13 @@ class MistralRsEngine(Engine):
             request = mistralrs.ChatCompletionRequest(
                 messages=messages, stream=True, **chat_request_kwargs(body, self._model)
             )
-            for chunk in self._runner.send_chat_completion_request(request):
+            with self._prefill_lock:
+                if abort.is_set() or context.is_stopped():
+                    return  # cancelled while waiting for another request's prefill
+                stream = iter(self._runner.send_chat_completion_request(request))
+                first = next(stream, None)
+            chunks = stream if first is None else itertools.chain((first,), stream)
+            for chunk in chunks:
                 if abort.is_set() or context.is_stopped():
                     break  # dropping the stream drops the sequence in mistral.rs
                 choice = chunk.choices[0]
@@ -136,7 +148,9 @@ class MistralRsEngine(Engine):
             request = mistralrs.CompletionRequest(
                 prompt=prompt, **chat_request_kwargs(body, self._model)
             )
-            response = self._runner.send_completion_request(request)  # no streaming in its API
+            # No streaming in its completion API: this call holds the lock until the text is done.
+            with self._prefill_lock:
+                response = self._runner.send_completion_request(request)
             choice = response.choices[0]
             push(
                 {

@@ -1,0 +1,125 @@
+"""The engine on the real SmolLM2 GGUF, offline, against mistral.rs's own API called directly.
+
+mistral.rs decodes a few tokens per second on a small CPU, so requests here are kept short and the
+module is marked slow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import mistralrs
+import pytest
+
+from dynamo.engines.mistralrs import MistralRsEngine
+from dynamo.llm import Context, EngineConfig, EngineError
+
+pytestmark = pytest.mark.slow
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+
+
+@pytest.fixture(scope="module")
+def direct(smollm2_gguf):
+    """A runner built the way mistral.rs's README builds one, independent of the engine."""
+    return mistralrs.Runner(
+        which=mistralrs.Which.GGUF(
+            quantized_model_id=str(smollm2_gguf.parent), quantized_filename=smollm2_gguf.name
+        ),
+        token_source="none",
+    )
+
+
+@pytest.fixture
+async def engine(smollm2_gguf):
+    engine = await MistralRsEngine.start(
+        EngineConfig("smol", model_path=str(smollm2_gguf), extra_engine_args={"max_seqs": 4})
+    )
+    yield engine
+    await engine.close()
+
+
+async def collect(agen) -> list[dict]:
+    return [c async for c in agen]
+
+
+def text_of(chunks: list[dict]) -> str:
+    return "".join(c["choices"][0]["delta"]["content"] for c in chunks)
+
+
+async def test_greedy_stream_equals_mistralrs_directly(engine, direct):
+    body = {"model": "smol", "messages": QUESTION, "temperature": 0, "max_tokens": 8}
+    chunks = await collect(engine.generate(body, Context()))
+    theirs = direct.send_chat_completion_request(
+        mistralrs.ChatCompletionRequest(
+            messages=QUESTION, model="smol", max_tokens=8, temperature=0.0
+        )
+    )
+    assert text_of(chunks) == theirs.choices[0].message.content
+    assert text_of(chunks)
+    assert all(c["object"] == "chat.completion.chunk" and c["model"] == "smol" for c in chunks)
+    assert chunks[-1]["choices"][0]["finish_reason"] == theirs.choices[0].finish_reason
+    assert chunks[-1]["usage"]["completion_tokens"] == theirs.usage.completion_tokens
+
+
+async def test_completion_equals_mistralrs_directly(engine, direct):
+    body = {"model": "smol", "prompt": "The capital of France is", "max_tokens": 4}
+    chunks = await collect(engine.generate({**body, "temperature": 0}, Context()))
+    theirs = direct.send_completion_request(
+        mistralrs.CompletionRequest(
+            prompt=body["prompt"], model="smol", max_tokens=4, temperature=0.0
+        )
+    )
+    assert [c["object"] for c in chunks] == ["text_completion"]
+    assert chunks[0]["choices"][0]["text"] == theirs.choices[0].text
+
+
+async def test_cancellation_ends_the_stream_within_one_chunk(engine):
+    ctx = Context()
+    body = {"model": "smol", "messages": QUESTION, "max_tokens": 200, "ignore_eos": True}
+    chunks = []
+    async for chunk in engine.generate(body, ctx):
+        chunks.append(chunk)
+        if len(chunks) == 2:
+            ctx.stop_generating()
+    assert len(chunks) <= 3
+
+
+async def test_concurrent_requests_both_complete(engine):
+    def body(text: str) -> dict:
+        return {"messages": [{"role": "user", "content": text}], "max_tokens": 4, "temperature": 0}
+
+    a, b = await asyncio.gather(
+        collect(engine.generate(body("Hi"), Context())),
+        collect(engine.generate(body("Hello"), Context())),
+    )
+    assert a[-1]["choices"][0]["finish_reason"] and b[-1]["choices"][0]["finish_reason"]
+
+
+async def test_model_config_folder_supplies_the_tokenizer(smollm2_gguf, tmp_path):
+    from dynamo.llm.model_card import load_card
+
+    # An HF tokenizer folder (tokenizer.json + tokenizer_config.json with the chat template).
+    files = load_card(str(smollm2_gguf)).files()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (tmp_path / name).write_bytes(files[name])
+    engine = await MistralRsEngine.start(
+        EngineConfig("smol", model_path=str(smollm2_gguf), model_config=str(tmp_path))
+    )
+    try:
+        body = {"messages": QUESTION, "max_tokens": 3, "temperature": 0}
+        chunks = await collect(engine.generate(body, Context()))
+        assert chunks[-1]["usage"]["completion_tokens"] == 3
+    finally:
+        await engine.close()
+
+
+async def test_not_a_model_is_a_clear_error(tmp_path):
+    with pytest.raises(EngineError, match="GGUF file or an HF model folder"):
+        await MistralRsEngine.start(EngineConfig("m", model_path=str(tmp_path / "nothing.bin")))
