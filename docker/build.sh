@@ -94,7 +94,7 @@ build_base() {
 
 build_serving() { # NAME PACKAGE_DIR IMAGE
     local name="$1" package="$2" image="$3" ctx version model=()
-    if [[ ! -d "$ROOT/packages/$package" ]]; then
+    if [[ ! -f "$ROOT/packages/$package/pyproject.toml" ]]; then
         log "skip $name: packages/$package is not in this checkout yet"
         return
     fi
