@@ -8,7 +8,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -61,6 +61,8 @@ class Client:
         self._changed = asyncio.Event()
         self._watch: asyncio.Task | None = None
         self._rr = 0
+        #: Called with an instance id when it leaves etcd (the KV router drops its blocks).
+        self.on_instance_removed: list[Callable[[int], None]] = []
 
     async def start(self) -> None:
         """List the instances there now (so `instance_ids()` is right at once), then follow."""
@@ -78,8 +80,9 @@ class Client:
         instance_id = int(key.rsplit(":", 1)[1], 16)
         if kind == "put":
             self._instances[instance_id] = orjson.loads(value)["transport"]["nats_tcp"]
-        else:
-            self._instances.pop(instance_id, None)
+        elif self._instances.pop(instance_id, None) is not None:
+            for callback in self.on_instance_removed:
+                callback(instance_id)
         self._down.pop(instance_id, None)
         self._changed.set()
 
@@ -211,14 +214,18 @@ class RouterEngine:
         self.client = client
         self.mode = "random" if mode == "random" else "round-robin"
 
+    def open_stream(self, request: dict[str, Any], context: Context) -> AsyncIterator[Any]:
+        """The worker's response stream: to `nvext.backend_instance_id` if the request names one,
+        else to the instance the router mode picks. Subclasses choose instances differently."""
+        target = request.get("backend_instance_id")
+        if target is not None:
+            return self.client._to_instance(request, int(target), context)
+        return self.client._routed(request, context, self.mode)
+
     async def generate(self, request: dict[str, Any], context: Context) -> AsyncIterator[Any]:
         from dynamo.llm.errors import EngineFailedError, RequestError, ServiceUnavailableError
 
-        target = request.get("backend_instance_id")
-        if target is not None:
-            stream = self.client._to_instance(request, int(target), context)
-        else:
-            stream = self.client._routed(request, context, self.mode)
+        stream = self.open_stream(request, context)
         try:
             async for item in stream:
                 yield item
