@@ -98,10 +98,16 @@ build_serving() { # NAME PACKAGE_DIR IMAGE
         log "skip $name: packages/$package is not in this checkout yet"
         return
     fi
+    local meta
+    meta="$(wheelhouse meta "$ROOT/packages/$package")"
+    version="${meta#* }"
+    if ! wheelhouse locked "${meta%% *}" >/dev/null 2>&1; then
+        log "skip $name: ${meta%% *} is not in uv.lock yet (uv lock)"
+        return
+    fi
     build_base
     [[ "$WITH_MODEL" == *" $name "* ]] && model=(--model)
     ctx="$(context "$name")"
-    version="$(version_of "$package")"
     local dirs=("$ROOT/packages/dynamo-common" "$ROOT/packages/dynamo-frontend")
     [[ "$package" != dynamo-frontend ]] && dirs+=("$ROOT/packages/$package")
     wheelhouse image --out "$ctx" "${model[@]}" "${dirs[@]}"
