@@ -216,6 +216,28 @@ def test_generation_tags_render_their_body():
     assert formatter(card).render(CONVERSATIONS["multi_turn"]) == "[What is 2+2?][4][  And 3+3?  ]"
 
 
+def test_documents_reach_the_template_as_transformers_passes_them():
+    card = template_card("{% for d in documents %}[{{ d.title }}: {{ d.text }}]{% endfor %}")
+    docs = [{"title": "A", "text": "alpha"}, {"title": "B", "text": "beta"}]
+    ours = formatter(card).render(CONVERSATIONS["single"], documents=docs)
+    assert ours == "[A: alpha][B: beta]"
+    assert ours == transformers_render(card, CONVERSATIONS["single"], documents=docs)
+
+
+def test_request_arguments_cannot_replace_the_conversation():
+    card = template_card("{{ messages | length }}")
+    request_kwargs = {"messages": [], "enable_thinking": False}  # chat_template_kwargs
+    with pytest.raises(TemplateError, match="messages"):
+        formatter(card).render(CONVERSATIONS["single"], **request_kwargs)
+
+
+def test_template_failing_on_unexpected_input_is_a_template_error(template_source):
+    card = template_card(template_source("mistral.jinja"))
+    multimodal = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+    with pytest.raises(TemplateError, match="failed on this conversation"):
+        formatter(card).render(multimodal)
+
+
 def test_sandbox_refuses_unsafe_attribute_access():
     card = template_card("{{ messages.__class__.__mro__ }}")
     with pytest.raises(TemplateError):

@@ -31,6 +31,19 @@ from dynamo.llm.model_card import ModelDeploymentCard
 
 _DEFAULT_TEMPLATE = "{% for message in messages %}{{ message['content'] }}\n{% endfor %}"
 
+# Variables the renderer sets itself; request arguments may not replace them.
+_RESERVED = frozenset({"messages", "tools", "add_generation_prompt"})
+# What a template's own expressions raise on input it does not expect.
+_TEMPLATE_RUNTIME_ERRORS = (
+    TypeError,
+    ValueError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    ZeroDivisionError,
+    OverflowError,
+)
+
 # Names a message's reasoning travels under; templates read the first (gpt-oss reads `thinking`).
 _REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
 
@@ -181,6 +194,7 @@ class PromptFormatter:
     def render(
         self,
         messages: list[dict[str, Any]],
+        /,
         *,
         tools: list[dict[str, Any]] | None = None,
         add_generation_prompt: bool = True,
@@ -188,17 +202,25 @@ class PromptFormatter:
     ) -> str:
         """The prompt for `messages`, byte for byte what `apply_chat_template(tokenize=False)` gives.
 
-        `template_kwargs` (chat_template_kwargs in a request: `enable_thinking`, `date_string`, ...)
-        reach the template as variables and override the special tokens of the same name.
+        `template_kwargs` (chat_template_kwargs in a request: `enable_thinking`, `date_string`,
+        `documents`, ...) reach the template as variables and override the special tokens of the
+        same name. A template that fails on the conversation it is given (a role it refuses, a
+        list where it adds strings) raises `TemplateError`: the request is at fault, not us.
         """
+        reserved = _RESERVED.intersection(template_kwargs)
+        if reserved:
+            raise TemplateError(f"chat template arguments cannot set {', '.join(sorted(reserved))}")
+        documents = template_kwargs.pop("documents", None)
         template = compile_template(self._source(tools))
         try:
             return template.render(
                 messages=normalize_messages(messages),
                 tools=_plain(tools),
-                documents=None,
+                documents=_plain(documents),
                 add_generation_prompt=add_generation_prompt,
                 **_plain({**self._specials, **template_kwargs}),
             )
         except jinja2.TemplateError as e:
             raise TemplateError(str(e)) from None
+        except _TEMPLATE_RUNTIME_ERRORS as e:
+            raise TemplateError(f"the chat template failed on this conversation: {e!r}") from None
