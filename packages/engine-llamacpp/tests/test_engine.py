@@ -103,3 +103,19 @@ async def test_closing_the_stream_early_frees_the_engine(engine, card):
         collect(engine.generate(request(prompt_ids(card, "Hi"), 4), Context())), 60
     )
     assert out[-1]["finish_reason"] in ("eos", "length")
+
+
+async def test_request_cancelled_while_queued_never_runs(engine, card):
+    essay = prompt_ids(card, "Write a long essay")
+    first = engine.generate(request(essay, 40), Context())
+    await anext(first)  # the worker thread is now busy with the first request
+    ctx = Context()
+    queued = asyncio.ensure_future(
+        collect(engine.generate(request(prompt_ids(card, "Hi"), 8), ctx))
+    )
+    await asyncio.sleep(0)  # let it reach the queue behind the first
+    ctx.stop_generating()
+    await collect(first)
+    assert await queued == [{"token_ids": [], "finish_reason": "cancelled"}]
+    # llama.cpp's context still holds the first request: the queued prompt was never evaluated.
+    assert engine._llama.input_ids[: len(essay)].tolist() == essay

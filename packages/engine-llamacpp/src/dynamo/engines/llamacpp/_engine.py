@@ -99,6 +99,10 @@ class LlamaCppEngine(Engine):
     def _generate_into(
         self, request: dict[str, Any], context: Context, abort: threading.Event, push: Any
     ) -> None:
+        if abort.is_set() or context.is_stopped():
+            # Cancelled while queued behind another request: skip the prefill altogether.
+            push({"token_ids": [], "finish_reason": "cancelled"})
+            return
         prompt = request["token_ids"]
         stop = request.get("stop_conditions") or {}
         sampling = request.get("sampling_options") or {}
