@@ -1,0 +1,194 @@
+"""`out=mocker`: a Backend engine that simulates vLLM's KV cache and timing, with no model.
+
+It takes `PreprocessedRequest` dicts (token ids in) and streams random token ids out, one per
+simulated step, finishing with `length` at `stop_conditions.max_tokens`. What it is for is its
+side effects: the KV events it publishes and the load it reports are those of a real paged-KV
+engine, so KV-aware routing can be developed and benchmarked without GPUs.
+
+Output tokens are drawn from the prompt's own token ids minus the request's EOS ids: always
+valid ids for the model's tokenizer, and never an early end of stream.
+
+KV events: pass a `KvEventPublisher`-like object as `MockerEngine.start(config,
+kv_publisher=...)`; without one, when `config.endpoint` is a `dynamo.runtime` endpoint, a
+`KvEventPublisher` on its component's NATS connection is made, with the endpoint's instance id as
+the worker id. Neither: no events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator
+from typing import Any, Self
+
+from dynamo.engines.mocker._kv_cache import KvCache, KvEventSink
+from dynamo.engines.mocker._options import MockerOptions
+from dynamo.engines.mocker._scheduler import MockScheduler, Sequence_
+from dynamo.llm import Context, Engine, EngineConfig, ModelType
+from dynamo.llm.errors import ContextLengthExceededError, InvalidRequestError
+
+log = logging.getLogger(__name__)
+
+#: Output length when the request names no `max_tokens`.
+DEFAULT_MAX_TOKENS = 256
+
+
+class MockerEngine(Engine):
+    """The simulated engine; one background task runs its scheduler loop."""
+
+    model_type = ModelType.Backend
+    requires_model = True
+    accepted_flags = frozenset(
+        {"context_length", "kv_cache_block_size", "extra_engine_args", "model_config"}
+    )
+    distribution = "dynamo-engine-mocker"
+
+    def __init__(self, opts: MockerOptions, kv_publisher: KvEventSink | None = None) -> None:
+        self.opts = opts
+        self.block_size = opts.block_size
+        self.kv = KvCache(opts.num_gpu_blocks, opts.block_size, kv_publisher)
+        self.scheduler = MockScheduler(opts, self.kv, random.Random(opts.seed))
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @classmethod
+    async def start(cls, config: EngineConfig, kv_publisher: KvEventSink | None = None) -> Self:
+        opts = MockerOptions.from_config(config)
+        if kv_publisher is None and config.endpoint is not None:
+            kv_publisher = _publisher_for_endpoint(config.endpoint, opts.block_size)
+        if config.card is not None and hasattr(config.card, "kv_cache_block_size"):
+            # Routers read the block size from the card: it must be the one we hash with.
+            config.card.kv_cache_block_size = opts.block_size
+        return cls(opts, kv_publisher)
+
+    # -- serving ---------------------------------------------------------------------------------
+
+    async def generate(
+        self, request: dict[str, Any], context: Context
+    ) -> AsyncIterator[dict[str, Any]]:
+        if self._closed:
+            raise InvalidRequestError("the mocker engine is shut down")
+        prompt = list(request.get("token_ids") or ())
+        if not prompt:
+            raise InvalidRequestError("the mocker needs a non-empty token_ids prompt")
+        if not self.scheduler.fits_ever(len(prompt)):
+            raise ContextLengthExceededError(
+                f"prompt of {len(prompt)} tokens does not fit in the mocker's KV cache "
+                f"({self.opts.num_gpu_blocks} blocks of {self.block_size})"
+            )
+        max_tokens = (request.get("stop_conditions") or {}).get("max_tokens")
+        max_tokens = DEFAULT_MAX_TOKENS if max_tokens is None else int(max_tokens)
+        if max_tokens <= 0:
+            yield {"token_ids": [], "finish_reason": "length"}
+            return
+        eos = set(request.get("eos_token_ids") or ())
+        vocab = [t for t in dict.fromkeys(prompt) if t not in eos] or [t for t in prompt]
+        queue: asyncio.Queue[int | None] = asyncio.Queue()
+        seq = Sequence_(context.id(), prompt, max_tokens, queue.put_nowait, vocab)
+        self.scheduler.add(seq)
+        self._ensure_loop()
+        stop_wait = asyncio.ensure_future(context.stopped())
+        try:
+            while True:
+                if queue.empty():
+                    get = asyncio.ensure_future(queue.get())
+                    await asyncio.wait({get, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                    if not get.done():
+                        get.cancel()
+                        break
+                    token = get.result()
+                else:
+                    token = queue.get_nowait()
+                if token is None:
+                    if seq.cancelled:
+                        break
+                    yield {"token_ids": [], "finish_reason": "length"}
+                    return
+                yield {"token_ids": [token]}
+            if not context.is_killed():
+                yield {"token_ids": [], "finish_reason": "cancelled"}
+        finally:
+            stop_wait.cancel()
+            if seq.generated < seq.max_tokens or not queue.empty():
+                seq.cancelled = True
+                self._wake.set()
+
+    def _ensure_loop(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="mocker-loop")
+        self._wake.set()
+
+    async def _run(self) -> None:
+        sched = self.scheduler
+        opts = self.opts
+        while not self._closed:
+            sched.drop_cancelled()
+            self.kv.flush_events()
+            if not sched.has_work():
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            step = sched.schedule()
+            if not step.prefill and not step.decode:
+                # Everything is blocked on KV space that only a finishing request frees.
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), 0.05)
+                continue
+            delay = sched.step_ms(step) / opts.speedup_ratio / 1000.0 if opts.sleeps else 0.0
+            await asyncio.sleep(delay)
+            sched.complete(step)
+
+    async def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+        for seq in [*self.scheduler.running, *self.scheduler.waiting]:
+            seq.cancelled = True
+            self.scheduler.finish(seq)
+        self.kv.flush_events()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    # -- load metrics ----------------------------------------------------------------------------
+
+    def metrics(self) -> dict[str, Any]:
+        """Upstream's `ForwardPassMetrics` shape (`worker_stats`, `kv_stats`)."""
+        sched, kv = self.scheduler, self.kv
+        stats = sched.stats
+        return {
+            "worker_stats": {
+                "data_parallel_rank": 0,
+                "request_active_slots": len(sched.running),
+                "request_total_slots": self.opts.max_num_seqs,
+                "num_requests_waiting": len(sched.waiting),
+            },
+            "kv_stats": {
+                "kv_active_blocks": kv.active_blocks,
+                "kv_total_blocks": kv.num_blocks,
+                "gpu_cache_usage_perc": kv.active_blocks / kv.num_blocks,
+                "gpu_prefix_cache_hit_rate": (
+                    stats.cached_tokens / stats.prompt_tokens if stats.prompt_tokens else 0.0
+                ),
+            },
+            "spec_decode_stats": None,
+        }
+
+
+def _publisher_for_endpoint(endpoint: Any, block_size: int) -> KvEventSink | None:
+    component = getattr(endpoint, "component", None)
+    lease_id = getattr(endpoint, "lease_id", None)
+    if component is None or lease_id is None:
+        log.warning("mocker: config.endpoint has no component; KV events are off")
+        return None
+    from dynamo.llm.kv.publisher import KvEventPublisher
+
+    return KvEventPublisher.for_component(component, lease_id(), block_size)
+
+
+__all__ = ["DEFAULT_MAX_TOKENS", "MockerEngine"]
