@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -186,3 +187,72 @@ def test_real_engines_serve_as_workers(procs, frontend, smollm2_gguf, engine):
     )
     assert remote.choices[0].message.content
     assert remote.usage.completion_tokens <= 12
+
+
+# -- --router-mode kv ---------------------------------------------------------------------------
+
+KV_WORKER = Path(__file__).parent / "workers" / "kv_worker.py"
+DOCUMENTS = [
+    f"{word} notes: " + " ".join(f"{word}-{j}" for j in range(100))
+    for word in ("alpha", "beta", "gamma", "delta")
+]
+
+
+async def wait_instances(path: str, count: int, timeout: float = 60) -> None:
+    from dynamo.runtime import DistributedRuntime
+
+    runtime = DistributedRuntime()
+    await runtime.ensure_connected()
+    try:
+        ns, comp, ep = path.split(".")
+        client = await runtime.namespace(ns).component(comp).endpoint(ep).client()
+        deadline = time.monotonic() + timeout
+        while len(client.instance_ids()) < count:
+            assert time.monotonic() < deadline, client.instance_ids()
+            await asyncio.sleep(0.1)
+    finally:
+        await runtime.close()
+
+
+def ask_kv(server, document: str) -> str:
+    # Completions: the raw prompt, no chat template, so documents share no cached prefix.
+    client = openai.OpenAI(base_url=server.v1, api_key="none", max_retries=0)
+    return client.completions.create(model="kv-model", prompt=document).choices[0].text
+
+
+def test_repeated_prefixes_go_to_the_worker_that_has_them(
+    runtime_env, start_server, smollm2_gguf, request
+):
+    namespace = "kvroute-" + request.node.name[-8:].replace("[", "").replace("]", "")
+    procs = Procs(runtime_env)
+    try:
+        for label in ("1", "2"):
+            procs.spawn(sys.executable, str(KV_WORKER), namespace, label, str(smollm2_gguf))
+        server = start_server("out=dyn", "--router-mode", "kv", env=runtime_env, healthy=False)
+        wait_models(server, {"kv-model"}, timeout=60, exact=False)
+        asyncio.run(wait_instances(f"{namespace}.backend.generate", 2))
+        time.sleep(0.5)  # the frontend's own watch sees them too
+        first = {doc: ask_kv(server, doc) for doc in DOCUMENTS}
+        # Nothing in common: equal costs, so the smaller cache wins and the documents spread.
+        assert set(first.values()) == {"1", "2"}
+        # Asked again (and again), each document goes back to the worker that cached it.
+        for _ in range(3):
+            for doc in DOCUMENTS:
+                assert ask_kv(server, doc) == first[doc]
+    finally:
+        procs.close()
+
+
+def test_kv_flag_with_text_models_falls_back(runtime_env, start_server):
+    procs = Procs(runtime_env)
+    try:
+        procs.worker("kvtext.backend.generate", "out=echo_full", "--model-name", "kv-echo")
+        server = start_server("out=dyn", "--router-mode", "kv", env=runtime_env, healthy=False)
+        wait_models(server, {"kv-echo"}, timeout=60, exact=False)
+        client = openai.OpenAI(base_url=server.v1, api_key="none", max_retries=0)
+        resp = client.chat.completions.create(
+            model="kv-echo", messages=[{"role": "user", "content": "hi"}]
+        )
+        assert resp.choices[0].message.content == "hi"
+    finally:
+        procs.close()

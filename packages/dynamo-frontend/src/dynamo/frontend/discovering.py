@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from dynamo.frontend.flags import Invocation
 from dynamo.frontend.http.app import AppState
@@ -17,8 +18,7 @@ from dynamo.runtime import DistributedRuntime, RouterEngine
 log = logging.getLogger(__name__)
 
 
-def served_from_discovery(model: DiscoveredModel, router_mode: str) -> ServedModel:
-    engine = RouterEngine(model.client, router_mode)
+def served_from_discovery(model: DiscoveredModel, engine: RouterEngine) -> ServedModel:
     if model.model_type is ModelType.Backend:
         return BackendModel(model.name, model.card, engine)
     serves = frozenset({model.model_type})
@@ -27,11 +27,27 @@ def served_from_discovery(model: DiscoveredModel, router_mode: str) -> ServedMod
     return OpenAIEngineModel(model.name, model.card, engine, serves)
 
 
+async def router_for(
+    runtime: DistributedRuntime, model: DiscoveredModel, args: Any
+) -> RouterEngine:
+    """The model's engine: the KV router for Backend models under `--router-mode kv` (KV routing
+    needs token ids, which only Backend models have), else round-robin or random."""
+    if args.router_mode == "kv" and model.model_type is ModelType.Backend:
+        from dynamo.frontend.kv_routing import start_kv_router
+
+        return await start_kv_router(
+            runtime, model, args.kv_overlap_score_weight, args.router_temperature
+        )
+    if args.router_mode == "kv":
+        log.warning("model '%s' takes text, not tokens: routing it round-robin", model.name)
+    return RouterEngine(model.client, args.router_mode)
+
+
 async def watch_models(
-    runtime: DistributedRuntime, models: ModelManager, router_mode: str
+    runtime: DistributedRuntime, models: ModelManager, args: Any
 ) -> ModelWatcher:
     async def added(model: DiscoveredModel) -> None:
-        models.add(served_from_discovery(model, router_mode))
+        models.add(served_from_discovery(model, await router_for(runtime, model, args)))
 
     async def removed(name: str) -> None:
         models.remove(name)
@@ -45,12 +61,10 @@ async def run_discovering(inv: Invocation) -> None:
     from dynamo.frontend.cli import run_input
 
     args = inv.args
-    if args.router_mode == "kv":
-        log.warning("--router-mode kv is not available yet; routing round-robin")
     runtime = DistributedRuntime()
     await runtime.ensure_connected()
     state = AppState(request_template=RequestTemplate.load(args.request_template))
-    watcher = await watch_models(runtime, state.models, args.router_mode)
+    watcher = await watch_models(runtime, state.models, args)
     try:
         if inv.input == "http":
             from dynamo.frontend.http.server import serve_http

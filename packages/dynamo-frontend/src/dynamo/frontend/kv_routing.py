@@ -1,0 +1,90 @@
+"""`--router-mode kv`: route each request to the worker with the best cached prefix for its load.
+
+One `KvRouter` per served model. It learns which worker holds which blocks from the workers' KV
+events (`namespace.{ns}.component.{comp}.kv_events` on NATS), forgets a worker when its instance
+leaves etcd, and tracks every request from routing to its last token. Several frontends can run
+at once: each builds its own index from the same event stream.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from dynamo.llm.context import Context
+from dynamo.llm.discovery import DiscoveredModel
+from dynamo.llm.kv.publisher import kv_events_subject
+from dynamo.llm.kv.router import KvRouter
+from dynamo.runtime import DistributedRuntime, NoInstancesError, RouterEngine
+from dynamo.runtime.client import Client
+
+log = logging.getLogger(__name__)
+
+
+class KvRouterEngine(RouterEngine):
+    """A `RouterEngine` whose instance choice is the KV router's."""
+
+    def __init__(self, client: Client, router: KvRouter):
+        super().__init__(client)
+        self.router = router
+
+    def open_stream(self, request: dict[str, Any], context: Context) -> AsyncIterator[Any]:
+        if request.get("backend_instance_id") is not None:
+            return super().open_stream(request, context)
+        return self._kv_stream(request, context)
+
+    async def _kv_stream(self, request: dict[str, Any], context: Context) -> AsyncIterator[Any]:
+        rid = context.id()
+        router = self.router
+        routed = False
+
+        def pick(tried: set[int]) -> int:
+            nonlocal routed
+            candidates = [i for i in self.client.instance_ids() if i not in tried]
+            if not candidates:
+                raise NoInstancesError(self.client.endpoint.path)
+            if routed:  # a retry after the first choice was gone: route again without it
+                router.free(rid)
+            worker, overlap = router.select(
+                request["token_ids"], candidates, rid, request.get("router_config_override")
+            )
+            request["estimated_prefix_hit_num_blocks"] = overlap
+            routed = True
+            return worker
+
+        first = True
+        try:
+            async for item in self.client.routed(request, context, pick):
+                if first:
+                    router.mark_prefill_completed(rid)
+                    first = False
+                yield item
+        finally:
+            router.free(rid)
+
+
+async def start_kv_router(
+    runtime: DistributedRuntime, model: DiscoveredModel, weight: float, temperature: float
+) -> KvRouterEngine:
+    """A KV router for one discovered model, fed by its component's event subject."""
+    router = KvRouter(
+        block_size=model.card.kv_cache_block_size,
+        overlap_score_weight=weight,
+        temperature=temperature,
+    )
+    endpoint = model.client.endpoint
+    subject = kv_events_subject(endpoint.component.namespace, endpoint.component.name)
+
+    async def on_event(msg: Any) -> None:
+        router.on_event(msg.data)
+
+    subscription = await runtime.nats.subscribe(subject, cb=on_event)
+    model.client.on_instance_removed.append(router.remove_worker)
+
+    async def unsubscribe() -> None:
+        await subscription.unsubscribe()
+
+    runtime.add_closer(unsubscribe)
+    log.info("KV routing '%s' on %s (block size %d)", model.name, subject, router.block_size)
+    return KvRouterEngine(model.client, router)
