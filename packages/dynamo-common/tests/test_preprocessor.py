@@ -96,3 +96,15 @@ def test_template_refusal_is_a_bad_request(smollm2_card):
 
 def test_token_data_skips_the_template(pre):
     assert pre.preprocess_chat(chat(nvext={"token_data": [5, 6]}))["token_ids"] == [5, 6]
+
+
+def test_template_kwargs_may_name_tools_and_generation_prompt(pre, smollm2_card):
+    tok = smollm2_card.tokenizer()
+    with_prompt = tok.decode(pre.preprocess_chat(chat())["token_ids"], skip_special_tokens=False)
+    without = pre.preprocess_chat(
+        chat(chat_template_kwargs={"add_generation_prompt": False, "tools": []})
+    )
+    text = tok.decode(without["token_ids"], skip_special_tokens=False)
+    assert with_prompt.endswith("<|im_start|>assistant\n") and not text.endswith(
+        "<|im_start|>assistant\n"
+    )

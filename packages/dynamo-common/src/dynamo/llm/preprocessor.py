@@ -35,9 +35,13 @@ class OpenAIPreprocessor:
             return "".join(m.text() for m in request.messages)
         messages = [m.model_dump(exclude_none=True) for m in request.messages]
         kwargs = {**(request.chat_template_kwargs or {}), **(request.chat_template_args or {})}
+        # Template arguments may also name these two; the request's own `tools` wins.
+        add_generation_prompt = bool(kwargs.pop("add_generation_prompt", True))
+        kwarg_tools = kwargs.pop("tools", None)
+        tools = request.tools if request.tools is not None else kwarg_tools
         try:
             return self.formatter.render(
-                messages, tools=request.tools, add_generation_prompt=True, **kwargs
+                messages, tools=tools, add_generation_prompt=add_generation_prompt, **kwargs
             )
         except TemplateError as e:
             raise InvalidRequestError(f"chat template error: {e}", param="messages") from e
