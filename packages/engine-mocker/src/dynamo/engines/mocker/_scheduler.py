@@ -217,7 +217,8 @@ class MockScheduler:
     # -- leaving ---------------------------------------------------------------------------------
 
     def _release(self, seq: Sequence_) -> None:
-        for h in seq.seq_hashes:
+        # Tail first, as vLLM does: the tail is then evicted first and shared prefixes last.
+        for h in reversed(seq.seq_hashes):
             self.kv.release(h)
         if seq.has_partial:
             self.kv.release_partial()
