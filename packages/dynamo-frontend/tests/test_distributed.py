@@ -198,7 +198,7 @@ DOCUMENTS = [
 ]
 
 
-async def wait_instances(path: str, count: int, timeout: float = 60) -> None:
+async def wait_instances(path: str, count: int, timeout: float = 60) -> None:  # noqa: ASYNC109
     from dynamo.runtime import DistributedRuntime
 
     runtime = DistributedRuntime()
@@ -239,6 +239,15 @@ def test_repeated_prefixes_go_to_the_worker_that_has_them(
         for _ in range(3):
             for doc in DOCUMENTS:
                 assert ask_kv(server, doc) == first[doc]
+        metrics = httpx.get(f"{server.url}/metrics").text
+        hit_rate = next(
+            float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith('dynamo_frontend_kv_hit_rate{model="kv-model"}')
+        )
+        assert 0.6 < hit_rate < 1.0  # 12 of 16 requests found their whole document cached
+        assert 'dynamo_frontend_kv_workers_without_events{model="kv-model"} 0.0' in metrics
+        assert metrics.count("dynamo_frontend_router_decisions_total{") == 2
     finally:
         procs.close()
 

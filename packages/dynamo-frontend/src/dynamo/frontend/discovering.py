@@ -57,6 +57,20 @@ async def watch_models(
     return watcher
 
 
+def register_kv_metrics(state: AppState) -> None:
+    """The KV routers' metrics on `/metrics`, read from the served models at scrape time."""
+    from dynamo.frontend.kv_metrics import KvRouterCollector
+    from dynamo.frontend.kv_routing import KvRouterEngine
+
+    def routers():
+        for name in state.models.names():
+            engine = getattr(state.models.get(name), "engine", None)
+            if isinstance(engine, KvRouterEngine):
+                yield name, engine.router, engine.client.instance_ids()
+
+    state.metrics.registry.register(KvRouterCollector(routers, state.metrics.prefix))
+
+
 async def run_discovering(inv: Invocation) -> None:
     from dynamo.frontend.cli import run_input
 
@@ -64,6 +78,8 @@ async def run_discovering(inv: Invocation) -> None:
     runtime = DistributedRuntime()
     await runtime.ensure_connected()
     state = AppState(request_template=RequestTemplate.load(args.request_template))
+    if args.router_mode == "kv":
+        register_kv_metrics(state)
     watcher = await watch_models(runtime, state.models, args)
     try:
         if inv.input == "http":

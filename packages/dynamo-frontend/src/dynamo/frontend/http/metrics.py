@@ -22,6 +22,7 @@ class FrontendMetrics:
 
     def __init__(self, prefix: str | None = None):
         prefix = prefix or os.environ.get("DYN_METRICS_PREFIX") or "dynamo_frontend"
+        self.prefix = prefix
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests_total = Counter(

@@ -1,0 +1,89 @@
+"""Prometheus metrics of the KV routers, read at scrape time (nothing is paid per token).
+
+dynamo_frontend_kv_hit_rate{model}                         overlap blocks / request blocks
+dynamo_frontend_kv_overlap_blocks_total{model}             cached blocks the chosen workers had
+dynamo_frontend_kv_request_blocks_total{model}             blocks of the routed requests
+dynamo_frontend_kv_events_total{model}                     KV events received
+dynamo_frontend_router_decisions_total{model,worker}       requests routed to each worker
+dynamo_frontend_worker_active_blocks{model,worker}         KV blocks in use by routed requests
+dynamo_frontend_worker_active_requests{model,worker}
+dynamo_frontend_worker_active_prefill_tokens{model,worker}
+dynamo_frontend_kv_workers_without_events{model}           workers routed by load alone
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from dynamo.llm.kv.router import KvRouter
+
+
+class KvRouterCollector(Collector):
+    def __init__(
+        self, routers: Callable[[], Iterable[tuple[str, KvRouter, list[int]]]], prefix: str
+    ):
+        """`routers()` yields (model name, its router, its live worker ids)."""
+        self._routers = routers
+        self._prefix = prefix
+
+    def collect(self) -> Iterator:
+        p = self._prefix
+        hit = GaugeMetricFamily(
+            f"{p}_kv_hit_rate", "KV overlap blocks / request blocks", labels=["model"]
+        )
+        overlap = CounterMetricFamily(
+            f"{p}_kv_overlap_blocks", "Cached blocks the chosen workers held", labels=["model"]
+        )
+        blocks = CounterMetricFamily(
+            f"{p}_kv_request_blocks", "Blocks of the routed requests", labels=["model"]
+        )
+        events = CounterMetricFamily(f"{p}_kv_events", "KV events received", labels=["model"])
+        decisions = CounterMetricFamily(
+            f"{p}_router_decisions", "Requests routed to each worker", labels=["model", "worker"]
+        )
+        active_blocks = GaugeMetricFamily(
+            f"{p}_worker_active_blocks",
+            "KV blocks in use by routed requests",
+            labels=["model", "worker"],
+        )
+        active_requests = GaugeMetricFamily(
+            f"{p}_worker_active_requests", "Requests in flight", labels=["model", "worker"]
+        )
+        prefill = GaugeMetricFamily(
+            f"{p}_worker_active_prefill_tokens",
+            "Prompt tokens not yet prefilled",
+            labels=["model", "worker"],
+        )
+        silent = GaugeMetricFamily(
+            f"{p}_kv_workers_without_events",
+            "Workers that published no KV event (routed by load alone)",
+            labels=["model"],
+        )
+        for model, router, workers in self._routers():
+            stats = router.stats
+            hit.add_metric([model], stats.hit_rate)
+            overlap.add_metric([model], stats.overlap_blocks)
+            blocks.add_metric([model], stats.request_blocks)
+            events.add_metric([model], stats.events_received)
+            for worker, count in stats.decisions.items():
+                decisions.add_metric([model, f"{worker:x}"], count)
+            for worker in workers:
+                load = router.worker_load(worker)
+                active_blocks.add_metric([model, f"{worker:x}"], load["active_blocks"])
+                active_requests.add_metric([model, f"{worker:x}"], load["active_requests"])
+                prefill.add_metric([model, f"{worker:x}"], load["active_prefill_tokens"])
+            silent.add_metric([model], len(router.workers_without_events(workers)))
+        yield from (
+            hit,
+            overlap,
+            blocks,
+            events,
+            decisions,
+            active_blocks,
+            active_requests,
+            prefill,
+            silent,
+        )
