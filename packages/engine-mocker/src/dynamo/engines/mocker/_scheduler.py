@@ -114,7 +114,15 @@ class MockScheduler:
                 step.decode.append(seq)
         while self.waiting and budget > 0 and len(self.running) < self.opts.max_num_seqs:
             seq = self.waiting[0]
+            if not self.fits_ever(len(seq.tokens)):
+                self.finish(seq)  # its output outgrew the cache (see below)
+                continue
             if not self._admit(seq):
+                if not self.running:
+                    # Nothing running will free a block: it has outgrown the whole cache (a
+                    # real engine caps output at the model length); end it as `length`.
+                    self.finish(seq)
+                    continue
                 break
             self.waiting.popleft()
             self.running.append(seq)
@@ -176,8 +184,8 @@ class MockScheduler:
         return self.kv.refcount(seq_hash) > 0
 
     def fits_ever(self, prompt_len: int) -> bool:
-        """Whether a prompt could be admitted into an otherwise empty cache."""
-        needed = -(-prompt_len // self.kv.block_size) + 1
+        """Whether a prompt and one output token fit in an otherwise empty cache."""
+        needed = -(-(prompt_len + 1) // self.kv.block_size)
         return needed <= self.kv.num_blocks - self.opts.watermark_blocks
 
     # -- applying -------------------------------------------------------------------------------
