@@ -90,6 +90,7 @@ def test_models_follow_workers_and_requests_route(procs, frontend, smollm2_gguf)
     )
     procs.worker("dist2.backend.generate", "out=echo_full", "--model-name", "echo")
     wait_models(frontend, {"smol", "echo"})
+    asyncio.run(wait_instances("dist1.backend.generate", 2))  # the model shows with its first
 
     resp = chat(frontend, "smol", "Tell me a story", extra_body={"nvext": {"ignore_eos": True}})
     assert "<|im_start|>user\nTell me a story<|im_end|>" in resp.choices[0].message.content

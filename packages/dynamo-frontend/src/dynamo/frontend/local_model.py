@@ -110,9 +110,10 @@ async def load_model_card(model_path: str, args: argparse.Namespace) -> ModelDep
 
 
 async def start_engine(
-    engine_name: str, args: argparse.Namespace
+    engine_name: str, args: argparse.Namespace, endpoint: Any = None
 ) -> tuple[type[Engine], Engine, ModelDeploymentCard | None, str]:
-    """Load the card (if the engine needs a model) and start the engine."""
+    """Load the card (if the engine needs a model) and start the engine; `endpoint` is the
+    worker's `dynamo.runtime` Endpoint under `in=dyn://` (None in-process)."""
     cls = load_engine_class(engine_name)
     check_engine_flags(engine_name, cls, args)
     model_path = resolve_model_arg(engine_name, cls, args)
@@ -121,7 +122,9 @@ async def start_engine(
     if name is None:
         name = default_model_name(model_path) if model_path else engine_name
     args.model_path = model_path
-    engine = await cls.start(engine_config(args, name, card))
+    config = engine_config(args, name, card)
+    config.endpoint = endpoint
+    engine = await cls.start(config)
     return cls, engine, card, name
 
 

@@ -19,17 +19,22 @@ async def run_worker(inv: Invocation) -> None:
 
         inv.output = default_engine()
     namespace, component_name, endpoint_name = parse_dyn_path(inv.input)
-    # Signals first: a SIGTERM while the model loads is a clean stop too.
+    # Signals first: a SIGTERM while connecting or loading the model is a clean stop too.
     runtime = DistributedRuntime()
     install_shutdown_signals(runtime)
-    cls, engine, card, name = await start_engine(inv.output, inv.args)
+    engine = None
     try:
-        if runtime.shutting_down.is_set():
+        if not await runtime.connect_unless_stopped():
             return
-        await runtime.ensure_connected()
+        # The lease (instance id) exists before the engine starts, so an engine that publishes
+        # KV events or metrics can name itself from `EngineConfig.endpoint.lease_id()`.
+        await runtime.primary_lease()
         component = runtime.namespace(namespace).component(component_name)
         await component.create_service()
         endpoint = component.endpoint(endpoint_name)
+        cls, engine, card, name = await start_engine(inv.output, inv.args, endpoint=endpoint)
+        if runtime.shutting_down.is_set():
+            return
         await register_llm(
             cls.model_type,
             endpoint,
@@ -40,5 +45,6 @@ async def run_worker(inv: Invocation) -> None:
         await endpoint.serve_endpoint(engine.generate)
     finally:
         await runtime.close()
-        await engine.close()
+        if engine is not None:
+            await engine.close()
     log.info("worker stopped")
