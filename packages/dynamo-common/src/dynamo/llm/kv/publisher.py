@@ -75,7 +75,7 @@ class KvEventPublisher:
         runtime = component.runtime
 
         async def send(subject: str, payload: bytes) -> None:
-            await runtime.nats().publish(subject, payload)
+            await runtime.nats.publish(subject, payload)
 
         return cls(send, component.namespace, component.name, worker_id, kv_block_size, dp_rank)
 
