@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import math
+import os
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from dynamo.llm.engine import EngineConfig, EngineError
@@ -21,6 +24,44 @@ def _llama_parameters() -> frozenset[str]:
     return frozenset(inspect.signature(Llama.__init__).parameters) - _OWNED
 
 
+def _cgroup_cpus(cpu_max: Path) -> int | None:
+    """CPUs allowed by a cgroup v2 quota (`cpu.max` is "QUOTA PERIOD" or "max PERIOD")."""
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+    except (OSError, ValueError):
+        return None
+    if quota == "max":
+        return None
+    return max(1, math.ceil(int(quota) / int(period)))
+
+
+def default_threads(
+    sys_cpu: Path = Path("/sys/devices/system/cpu"),
+    cpu_max: Path = Path("/sys/fs/cgroup/cpu.max"),
+) -> int | None:
+    """Physical cores this process may use, capped by its cgroup CPU quota: llama.cpp's own
+    default. llama-cpp-python's default (half the logical CPUs, assuming hyper-threading) leaves
+    half of a VM's cores idle, which halves decoding speed. None where the topology is unreadable
+    (llama-cpp-python then picks)."""
+    try:
+        cpus = os.sched_getaffinity(0)
+    except AttributeError:  # not Linux
+        return None
+    cores = set()
+    for cpu in cpus:
+        topology = sys_cpu / f"cpu{cpu}" / "topology"
+        try:
+            package = (topology / "physical_package_id").read_text().strip()
+            core = (topology / "core_id").read_text().strip()
+        except OSError:
+            return None
+        cores.add((package, core))
+    if not cores:
+        return None
+    quota = _cgroup_cpus(cpu_max)
+    return min(len(cores), quota) if quota else len(cores)
+
+
 def llama_kwargs(config: EngineConfig, model_context: int | None) -> dict[str, Any]:
     """`llama_cpp.Llama(...)` keyword arguments for this engine config."""
     extra = dict(config.extra_engine_args)
@@ -31,7 +72,11 @@ def llama_kwargs(config: EngineConfig, model_context: int | None) -> dict[str, A
             f"(see help(llama_cpp.Llama))"
         )
     n_ctx = config.context_length or min(model_context or DEFAULT_MAX_CONTEXT, DEFAULT_MAX_CONTEXT)
-    return {"n_ctx": n_ctx, "verbose": False, **extra}
+    threads = default_threads()
+    defaults: dict[str, Any] = {"n_ctx": n_ctx, "verbose": False}
+    if threads:
+        defaults["n_threads"] = threads
+    return {**defaults, **extra}
 
 
 def sampling_kwargs(sampling: dict[str, Any]) -> dict[str, Any]:
