@@ -129,8 +129,14 @@ class RadixIndexer:
 
     # -- queries ------------------------------------------------------------------------------
 
-    def find_matches(self, local_hashes: Sequence[int]) -> OverlapScores:
-        """Per worker, the number of consecutive blocks of `local_hashes` it holds."""
+    def find_matches(
+        self, local_hashes: Sequence[int], with_tree_sizes: bool = True
+    ) -> OverlapScores:
+        """Per worker, the number of consecutive blocks of `local_hashes` it holds.
+
+        `with_tree_sizes=False` leaves `tree_sizes` empty (the router asks `tree_size()` only
+        when it has a tie to break).
+        """
         scores: dict[int, int] = {}
         node = self._root
         active: set[int] | None = None
@@ -155,7 +161,12 @@ class RadixIndexer:
         if active:
             for w in active:
                 scores[w] = depth
-        return OverlapScores(scores, self.tree_sizes())
+        return OverlapScores(scores, self.tree_sizes() if with_tree_sizes else {})
+
+    def tree_size(self, worker: int) -> int:
+        """Blocks `worker` holds."""
+        lookup = self._lookup.get(worker)
+        return 0 if lookup is None else len(lookup)
 
     def tree_sizes(self) -> dict[int, int]:
         """Blocks held, per known worker."""

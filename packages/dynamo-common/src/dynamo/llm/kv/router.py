@@ -133,13 +133,13 @@ class KvRouter:
         weight, temperature = _override_values(overrides)
         local = local_block_hashes(token_ids, self.block_size)
         seq = sequence_hashes(local)
-        matches = self.indexer.find_matches(local)
+        matches = self.indexer.find_matches(local, with_tree_sizes=False)
         sched = self.scheduler
         if len(workers) == 1:
             worker = workers[0]
         else:
             logits = sched.logits(workers, len(token_ids), seq, matches.scores, weight)
-            worker = sched.choose(workers, logits, matches.tree_sizes, temperature)
+            worker = sched.choose(workers, logits, _TreeSizes(self.indexer), temperature)
         overlap = matches.scores.get(worker, 0)
         sched.add_request(request_id, worker, len(token_ids), overlap, seq)
         self._pending[request_id] = _Pending(worker, bool(local))
@@ -180,6 +180,18 @@ class KvRouter:
     def worker_load(self, worker: int) -> dict[str, int]:
         """Active prefill tokens, blocks and requests the router accounts to `worker`."""
         return self.scheduler.load(worker)
+
+
+class _TreeSizes:
+    """A read-only view of per-worker tree sizes, computed only for the workers asked about."""
+
+    __slots__ = ("_indexer",)
+
+    def __init__(self, indexer: RadixIndexer) -> None:
+        self._indexer = indexer
+
+    def get(self, worker: int, default: int = 0) -> int:
+        return self._indexer.tree_size(worker)
 
 
 def _override_values(

@@ -20,6 +20,13 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
+
+
+class SizeLookup(Protocol):
+    """Tree size per worker: a dict, or the router's lazy view."""
+
+    def get(self, key: int, default: int, /) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +89,15 @@ class KvScheduler:
         overlaps: Mapping[int, int],
         overlap_score_weight: float | None = None,
     ) -> list[float]:
-        """The cost of sending this request to each of `workers`, in the same order."""
+        """The cost of sending this request to each of `workers`, in the same order.
+
+        `seq_hashes` are the request's full blocks' sequence hashes, from its first block.
+        """
         w = self.overlap_score_weight if overlap_score_weight is None else overlap_score_weight
         bs = self.block_size
         request_blocks = -(-isl // bs)
         partial = request_blocks - len(seq_hashes)
-        hashes = set(seq_hashes) if self._loads else ()
+        n_full = len(seq_hashes)
         out: list[float] = []
         for worker in workers:
             load = self._loads.get(worker)
@@ -98,7 +108,7 @@ class KvScheduler:
             else:
                 prefill += load.active_prefill_tokens
                 refs = load.block_refs
-                new = len(hashes.difference(refs)) if refs else len(seq_hashes)
+                new = n_full - _active_prefix(refs, seq_hashes) if refs else n_full
                 decode = load.active_blocks + new + partial
             out.append(w * prefill / bs + decode)
         return out
@@ -107,7 +117,7 @@ class KvScheduler:
         self,
         workers: Sequence[int],
         logits: Sequence[float],
-        tree_sizes: Mapping[int, int],
+        tree_sizes: SizeLookup,
         temperature: float | None = None,
     ) -> int:
         """Pick a worker from its logits (see the module docstring)."""
@@ -206,6 +216,23 @@ class KvScheduler:
 
     def __len__(self) -> int:
         return len(self._requests)
+
+
+def _active_prefix(refs: Mapping[int, int], seq_hashes: Sequence[int]) -> int:
+    """How many leading blocks of the request are already active on the worker.
+
+    Sequence hashes are chained and every tracked request holds its whole chain from the first
+    block, so if block i is active, blocks 0..i are too: the active ones form a prefix, found by
+    binary search in log2(n) lookups instead of n.
+    """
+    lo, hi = 0, len(seq_hashes)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if seq_hashes[mid - 1] in refs:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def softmax_probabilities(logits: Sequence[float], temperature: float) -> list[float]:
