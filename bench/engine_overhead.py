@@ -57,7 +57,13 @@ def direct_llamacpp(
     """Tokens per second of llama-cpp-python's own generate loop on the same prompts."""
     from llama_cpp import Llama
 
-    llm = Llama(model_path=model_path, n_ctx=n_ctx, verbose=False)
+    from dynamo.engines.llamacpp import llama_kwargs
+    from dynamo.llm import EngineConfig
+
+    # The same construction arguments as `out=llamacpp` (n_threads above all), so the ratio
+    # measures the serving stack, not a different thread count.
+    kwargs = llama_kwargs(EngineConfig("bench", context_length=n_ctx), None)
+    llm = Llama(model_path=model_path, **kwargs)
     tokens, elapsed = 0, 0.0
     for ids in prompts:
         start = time.perf_counter()

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -24,11 +25,15 @@ ENGINE_LIBRARIES = {"llama-cpp-python", "mistralrs", "vllm", "sglang", "tensorrt
 UV = shutil.which("uv")
 
 
-# llama-cpp-python builds from source: keep the workspace's portable build flags.
-BUILD_ENV = {
-    **os.environ,
-    "CMAKE_ARGS": "-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON",
-}
+def _build_env() -> dict[str, str]:
+    """llama-cpp-python builds from source: the same portable flags as the workspace's own build
+    (root pyproject's extra-build-variables), so a wheel already built for the lock is reused."""
+    root = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    flags = root["tool"]["uv"]["extra-build-variables"]["llama-cpp-python"]
+    return {**os.environ, **flags}
+
+
+BUILD_ENV = _build_env()
 
 
 def run(*cmd: str) -> str:
@@ -53,10 +58,6 @@ def test_engine_installs_alone(wheelhouse, tmp_path, dist):
     venv = tmp_path / "venv"
     run(UV, "venv", "--quiet", "--python", sys.executable, str(venv))
     python = str(venv / "bin" / "python")
-    # llama-cpp-python builds from source: keep the workspace's portable build flags.
-    os.environ.setdefault(
-        "CMAKE_ARGS", "-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
-    )
     run(UV, "pip", "install", "--quiet", "--python", python, "--find-links", str(wheelhouse), dist)
     installed = {
         p["name"]
