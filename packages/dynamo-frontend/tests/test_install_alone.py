@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+# A fresh venv may have to compile llama-cpp-python from source: minutes on two cores.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 ROOT = Path(__file__).parents[3]
 # distribution -> (its out= names, the engine library it must bring)
