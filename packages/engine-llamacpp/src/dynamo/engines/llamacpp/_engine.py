@@ -12,11 +12,9 @@ from typing import Any, Self
 
 from dynamo.engines.llamacpp._options import llama_kwargs, sampling_kwargs
 from dynamo.llm import Context, Engine, EngineConfig, EngineError, ModelType
-from dynamo.llm.errors import EngineFailedError
+from dynamo.llm.threaded import stream_from_thread
 
 log = logging.getLogger(__name__)
-
-_END = object()
 
 
 def _gguf_path(config: EngineConfig) -> Path:
@@ -58,43 +56,11 @@ class LlamaCppEngine(Engine):
             raise EngineError(f"llama.cpp could not load {path.name}: {e}") from None
         return cls(llama, llama.n_ctx())
 
-    async def generate(
-        self, request: dict[str, Any], context: Context
-    ) -> AsyncIterator[dict[str, Any]]:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        abort = threading.Event()
-
-        def push(item: Any) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        job = loop.run_in_executor(
-            self._executor, self._generate_blocking, request, context, abort, push
-        )
-        try:
-            while True:
-                item = await queue.get()
-                if item is _END:
-                    break
-                if isinstance(item, BaseException):
-                    raise EngineFailedError(f"llama.cpp failed: {item}")
-                yield item
-        finally:
-            abort.set()
-            # The thread notices within one token; waiting keeps requests strictly one at a time.
-            if not job.done():
-                await asyncio.shield(job)
-
-    def _generate_blocking(
-        self, request: dict[str, Any], context: Context, abort: threading.Event, push: Any
-    ) -> None:
-        try:
+    def generate(self, request: dict[str, Any], context: Context) -> AsyncIterator[dict[str, Any]]:
+        def produce(push: Any, abort: threading.Event) -> None:
             self._generate_into(request, context, abort, push)
-        except Exception as e:  # reported to the caller as an engine error
-            log.exception("llama.cpp generation failed")
-            push(e)
-        finally:
-            push(_END)
+
+        return stream_from_thread(self._executor, produce, "llama.cpp")
 
     def _generate_into(
         self, request: dict[str, Any], context: Context, abort: threading.Event, push: Any

@@ -13,11 +13,9 @@ from typing import Any, Self
 
 from dynamo.engines.mistralrs._options import chat_request_kwargs, runner_kwargs, which
 from dynamo.llm import Context, Engine, EngineConfig, EngineError, ModelType
-from dynamo.llm.errors import EngineFailedError
+from dynamo.llm.threaded import stream_from_thread
 
 log = logging.getLogger(__name__)
-
-_END = object()
 
 
 def _usage(usage: Any) -> dict[str, int] | None:
@@ -63,111 +61,84 @@ class MistralRsEngine(Engine):
             raise EngineError(f"mistral.rs could not load {config.model_path}: {e}") from None
         return cls(runner, config.model_name, kwargs["max_seqs"])
 
-    async def generate(
-        self, request: dict[str, Any], context: Context
-    ) -> AsyncIterator[dict[str, Any]]:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        abort = threading.Event()
-
-        def push(item: Any) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
+    def generate(self, request: dict[str, Any], context: Context) -> AsyncIterator[dict[str, Any]]:
         target = self._chat if "messages" in request else self._completion
-        job = loop.run_in_executor(self._executor, target, request, context, abort, push)
-        try:
-            while True:
-                item = await queue.get()
-                if item is _END:
-                    break
-                if isinstance(item, BaseException):
-                    raise EngineFailedError(f"mistral.rs failed: {item}")
-                yield item
-        finally:
-            abort.set()
-            if not job.done():
-                await asyncio.shield(job)
+
+        def produce(push: Any, abort: threading.Event) -> None:
+            target(request, context, abort, push)
+
+        return stream_from_thread(self._executor, produce, "mistral.rs")
 
     def _chat(
         self, body: dict[str, Any], context: Context, abort: threading.Event, push: Any
     ) -> None:
         import mistralrs
 
-        try:
-            messages = [
-                {"role": m["role"], "content": m.get("content") or ""} for m in body["messages"]
-            ]
-            request = mistralrs.ChatCompletionRequest(
-                messages=messages, stream=True, **chat_request_kwargs(body, self._model)
+        messages = [
+            {"role": m["role"], "content": m.get("content") or ""} for m in body["messages"]
+        ]
+        request = mistralrs.ChatCompletionRequest(
+            messages=messages, stream=True, **chat_request_kwargs(body, self._model)
+        )
+        with self._prefill_lock:
+            if abort.is_set() or context.is_stopped():
+                return  # cancelled while waiting for another request's prefill
+            stream = iter(self._runner.send_chat_completion_request(request))
+            first = next(stream, None)
+        chunks = stream if first is None else itertools.chain((first,), stream)
+        for chunk in chunks:
+            if abort.is_set() or context.is_stopped():
+                break  # dropping the stream drops the sequence in mistral.rs
+            choice = chunk.choices[0]
+            push(
+                {
+                    "id": f"chatcmpl-{context.id()}",
+                    "object": "chat.completion.chunk",
+                    "created": chunk.created,
+                    "model": self._model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": {
+                                "role": "assistant",
+                                "content": choice.delta.content or "",
+                            },
+                            "finish_reason": choice.finish_reason,
+                        }
+                    ],
+                    "usage": _usage(chunk.usage),
+                }
             )
-            with self._prefill_lock:
-                if abort.is_set() or context.is_stopped():
-                    return  # cancelled while waiting for another request's prefill
-                stream = iter(self._runner.send_chat_completion_request(request))
-                first = next(stream, None)
-            chunks = stream if first is None else itertools.chain((first,), stream)
-            for chunk in chunks:
-                if abort.is_set() or context.is_stopped():
-                    break  # dropping the stream drops the sequence in mistral.rs
-                choice = chunk.choices[0]
-                push(
-                    {
-                        "id": f"chatcmpl-{context.id()}",
-                        "object": "chat.completion.chunk",
-                        "created": chunk.created,
-                        "model": self._model,
-                        "choices": [
-                            {
-                                "index": 0,
-                                "delta": {
-                                    "role": "assistant",
-                                    "content": choice.delta.content or "",
-                                },
-                                "finish_reason": choice.finish_reason,
-                            }
-                        ],
-                        "usage": _usage(chunk.usage),
-                    }
-                )
-        except Exception as e:  # reported to the caller as an engine error
-            push(e)
-        finally:
-            push(_END)
 
     def _completion(
         self, body: dict[str, Any], context: Context, abort: threading.Event, push: Any
     ) -> None:
         import mistralrs
 
-        try:
-            prompt = body.get("prompt")
-            if isinstance(prompt, list):
-                prompt = prompt[0] if prompt and isinstance(prompt[0], str) else None
-            if not isinstance(prompt, str):
-                raise ValueError("out=mistralrs takes text prompts, not token ids")
-            request = mistralrs.CompletionRequest(
-                prompt=prompt, **chat_request_kwargs(body, self._model)
-            )
-            # No streaming in its completion API: this call holds the lock until the text is done.
-            with self._prefill_lock:
-                response = self._runner.send_completion_request(request)
-            choice = response.choices[0]
-            push(
-                {
-                    "id": f"cmpl-{context.id()}",
-                    "object": "text_completion",
-                    "created": int(time.time()),
-                    "model": self._model,
-                    "choices": [
-                        {"index": 0, "text": choice.text, "finish_reason": choice.finish_reason}
-                    ],
-                    "usage": _usage(response.usage),
-                }
-            )
-        except Exception as e:
-            push(e)
-        finally:
-            push(_END)
+        prompt = body.get("prompt")
+        if isinstance(prompt, list):
+            prompt = prompt[0] if prompt and isinstance(prompt[0], str) else None
+        if not isinstance(prompt, str):
+            raise ValueError("out=mistralrs takes text prompts, not token ids")
+        request = mistralrs.CompletionRequest(
+            prompt=prompt, **chat_request_kwargs(body, self._model)
+        )
+        # No streaming in its completion API: this call holds the lock until the text is done.
+        with self._prefill_lock:
+            response = self._runner.send_completion_request(request)
+        choice = response.choices[0]
+        push(
+            {
+                "id": f"cmpl-{context.id()}",
+                "object": "text_completion",
+                "created": int(time.time()),
+                "model": self._model,
+                "choices": [
+                    {"index": 0, "text": choice.text, "finish_reason": choice.finish_reason}
+                ],
+                "usage": _usage(response.usage),
+            }
+        )
 
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
