@@ -184,7 +184,13 @@ def our_stack(mode: str, args: argparse.Namespace) -> Iterator[tuple[str, str]]:
     etcd.start()
     nats.start()
     env = {**os.environ, "ETCD_ENDPOINTS": etcd.url, "NATS_SERVER": nats.url, "DYN_LOG": "warn"}
-    extra = json.dumps({"speedup_ratio": args.speedup, "block_size": args.block_size})
+    extra = json.dumps(
+        {
+            "speedup_ratio": args.speedup,
+            "block_size": args.block_size,
+            "num_gpu_blocks": args.num_gpu_blocks,
+        }
+    )
     cli = [sys.executable, "-m", "dynamo.frontend.cli"]
     worker = [*cli, "in=dyn://bench.mocker.generate", "out=mocker", args.model_path]
     procs = [
@@ -261,6 +267,13 @@ def main() -> None:
         "--speedup", type=float, default=1.0, help="mocker speedup_ratio (1 = upstream's timings)"
     )
     p.add_argument("--block-size", type=int, default=64)
+    p.add_argument(
+        "--num-gpu-blocks",
+        type=int,
+        default=16384,
+        help="KV blocks per mocker worker (upstream's default; lower it so that one worker's "
+        "cache cannot hold every document but all workers' caches together can)",
+    )
     p.add_argument("--modes", default="kv,round-robin,random")
     p.add_argument("--model-path", default=None)
     p.add_argument("--seed", type=int, default=0)
