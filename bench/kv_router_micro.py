@@ -62,6 +62,11 @@ def main() -> None:
     p.add_argument("--active", type=int, default=8, help="in-flight requests per worker")
     p.add_argument("--decisions", type=int, default=5000)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--gc",
+        action="store_true",
+        help="keep the cyclic garbage collector on while timing (as in a real frontend)",
+    )
     args = p.parse_args()
     rng = random.Random(args.seed)
 
@@ -81,7 +86,8 @@ def main() -> None:
     samples: list[float] = []
     overlaps = 0
     gc.collect()
-    gc.disable()
+    if not args.gc:
+        gc.disable()
     try:
         for i in range(args.decisions):
             prompt = prompts[i % len(prompts)]

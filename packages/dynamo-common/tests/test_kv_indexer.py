@@ -95,3 +95,29 @@ def test_remove_worker_takes_its_blocks(idx: RadixIndexer) -> None:
 def test_blocks_of(idx: RadixIndexer) -> None:
     assert idx.blocks_of(20) == {201, 202}
     assert idx.blocks_of(77) == set()
+
+
+def test_many_workers_and_reused_slots() -> None:
+    # Workers are bits of an int mask: more than 64 of them, and slots freed by workers that
+    # left and taken by new ones, must not mix up whose blocks are whose.
+    i = RadixIndexer()
+    for w in range(100):
+        i.apply_event(stored(1000 + w, None, (w * 10 + 1, 1), (w * 10 + 2, 2 if w % 2 else 5)))
+    assert i.find_matches([1, 2]).scores == {1000 + w: 2 if w % 2 else 1 for w in range(100)}
+    for w in range(0, 100, 3):
+        i.remove_worker(1000 + w)
+    i.apply_event(stored(7, None, (71, 1), (72, 2), (73, 3)))
+    i.apply_event(stored(8, None, (81, 1)))
+    expected = {1000 + w: 2 if w % 2 else 1 for w in range(100) if w % 3}
+    assert i.find_matches([1, 2, 3]).scores == {**expected, 7: 3, 8: 1}
+    assert i.tree_sizes()[7] == 3
+    assert 1000 not in i.workers()
+
+
+def test_sequence_matches_equal_local_matches(idx: RadixIndexer) -> None:
+    from dynamo.llm.kv.hashing import sequence_hashes
+
+    for local in ([1, 2, 3, 4], [1, 9], [2, 3], [1]):
+        by_seq = idx.find_sequence_matches(sequence_hashes(local), with_tree_sizes=False)
+        assert by_seq.scores == idx.find_matches(local).scores
+    assert idx.find_sequence_matches([]).scores == {}

@@ -8,7 +8,8 @@ so that it also names everything before it: `seq[0] = blk[0]`,
 partial tail block can still change, so no engine caches it under a name.
 
 Speed matters (the router hashes every prompt): one `array('I')` conversion of the whole prompt
-and slices of its memoryview are about 3x faster than numpy for prompt-sized inputs.
+and slices of its bytes are about 3x faster than numpy for prompt-sized inputs, and bytes slices
+about 20% faster than memoryview slices (xxhash takes bytes without a buffer export).
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ if array("I").itemsize != 4:  # pragma: no cover - every platform CPython suppor
     raise ImportError("dynamo.llm.kv.hashing needs a 4-byte array('I')")
 
 
-def _le_u32_bytes(tokens: Sequence[int]) -> memoryview:
+def _le_u32_bytes(tokens: Sequence[int]) -> bytes:
     """The tokens as little-endian u32 bytes (OverflowError for ids outside u32)."""
     arr = array("I", tokens)
     if sys.byteorder != "little":  # pragma: no cover - big-endian hosts
         arr.byteswap()
-    return memoryview(arr).cast("B")
+    return arr.tobytes()
 
 
 def block_hash(tokens: Sequence[int]) -> int:

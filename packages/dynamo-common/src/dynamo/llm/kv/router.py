@@ -133,7 +133,7 @@ class KvRouter:
         weight, temperature = _override_values(overrides)
         local = local_block_hashes(token_ids, self.block_size)
         seq = sequence_hashes(local)
-        matches = self.indexer.find_matches(local, with_tree_sizes=False)
+        matches = self.indexer.find_sequence_matches(seq, with_tree_sizes=False)
         sched = self.scheduler
         if len(workers) == 1:
             worker = workers[0]

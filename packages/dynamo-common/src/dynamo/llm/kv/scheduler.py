@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -51,7 +52,9 @@ class _WorkerLoad:
 
     def __init__(self) -> None:
         self.active_prefill_tokens = 0
-        self.block_refs: dict[int, int] = {}
+        #: sequence hash → active requests holding that block (a Counter: `update` counts a
+        #: whole request's blocks in C).
+        self.block_refs: Counter[int] = Counter()
         self.partial_blocks = 0
         self.requests = 0
 
@@ -98,9 +101,11 @@ class KvScheduler:
         request_blocks = -(-isl // bs)
         partial = request_blocks - len(seq_hashes)
         n_full = len(seq_hashes)
+        first = seq_hashes[0] if seq_hashes else None
+        loads = self._loads
         out: list[float] = []
         for worker in workers:
-            load = self._loads.get(worker)
+            load = loads.get(worker)
             overlap = overlaps.get(worker, 0)
             prefill = max(isl - overlap * bs, 0)
             if load is None:
@@ -108,7 +113,8 @@ class KvScheduler:
             else:
                 prefill += load.active_prefill_tokens
                 refs = load.block_refs
-                new = n_full - _active_prefix(refs, seq_hashes) if refs else n_full
+                # Most workers have nothing of this prompt active: one lookup says so.
+                new = n_full - _active_prefix(refs, seq_hashes) if first in refs else n_full
                 decode = load.active_blocks + new + partial
             out.append(w * prefill / bs + decode)
         return out
@@ -153,9 +159,7 @@ class KvScheduler:
         prefill = max(isl_tokens - overlap_blocks * self.block_size, 0)
         partial = -(-isl_tokens // self.block_size) > len(seq_hashes)
         blocks = tuple(seq_hashes)
-        refs = load.block_refs
-        for h in blocks:
-            refs[h] = refs.get(h, 0) + 1
+        load.block_refs.update(blocks)
         load.partial_blocks += partial
         load.active_prefill_tokens += prefill
         load.requests += 1
