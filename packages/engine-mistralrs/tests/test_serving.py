@@ -2,14 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-
-import httpx
 import mistralrs
 import openai
 import pytest
@@ -18,37 +10,16 @@ QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 @pytest.fixture(scope="module")
-def server(smollm2_gguf):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "dynamo.frontend.cli",
-            "in=http",
-            "out=mistralrs",
-            str(smollm2_gguf),
-            "--model-name",
-            "smol",
-            "--http-host",
-            "127.0.0.1",
-            "--http-port",
-            str(port),
-        ],
-        env={**os.environ, "DYN_LOG": "warn", "HF_HUB_OFFLINE": "1"},
+def server(smollm2_gguf, start_module_server):
+    running = start_module_server(
+        "out=mistralrs",
+        str(smollm2_gguf),
+        "--model-name",
+        "smol",
+        env={"DYN_LOG": "warn", "HF_HUB_OFFLINE": "1"},
     )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    yield url
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(30) == 0
+    yield running.url
+    assert running.stop() == 0
 
 
 def test_greedy_chat_equals_mistralrs_directly(server, smollm2_gguf):
