@@ -236,6 +236,15 @@ def wait_for_workers(url: str, model: str, workers: int, timeout: float = 120) -
 
 
 def run_mode(mode: str, args: argparse.Namespace, conversations: list[Conversation]) -> dict:
+    if args.upstream:  # the same workload and client against upstream Dynamo (bench/upstream.py)
+        import upstream
+
+        return upstream.run_kv_routing_mode(
+            args.upstream,
+            mode,
+            args,
+            lambda url, model: asyncio.run(replay(url, model, conversations, args)),
+        )
     with our_stack(mode, args) as (url, model):
         result = asyncio.run(replay(url, model, conversations, args))
         result["kv_hit_rate"] = kv_hit_rate(url)
@@ -277,6 +286,12 @@ def main() -> None:
     p.add_argument("--modes", default="kv,round-robin,random")
     p.add_argument("--model-path", default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--upstream",
+        metavar="PYTHON",
+        help="the python of a virtualenv holding upstream ai-dynamo 1.6.1: run every mode "
+        "against its mocker and frontend instead of ours",
+    )
     args = p.parse_args()
     args.model_path = args.model_path or default_model()
     conversations = workload(args)

@@ -20,6 +20,7 @@ everything it needs is set up the way ../shared/reference/upstream-bench.md desc
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -28,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -265,3 +266,27 @@ def kv_hit_rate(url: str) -> float | None:
     if not cached or not total:
         return None
     return round(cached / total, 3)
+
+
+def run_kv_routing_mode(
+    python: str,
+    mode: str,
+    args: argparse.Namespace,
+    replay: Callable[[str, str], dict],
+) -> dict:
+    """One router mode of bench/kv_routing.py against upstream: `args.workers` mocker workers
+    with the same block size, KV capacity and speedup as ours, and upstream's frontend with
+    `--router-mode mode`; `replay(url, model)` drives the workload and returns the report."""
+    with upstream_stack(
+        python,
+        model_path=args.model_path,
+        model_name="mock",
+        workers=args.workers,
+        router_mode=mode,
+        speedup_ratio=args.speedup,
+        block_size=args.block_size,
+        num_gpu_blocks=getattr(args, "num_gpu_blocks", None),
+    ) as stack:
+        result = replay(stack.url, stack.model)
+        result["kv_hit_rate"] = kv_hit_rate(stack.url)
+    return {"router_mode": mode, "server": f"upstream-{stack.version}", **result}
