@@ -81,8 +81,8 @@ class Endpoint:
         metrics_labels: Any = None,
         health_check_payload: Any = None,
     ) -> None:
-        """Serve until the runtime shuts down: then deregister, and finish the in-flight
-        requests (`graceful_shutdown`) or end them with an error frame.
+        """Serve until the runtime shuts down (or this call is cancelled): then deregister, and
+        finish the in-flight requests (`graceful_shutdown`) or end them with an error frame.
 
         `handler` is an async generator function of `(request)` or `(request, context)`.
         `metrics_labels` and `health_check_payload` are upstream's; accepted so its workers run,
@@ -104,14 +104,16 @@ class Endpoint:
                 "transport": {"nats_tcp": subject},
             }
         )
-        await runtime.etcd.put_leased(key, value)
-        log.info("serving %s as instance %x", self.path, instance_id)
-        await runtime.shutting_down.wait()
-        # Leave the routing set first, then finish what is in flight.
-        await runtime.etcd.delete_owned(key)
-        for extra in runtime.keys_for_endpoint(self.path):
-            await runtime.etcd.delete_owned(extra)
-        await server.drain(None if graceful_shutdown else 0)
+        try:
+            await runtime.etcd.put_leased(key, value)
+            log.info("serving %s as instance %x", self.path, instance_id)
+            await runtime.shutting_down.wait()
+        finally:
+            # Leave the routing set first, then finish what is in flight.
+            await runtime.etcd.delete_owned(key)
+            for extra in runtime.keys_for_endpoint(self.path):
+                await runtime.etcd.delete_owned(extra)
+            await server.drain(None if graceful_shutdown else 0)
 
     async def client(self) -> Client:
         client = Client(self)
