@@ -1,8 +1,47 @@
-"""Dynamo-Py LLM layer: protocols, preprocessing, the engine contract and model registration."""
+"""Dynamo-Py LLM layer: protocols, preprocessing, the engine contract and model registration.
+
+Upstream's worker-side load metrics (`WorkerMetricsPublisher`, `ForwardPassMetrics`,
+`WorkerStats`, `KvStats`, `SpecDecodeStats`) are importable from here too, as upstream's
+`from dynamo.llm import ...` writes them; they load on first use (they live in `dynamo.llm.kv`).
+"""
+
+from typing import Any
 
 from dynamo.llm.context import Context
 from dynamo.llm.engine import Engine, EngineConfig, EngineError
 from dynamo.llm.model_type import ModelType
 from dynamo.llm.register import register_llm
 
-__all__ = ["Context", "Engine", "EngineConfig", "EngineError", "ModelType", "register_llm"]
+_LOAD_METRICS = {
+    "ForwardPassMetrics": "dynamo.llm.kv.load_metrics",
+    "KvStats": "dynamo.llm.kv.load_metrics",
+    "SpecDecodeStats": "dynamo.llm.kv.load_metrics",
+    "WorkerStats": "dynamo.llm.kv.load_metrics",
+    "WorkerMetricsPublisher": "dynamo.llm.kv.metrics_publisher",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LOAD_METRICS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "Context",
+    "Engine",
+    "EngineConfig",
+    "EngineError",
+    "ForwardPassMetrics",
+    "KvStats",
+    "ModelType",
+    "SpecDecodeStats",
+    "WorkerMetricsPublisher",
+    "WorkerStats",
+    "register_llm",
+]

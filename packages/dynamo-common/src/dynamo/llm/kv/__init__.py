@@ -22,6 +22,15 @@ from dynamo.llm.kv.hashing import (
     sequence_hashes,
 )
 from dynamo.llm.kv.indexer import OverlapScores, ParentBlockNotFound, RadixIndexer
+from dynamo.llm.kv.load_metrics import (
+    ForwardPassMetrics,
+    KvStats,
+    SpecDecodeStats,
+    WorkerLoads,
+    WorkerStats,
+    kv_metrics_subject,
+)
+from dynamo.llm.kv.metrics_publisher import WorkerMetricsPublisher
 from dynamo.llm.kv.publisher import KvEventPublisher, kv_events_subject
 from dynamo.llm.kv.router import KvRouter, KvRouterStats
 from dynamo.llm.kv.scheduler import KvScheduler, RouterConfigOverride, softmax_probabilities
@@ -29,22 +38,29 @@ from dynamo.llm.kv.scheduler import KvScheduler, RouterConfigOverride, softmax_p
 __all__ = [
     "XXH3_SEED",
     "Cleared",
+    "ForwardPassMetrics",
     "KvEventError",
     "KvEventPublisher",
     "KvRouter",
     "KvRouterStats",
     "KvScheduler",
+    "KvStats",
     "OverlapScores",
     "ParentBlockNotFound",
     "RadixIndexer",
     "Removed",
     "RouterConfigOverride",
     "RouterEvent",
+    "SpecDecodeStats",
     "Stored",
     "StoredBlock",
+    "WorkerLoads",
+    "WorkerMetricsPublisher",
+    "WorkerStats",
     "block_hash",
     "chain_hash",
     "kv_events_subject",
+    "kv_metrics_subject",
     "local_block_hashes",
     "parse_router_event",
     "sequence_hashes",
