@@ -12,6 +12,11 @@ KV events: pass a `KvEventPublisher`-like object as `MockerEngine.start(config,
 kv_publisher=...)`; without one, when `config.endpoint` is a `dynamo.runtime` endpoint, a
 `KvEventPublisher` on its component's NATS connection is made, with the endpoint's instance id as
 the worker id. Neither: no events.
+
+Load metrics (`metrics()`, upstream's `ForwardPassMetrics`) go the same way: to
+`start(config, metrics_publisher=...)` (anything with `publish(metrics)`), else, for a
+distributed worker, to a `WorkerMetricsPublisher` on the endpoint's component, which the engine
+closes with itself. They are handed over once per scheduler step; the publisher coalesces them.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from dynamo.engines.mocker._kv_cache import KvCache, KvEventSink
 from dynamo.engines.mocker._options import MockerOptions
@@ -35,6 +40,12 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_TOKENS = 256
 
 
+class MetricsSink(Protocol):
+    """What the mocker needs of a metrics publisher: `dynamo.llm.WorkerMetricsPublisher` is one."""
+
+    def publish(self, metrics: Any) -> None: ...
+
+
 class MockerEngine(Engine):
     """The simulated engine; one background task runs its scheduler loop."""
 
@@ -45,24 +56,43 @@ class MockerEngine(Engine):
     )
     distribution = "dynamo-engine-mocker"
 
-    def __init__(self, opts: MockerOptions, kv_publisher: KvEventSink | None = None) -> None:
+    def __init__(
+        self,
+        opts: MockerOptions,
+        kv_publisher: KvEventSink | None = None,
+        metrics_publisher: MetricsSink | None = None,
+    ) -> None:
         self.opts = opts
         self.block_size = opts.block_size
         self.kv = KvCache(opts.num_gpu_blocks, opts.block_size, kv_publisher)
         self.scheduler = MockScheduler(opts, self.kv, random.Random(opts.seed))
+        self.metrics_publisher = metrics_publisher
+        self._owned_publisher: Any = None  # made by `start`: closed with the engine
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._report()
 
     @classmethod
-    async def start(cls, config: EngineConfig, kv_publisher: KvEventSink | None = None) -> Self:
+    async def start(
+        cls,
+        config: EngineConfig,
+        kv_publisher: KvEventSink | None = None,
+        metrics_publisher: MetricsSink | None = None,
+    ) -> Self:
         opts = MockerOptions.from_config(config)
-        if kv_publisher is None and config.endpoint is not None:
-            kv_publisher = _publisher_for_endpoint(config.endpoint, opts.block_size)
+        owned = None
+        if config.endpoint is not None:
+            if kv_publisher is None:
+                kv_publisher = _publisher_for_endpoint(config.endpoint, opts.block_size)
+            if metrics_publisher is None:
+                metrics_publisher = owned = await _metrics_publisher_for_endpoint(config.endpoint)
         if config.card is not None and hasattr(config.card, "kv_cache_block_size"):
             # Routers read the block size from the card: it must be the one we hash with.
             config.card.kv_cache_block_size = opts.block_size
-        return cls(opts, kv_publisher)
+        engine = cls(opts, kv_publisher, metrics_publisher)
+        engine._owned_publisher = owned
+        return engine
 
     # -- serving ---------------------------------------------------------------------------------
 
@@ -127,6 +157,7 @@ class MockerEngine(Engine):
         while not self._closed:
             sched.drop_cancelled()
             self.kv.flush_events()
+            self._report()
             if not sched.has_work():
                 self._wake.clear()
                 await self._wake.wait()
@@ -154,8 +185,16 @@ class MockerEngine(Engine):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        self.metrics_publisher = None
+        if self._owned_publisher is not None:
+            await self._owned_publisher.close()
+            self._owned_publisher = None
 
     # -- load metrics ----------------------------------------------------------------------------
+
+    def _report(self) -> None:
+        if self.metrics_publisher is not None:
+            self.metrics_publisher.publish(self.metrics())
 
     def metrics(self) -> dict[str, Any]:
         """Upstream's `ForwardPassMetrics` shape (`worker_stats`, `kv_stats`)."""
@@ -191,4 +230,16 @@ def _publisher_for_endpoint(endpoint: Any, block_size: int) -> KvEventSink | Non
     return KvEventPublisher.for_component(component, lease_id(), block_size)
 
 
-__all__ = ["DEFAULT_MAX_TOKENS", "MockerEngine"]
+async def _metrics_publisher_for_endpoint(endpoint: Any) -> Any:
+    component = getattr(endpoint, "component", None)
+    if component is None or not hasattr(component, "runtime"):
+        log.warning("mocker: config.endpoint has no component; load metrics are off")
+        return None
+    from dynamo.llm.kv.metrics_publisher import WorkerMetricsPublisher
+
+    publisher = WorkerMetricsPublisher()
+    await publisher.create_endpoint(component)
+    return publisher
+
+
+__all__ = ["DEFAULT_MAX_TOKENS", "MetricsSink", "MockerEngine"]
