@@ -58,17 +58,27 @@ async def watch_models(
 
 
 def register_kv_metrics(state: AppState) -> None:
-    """The KV routers' metrics on `/metrics`, read from the served models at scrape time."""
-    from dynamo.frontend.kv_metrics import KvRouterCollector
+    """The KV routers' metrics and their workers' load reports on `/metrics`, read from the
+    served models at scrape time."""
+    from dynamo.frontend.kv_metrics import KvRouterCollector, WorkerLoadCollector
     from dynamo.frontend.kv_routing import KvRouterEngine
 
-    def routers():
+    def engines():
         for name in state.models.names():
             engine = getattr(state.models.get(name), "engine", None)
             if isinstance(engine, KvRouterEngine):
-                yield name, engine.router, engine.client.instance_ids()
+                yield name, engine
+
+    def routers():
+        for name, engine in engines():
+            yield name, engine.router, engine.client.instance_ids()
+
+    def loads():
+        for name, engine in engines():
+            yield name, engine.loads, engine.client.instance_ids()
 
     state.metrics.registry.register(KvRouterCollector(routers, state.metrics.prefix))
+    state.metrics.registry.register(WorkerLoadCollector(loads, state.metrics.prefix))
 
 
 async def run_discovering(inv: Invocation) -> None:

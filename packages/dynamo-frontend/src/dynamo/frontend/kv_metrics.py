@@ -1,5 +1,7 @@
 """Prometheus metrics of the KV routers, read at scrape time (nothing is paid per token).
 
+The router's own view:
+
 dynamo_frontend_kv_hit_rate{model}                         overlap blocks / request blocks
 dynamo_frontend_kv_overlap_blocks_total{model}             cached blocks the chosen workers had
 dynamo_frontend_kv_request_blocks_total{model}             blocks of the routed requests
@@ -9,6 +11,17 @@ dynamo_frontend_worker_active_blocks{model,worker}         KV blocks in use by r
 dynamo_frontend_worker_active_requests{model,worker}
 dynamo_frontend_worker_active_prefill_tokens{model,worker}
 dynamo_frontend_kv_workers_without_events{model}           workers routed by load alone
+
+What the workers report (their latest `ForwardPassMetrics` on `kv_metrics`, summed over
+data-parallel ranks; a worker that reported nothing has none of these):
+
+dynamo_frontend_worker_kv_usage{model,worker}              gpu_cache_usage_perc (0..1)
+dynamo_frontend_worker_kv_used_blocks{model,worker}        kv_active_blocks
+dynamo_frontend_worker_kv_total_blocks{model,worker}       kv_total_blocks
+dynamo_frontend_worker_requests_waiting{model,worker}      num_requests_waiting
+dynamo_frontend_worker_request_slots_used{model,worker}    request_active_slots
+dynamo_frontend_worker_request_slots_total{model,worker}   request_total_slots
+dynamo_frontend_worker_prefix_cache_hit_rate{model,worker} gpu_prefix_cache_hit_rate (0..1)
 """
 
 from __future__ import annotations
@@ -18,7 +31,12 @@ from collections.abc import Callable, Iterable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from dynamo.llm.kv.load_metrics import WorkerLoad, WorkerLoads
 from dynamo.llm.kv.router import KvRouter
+
+#: Reports of workers that are not (or no longer) instances of the model are forgotten after
+#: this many seconds without one (workers of other components share the namespace's subject).
+FORGET_UNKNOWN_WORKERS_SECONDS = 60.0
 
 
 class KvRouterCollector(Collector):
@@ -87,3 +105,44 @@ class KvRouterCollector(Collector):
             prefill,
             silent,
         )
+
+
+# (metric suffix, help, WorkerLoad field)
+_WORKER_LOAD_GAUGES: tuple[tuple[str, str, str], ...] = (
+    ("worker_kv_usage", "KV cache usage reported by the worker (0..1)", "gpu_cache_usage_perc"),
+    ("worker_kv_used_blocks", "KV blocks in use reported by the worker", "kv_active_blocks"),
+    ("worker_kv_total_blocks", "KV blocks of the worker", "kv_total_blocks"),
+    ("worker_requests_waiting", "Requests queued on the worker", "num_requests_waiting"),
+    ("worker_request_slots_used", "Request slots in use on the worker", "request_active_slots"),
+    ("worker_request_slots_total", "Request slots of the worker", "request_total_slots"),
+    (
+        "worker_prefix_cache_hit_rate",
+        "Prefix cache hit rate reported by the worker (0..1)",
+        "gpu_prefix_cache_hit_rate",
+    ),
+)
+
+
+class WorkerLoadCollector(Collector):
+    def __init__(
+        self, loads: Callable[[], Iterable[tuple[str, WorkerLoads, list[int]]]], prefix: str
+    ):
+        """`loads()` yields (model name, its workers' load reports, its live worker ids)."""
+        self._loads = loads
+        self._prefix = prefix
+
+    def collect(self) -> Iterator:
+        families = [
+            (GaugeMetricFamily(f"{self._prefix}_{name}", text, labels=["model", "worker"]), field)
+            for name, text, field in _WORKER_LOAD_GAUGES
+        ]
+        for model, loads, workers in self._loads():
+            loads.prune(workers, FORGET_UNKNOWN_WORKERS_SECONDS)
+            for worker in workers:
+                load: WorkerLoad | None = loads.load(worker)
+                if load is None:
+                    continue
+                labels = [model, f"{worker:x}"]
+                for family, field in families:
+                    family.add_metric(labels, getattr(load, field))
+        yield from (family for family, _ in families)

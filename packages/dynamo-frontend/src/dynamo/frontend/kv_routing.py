@@ -4,6 +4,9 @@ One `KvRouter` per served model. It learns which worker holds which blocks from 
 events (`namespace.{ns}.component.{comp}.kv_events` on NATS), forgets a worker when its instance
 leaves etcd, and tracks every request from routing to its last token. Several frontends can run
 at once: each builds its own index from the same event stream.
+
+Beside it, the workers' own load reports (`ForwardPassMetrics` on `namespace.{ns}.kv_metrics`)
+are kept per worker in `WorkerLoads`, for `/metrics`; a worker's leave drops them too.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 from dynamo.llm.context import Context
 from dynamo.llm.discovery import DiscoveredModel
+from dynamo.llm.kv.load_metrics import WorkerLoads, kv_metrics_subject
 from dynamo.llm.kv.publisher import kv_events_subject
 from dynamo.llm.kv.router import KvRouter
 from dynamo.runtime import DistributedRuntime, NoInstancesError, RouterEngine
@@ -25,9 +29,11 @@ log = logging.getLogger(__name__)
 class KvRouterEngine(RouterEngine):
     """A `RouterEngine` whose instance choice is the KV router's."""
 
-    def __init__(self, client: Client, router: KvRouter):
+    def __init__(self, client: Client, router: KvRouter, loads: WorkerLoads | None = None):
         super().__init__(client)
         self.router = router
+        #: The workers' latest load reports (read by `/metrics`).
+        self.loads = loads if loads is not None else WorkerLoads()
 
     def open_stream(self, request: dict[str, Any], context: Context) -> AsyncIterator[Any]:
         if request.get("backend_instance_id") is not None:
@@ -73,18 +79,27 @@ async def start_kv_router(
         overlap_score_weight=weight,
         temperature=temperature,
     )
+    loads = WorkerLoads()
     endpoint = model.client.endpoint
     subject = kv_events_subject(endpoint.component.namespace, endpoint.component.name)
 
     async def on_event(msg: Any) -> None:
         router.on_event(msg.data)
 
-    subscription = await runtime.nats.subscribe(subject, cb=on_event)
+    async def on_load(msg: Any) -> None:
+        loads.on_message(msg.data)
+
+    subscriptions = [
+        await runtime.nats.subscribe(subject, cb=on_event),
+        await runtime.nats.subscribe(kv_metrics_subject(endpoint.component.namespace), cb=on_load),
+    ]
     model.client.on_instance_removed.append(router.remove_worker)
+    model.client.on_instance_removed.append(loads.remove_worker)
 
     async def unsubscribe() -> None:
-        await subscription.unsubscribe()
+        for subscription in subscriptions:
+            await subscription.unsubscribe()
 
     runtime.add_closer(unsubscribe)
     log.info("KV routing '%s' on %s (block size %d)", model.name, subject, router.block_size)
-    return KvRouterEngine(model.client, router)
+    return KvRouterEngine(model.client, router, loads)
