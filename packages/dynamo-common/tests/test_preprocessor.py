@@ -108,3 +108,50 @@ def test_template_kwargs_may_name_tools_and_generation_prompt(pre, smollm2_card)
     assert with_prompt.endswith("<|im_start|>assistant\n") and not text.endswith(
         "<|im_start|>assistant\n"
     )
+
+
+MEDIUM = " ".join(f"word{i % 997}" for i in range(1500))  # over OFFLOAD_MIN_CHARS, in context
+LONG = " ".join(f"word{i % 997} piece{i % 13}" for i in range(20_000))  # ~240k chars
+
+
+async def test_async_preprocessing_equals_sync(pre):
+    from dynamo.llm.preprocessor import OFFLOAD_MIN_CHARS
+
+    assert len(MEDIUM) > OFFLOAD_MIN_CHARS
+    for content in ("Hi", MEDIUM):  # inline and offloaded
+        request = chat(messages=[{"role": "user", "content": content}], max_tokens=3)
+        assert await pre.preprocess_chat_async(request) == pre.preprocess_chat(request)
+        completion = CompletionRequest.model_validate({"model": "m", "prompt": content})
+        assert await pre.preprocess_completion_async(completion) == pre.preprocess_completion(
+            completion
+        )
+    ids = CompletionRequest.model_validate({"model": "m", "prompt": [1, 2, 3]})
+    assert (await pre.preprocess_completion_async(ids))["token_ids"] == [1, 2, 3]
+    with pytest.raises(InvalidRequestError, match="must not be empty"):
+        await pre.preprocess_completion_async(
+            CompletionRequest.model_validate({"model": "m", "prompt": ""})
+        )
+
+
+async def test_long_prompt_is_tokenized_off_the_event_loop(pre):
+    # Tokenizing LONG takes tens of milliseconds. On the loop, a concurrent task would not run
+    # at all until it finished; off the loop (GIL released), it keeps being scheduled.
+    import asyncio
+
+    done = False
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    start = ticks
+    ids = await pre.encode_async(LONG)
+    done = True
+    await task
+    assert len(ids) > 20_000
+    assert ticks - start > 10

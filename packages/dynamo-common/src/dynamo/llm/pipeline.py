@@ -9,8 +9,9 @@ which, and that is the point.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 from dynamo.llm.context import Context
@@ -90,14 +91,20 @@ class BackendModel(ServedModel):
         self.tokenizer = self.preprocessor.tokenizer
 
     def chat(self, request: ChatCompletionRequest, context: Context) -> AsyncIterator[StreamDelta]:
-        return self._run(self.preprocessor.preprocess_chat(request), context)
+        return self._run(partial(self.preprocessor.preprocess_chat_async, request), context)
 
     def completion(
         self, request: CompletionRequest, context: Context
     ) -> AsyncIterator[StreamDelta]:
-        return self._run(self.preprocessor.preprocess_completion(request), context)
+        return self._run(partial(self.preprocessor.preprocess_completion_async, request), context)
 
-    async def _run(self, preq: dict[str, Any], context: Context) -> AsyncIterator[StreamDelta]:
+    async def _run(
+        self, preprocess: Callable[[], Awaitable[dict[str, Any]]], context: Context
+    ) -> AsyncIterator[StreamDelta]:
+        # Preprocessing runs on the first pull of the stream (the HTTP layer pulls once before
+        # it answers, so a bad request is still a 400), where a long prompt can be tokenized
+        # without blocking the loop.
+        preq = await preprocess()
         prompt_tokens = len(preq["token_ids"])
         decoder = Decoder.from_request(self.tokenizer, preq)
         stream = self.engine.generate(preq, context)

@@ -7,12 +7,23 @@ clear message while `max_tokens` is clamped to what is left of the context (#117
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from dynamo.llm.chat_template import PromptFormatter, TemplateError
 from dynamo.llm.errors import ContextLengthExceededError, InvalidRequestError
 from dynamo.llm.model_card import ModelDeploymentCard
 from dynamo.llm.protocols.openai import ChatCompletionRequest, CompletionRequest, _CommonRequest
+
+#: Prompts at least this long (characters; about 2k tokens, 3 ms of tokenizing) are tokenized in
+#: a worker thread with the GIL released, not on the event loop.
+OFFLOAD_MIN_CHARS = 8192
+
+
+def _non_empty(token_ids: list[int], param: str) -> list[int]:
+    if not token_ids:
+        raise InvalidRequestError("the prompt must not be empty", param=param)
+    return token_ids
 
 
 class OpenAIPreprocessor:
@@ -47,29 +58,60 @@ class OpenAIPreprocessor:
             raise InvalidRequestError(f"chat template error: {e}", param="messages") from e
 
     def preprocess_chat(self, request: ChatCompletionRequest) -> dict[str, Any]:
-        token_data = request.ext("token_data")
-        if token_data:
-            token_ids = list(token_data)
-        else:
-            token_ids = self.tokenizer.encode(
-                self.render_chat(request), add_special_tokens=False
-            ).ids
-        return self._assemble(request, token_ids, request.requested_max_tokens)
+        ids = self._token_ids(self._chat_prompt(request), "messages")
+        return self._assemble(request, ids, request.requested_max_tokens)
 
     def preprocess_completion(self, request: CompletionRequest) -> dict[str, Any]:
+        ids = self._token_ids(self._completion_prompt(request), "prompt")
+        return self._assemble(request, ids, request.requested_max_tokens)
+
+    async def preprocess_chat_async(self, request: ChatCompletionRequest) -> dict[str, Any]:
+        """`preprocess_chat` that tokenizes a long prompt off the event loop (see `encode_async`)."""
+        ids = await self._token_ids_async(self._chat_prompt(request), "messages")
+        return self._assemble(request, ids, request.requested_max_tokens)
+
+    async def preprocess_completion_async(self, request: CompletionRequest) -> dict[str, Any]:
+        """`preprocess_completion` that tokenizes a long prompt off the event loop."""
+        ids = await self._token_ids_async(self._completion_prompt(request), "prompt")
+        return self._assemble(request, ids, request.requested_max_tokens)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    async def encode_async(self, text: str) -> list[int]:
+        """Token ids of `text`, without holding up the event loop for a long prompt.
+
+        `Tokenizer.encode` keeps the GIL for the whole call (13 ms for an 8k-token prompt, during
+        which every other stream of this frontend stalls); `encode_batch` releases it, so a long
+        prompt is encoded as a batch of one in a worker thread. Short prompts stay inline: the
+        thread hop would cost more than it saves.
+        """
+        if len(text) < OFFLOAD_MIN_CHARS:
+            return self.encode(text)
+        batch = await asyncio.to_thread(self.tokenizer.encode_batch, [text], False)
+        return batch[0].ids
+
+    def _chat_prompt(self, request: ChatCompletionRequest) -> str | list[int]:
+        """The request's own token ids (`nvext.token_data`), else its rendered prompt text."""
+        token_data = request.ext("token_data")
+        return list(token_data) if token_data else self.render_chat(request)
+
+    def _completion_prompt(self, request: CompletionRequest) -> str | list[int]:
         prompt = request.single_prompt()
         if isinstance(prompt, str):
-            token_ids = self.tokenizer.encode(prompt, add_special_tokens=False).ids
-        else:
-            vocab = self.tokenizer.get_vocab_size(with_added_tokens=True)
-            if any(not 0 <= t < vocab for t in prompt):
-                raise InvalidRequestError(
-                    f"prompt token ids must be in [0, {vocab})", param="prompt"
-                )
-            token_ids = list(prompt)
-        if not token_ids:
-            raise InvalidRequestError("prompt must not be empty", param="prompt")
-        return self._assemble(request, token_ids, request.requested_max_tokens)
+            return prompt
+        vocab = self.tokenizer.get_vocab_size(with_added_tokens=True)
+        if any(not 0 <= t < vocab for t in prompt):
+            raise InvalidRequestError(f"prompt token ids must be in [0, {vocab})", param="prompt")
+        return list(prompt)
+
+    def _token_ids(self, prompt: str | list[int], param: str) -> list[int]:
+        return _non_empty(prompt if isinstance(prompt, list) else self.encode(prompt), param)
+
+    async def _token_ids_async(self, prompt: str | list[int], param: str) -> list[int]:
+        if isinstance(prompt, list):
+            return _non_empty(prompt, param)
+        return _non_empty(await self.encode_async(prompt), param)
 
     def _assemble(
         self, request: _CommonRequest, token_ids: list[int], max_tokens: int | None
