@@ -260,7 +260,10 @@ def main() -> None:
     p.add_argument("--questions", type=int, default=6, help="conversations per document")
     p.add_argument("--turns", type=int, default=2, help="user turns per conversation")
     p.add_argument(
-        "--words", type=int, default=600, help="words per document (about 2 tokens each)"
+        "--words",
+        type=int,
+        default=600,
+        help="words per document (about 4 SmolLM2 tokens each: 1000 words are ~3.9k tokens)",
     )
     p.add_argument(
         "--rate",
