@@ -267,3 +267,20 @@ async def test_worker_stops_when_its_caller_vanished_without_a_word(runtime, wai
     await asyncio.wait_for(cancelled.wait(), 10)
     runtime.shutdown()
     await serving
+
+
+async def test_client_close_runs_its_hooks_once_even_if_one_fails(runtime):
+    client = await runtime.namespace("hooks").component("backend").endpoint("generate").client()
+    calls: list[str] = []
+
+    async def failing() -> None:
+        calls.append("failing")
+        raise RuntimeError("boom")
+
+    async def ok() -> None:
+        calls.append("ok")
+
+    client.on_close += [failing, ok]
+    await client.close()
+    await client.close()
+    assert calls == ["failing", "ok"]

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -63,6 +63,9 @@ class Client:
         self._rr = 0
         #: Called with an instance id when it leaves etcd (the KV router drops its blocks).
         self.on_instance_removed: list[Callable[[int], None]] = []
+        #: Awaited once when the client closes: what was built around it (the KV router's
+        #: subscriptions) goes with it, not only at runtime shutdown.
+        self.on_close: list[Callable[[], Awaitable[None]]] = []
 
     async def start(self) -> None:
         """List the instances there now (so `instance_ids()` is right at once), then follow."""
@@ -87,11 +90,17 @@ class Client:
         self._changed.set()
 
     async def close(self) -> None:
-        """Stop following the instances."""
+        """Stop following the instances, and run the `on_close` hooks."""
         if self._watch is not None:
             await stop_tasks([self._watch])
             self._watch = None
             self.runtime.remove_closer(self.close)
+        hooks, self.on_close = self.on_close, []
+        for hook in hooks:
+            try:
+                await hook()
+            except Exception:  # one failing hook must not keep the others from running
+                log.exception("closing %s: a close hook failed", self.endpoint.path)
 
     def instance_ids(self) -> list[int]:
         now = time.monotonic()

@@ -11,9 +11,12 @@ are kept per worker in `WorkerLoads`, for `/metrics`; a worker's leave drops the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
+
+import nats.errors
 
 from dynamo.llm.context import Context
 from dynamo.llm.discovery import DiscoveredModel
@@ -98,8 +101,11 @@ async def start_kv_router(
 
     async def unsubscribe() -> None:
         for subscription in subscriptions:
-            await subscription.unsubscribe()
+            with contextlib.suppress(nats.errors.Error):  # the connection may be closed already
+                await subscription.unsubscribe()
 
-    runtime.add_closer(unsubscribe)
+    # The model leaves when its last worker does (its client closes), and may come back with a
+    # new client and router: the old router's subscriptions go with the old client.
+    model.client.on_close.append(unsubscribe)
     log.info("KV routing '%s' on %s (block size %d)", model.name, subject, router.block_size)
     return KvRouterEngine(model.client, router, loads)
