@@ -129,10 +129,11 @@ def server_under_test(
     (`--upstream PYTHON`), or a server that is already running (`--url`). In the split and
     upstream shapes the pid is the frontend's: the engine's CPU is not counted.
     """
-    model_path = args.model_path or default_model()
     if args.url:
         yield args.url, args.server_pid, args.model, "external"
-    elif args.upstream:
+        return
+    model_path = args.model_path or default_model()
+    if args.upstream:
         import upstream
 
         with upstream.upstream_stack(
