@@ -14,6 +14,7 @@ from dynamo.llm.chat_template import PromptFormatter, TemplateError
 from dynamo.llm.errors import ContextLengthExceededError, InvalidRequestError
 from dynamo.llm.model_card import ModelDeploymentCard
 from dynamo.llm.protocols.openai import ChatCompletionRequest, CompletionRequest, _CommonRequest
+from dynamo.llm.tokenizer_cache import SegmentedEncoder
 
 #: Prompts at least this long (characters; about 2k tokens, 3 ms of tokenizing) are tokenized in
 #: a worker thread with the GIL released, not on the event loop.
@@ -32,6 +33,7 @@ class OpenAIPreprocessor:
     def __init__(self, card: ModelDeploymentCard):
         self.card = card
         self.tokenizer = card.tokenizer()
+        self.encoder = SegmentedEncoder(self.tokenizer)
         self._formatter: PromptFormatter | None = None
 
     @property
@@ -76,20 +78,23 @@ class OpenAIPreprocessor:
         return self._assemble(request, ids, request.requested_max_tokens)
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False).ids
+        return self.encoder.encode(text)
 
     async def encode_async(self, text: str) -> list[int]:
         """Token ids of `text`, without holding up the event loop for a long prompt.
 
-        `Tokenizer.encode` keeps the GIL for the whole call (13 ms for an 8k-token prompt, during
-        which every other stream of this frontend stalls); `encode_batch` releases it, so a long
-        prompt is encoded as a batch of one in a worker thread. Short prompts stay inline: the
-        thread hop would cost more than it saves.
+        Stretches of the prompt seen before come from the tokenizer cache
+        (`dynamo.llm.tokenizer_cache`). What is left to encode, when long, goes to a worker
+        thread: `Tokenizer.encode` keeps the GIL for the whole call (13 ms for an 8k-token
+        prompt, during which every other stream of this frontend stalls) but `encode_batch`
+        releases it. Short work stays inline: the thread hop would cost more than it saves.
         """
-        if len(text) < OFFLOAD_MIN_CHARS:
-            return self.encode(text)
-        batch = await asyncio.to_thread(self.tokenizer.encode_batch, [text], False)
-        return batch[0].ids
+        encoder = self.encoder
+        pieces, todo = encoder.plan(text)
+        if sum(map(len, todo)) < OFFLOAD_MIN_CHARS:
+            return encoder.assemble(pieces, encoder.encode_many(todo))
+        encoded = await asyncio.to_thread(encoder.encode_many_released, todo)
+        return encoder.assemble(pieces, encoded)
 
     def _chat_prompt(self, request: ChatCompletionRequest) -> str | list[int]:
         """The request's own token ids (`nvext.token_data`), else its rendered prompt text."""
