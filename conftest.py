@@ -123,6 +123,10 @@ class RunningServer:
             self.proc.wait()
             raise
 
+    def close(self) -> None:
+        """Drop the captured output (after `stop`)."""
+        self._log.close()
+
     def output(self) -> str:
         """Everything the server printed so far."""
         self._log.flush()
@@ -151,6 +155,7 @@ def _server_factory() -> Iterator:
     yield start
     for server in servers:
         server.stop(signal.SIGKILL if server.proc.poll() is None else signal.SIGTERM)
+        server.close()
 
 
 @pytest.fixture

@@ -191,6 +191,26 @@ def test_metrics(echo_full):
     )
 
 
+def test_tokenizer_cache_metrics(echo_core):
+    system = "You answer questions about this document. " * 40  # over the caching threshold
+    for question in ("First?", "Second?"):
+        client(echo_core).chat.completions.create(
+            model="smol",
+            messages=[{"role": "system", "content": system}, {"role": "user", "content": question}],
+            max_tokens=1,
+        )
+    metrics = {}
+    for line in httpx.get(f"{echo_core.url}/metrics").text.splitlines():
+        if line.startswith("dynamo_frontend_tokenizer_cache"):
+            name, value = line.rsplit(" ", 1)
+            metrics[name] = float(value)
+    assert metrics['dynamo_frontend_tokenizer_cache_enabled{model="smol"}'] == 1
+    assert metrics['dynamo_frontend_tokenizer_cache_misses_total{model="smol"}'] == 1
+    assert metrics['dynamo_frontend_tokenizer_cache_hits_total{model="smol"}'] == 1
+    cached = metrics['dynamo_frontend_tokenizer_cache_tokens_total{model="smol",source="cached"}']
+    assert cached == metrics['dynamo_frontend_tokenizer_cache_size_tokens{model="smol"}'] > 200
+
+
 def _inflight(server) -> float:
     for line in httpx.get(f"{server.url}/metrics").text.splitlines():
         if line.startswith("dynamo_frontend_inflight_requests{"):

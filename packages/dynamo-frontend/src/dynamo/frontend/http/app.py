@@ -12,6 +12,7 @@ from starlette.responses import Response
 from dynamo.frontend.http.errors import error_body
 from dynamo.frontend.http.metrics import FrontendMetrics
 from dynamo.frontend.http.serving import JSONResponse, OpenAIServing, error_response
+from dynamo.frontend.http.tokenizer_metrics import TokenizerCacheCollector
 from dynamo.frontend.model_manager import ModelManager
 from dynamo.frontend.request_template import RequestTemplate
 
@@ -31,6 +32,7 @@ def build_app(state: AppState | None = None) -> FastAPI:
     app = FastAPI(title="Dynamo-Py", description="OpenAI-compatible LLM serving", docs_url="/docs")
     app.state.dynamo = state
     serving = OpenAIServing(state.models, state.metrics, state.request_template)
+    state.metrics.registry.register(TokenizerCacheCollector(state.models, state.metrics.prefix))
 
     _body = {
         "requestBody": {
