@@ -135,6 +135,39 @@ def test_worker_killed_mid_stream_gives_an_error_event(procs, frontend):
     assert "error" in json.loads(events[error_at + 1].removeprefix("data: "))
 
 
+def test_stream_migrates_when_its_worker_is_killed(procs, start_server, runtime_env, smollm2_gguf):
+    frontend = start_server("out=dyn", "--migration-limit", "1", env=runtime_env, healthy=False)
+    worker = ("dist6.backend.generate", "out=echo_core", str(smollm2_gguf), "--model-name", "smol")
+    first = procs.worker(*worker, DYN_TOKEN_ECHO_DELAY_MS="100")
+    wait_models(frontend, {"smol"})
+    body = {
+        "model": "smol",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "max_tokens": 80,
+        "ignore_eos": True,  # echo_core echoes the template's <|im_end|> too
+        "messages": [{"role": "user", "content": "one two three four five " * 40}],
+    }
+    events: list[str] = []
+    with httpx.stream("POST", f"{frontend.v1}/chat/completions", json=body, timeout=60) as r:
+        for line in r.iter_lines():
+            if line:
+                events.append(line)
+            if len(events) == 3:
+                # The stream is on the first worker (the only one). Start a second, then kill
+                # the first: the rest of the answer must come from the second.
+                procs.worker(*worker, DYN_TOKEN_ECHO_DELAY_MS="10")
+                asyncio.run(wait_instances("dist6.backend.generate", 2))
+                first.kill()
+    assert "event: error" not in events
+    assert events[-1] == "data: [DONE]"
+    chunks = [json.loads(e.removeprefix("data: ")) for e in events[:-1]]
+    assert chunks[-1]["usage"]["completion_tokens"] == 80
+    assert chunks[-2]["choices"][0]["finish_reason"] == "length"
+    metrics = httpx.get(f"{frontend.url}/metrics").text
+    assert 'dynamo_frontend_model_migration_total{model="smol"} 1.0' in metrics
+
+
 def test_no_worker_is_a_clear_error(frontend):
     r = httpx.post(
         f"{frontend.v1}/chat/completions",

@@ -56,3 +56,9 @@ class EngineFailedError(RequestError):
 
     status_code = 502
     error_type = "engine_error"
+
+
+class WorkerLostError(EngineFailedError):
+    """The worker serving the request went away mid-stream (it died, lost the network, or shut
+    down without finishing): the request itself was fine, so it can resume on another worker
+    (`dynamo.llm.migration`)."""

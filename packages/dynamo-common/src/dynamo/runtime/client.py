@@ -232,7 +232,12 @@ class RouterEngine:
         return self.client._routed(request, context, self.mode)
 
     async def generate(self, request: dict[str, Any], context: Context) -> AsyncIterator[Any]:
-        from dynamo.llm.errors import EngineFailedError, RequestError, ServiceUnavailableError
+        from dynamo.llm.errors import (
+            EngineFailedError,
+            RequestError,
+            ServiceUnavailableError,
+            WorkerLostError,
+        )
 
         stream = self.open_stream(request, context)
         try:
@@ -241,12 +246,14 @@ class RouterEngine:
         except NoInstancesError as e:
             raise ServiceUnavailableError(str(e)) from None
         except InstanceGoneError as e:
-            raise EngineFailedError(str(e)) from None
+            raise WorkerLostError(str(e)) from None
         except RemoteError as e:
             if e.status is not None and 400 <= e.status < 500:
                 error = RequestError(e.message)
                 error.status_code = e.status
                 raise error from None
+            if e.status == 503:  # the worker stopped (shut down without finishing the stream)
+                raise WorkerLostError(e.message) from None
             raise EngineFailedError(e.message) from None
         finally:
             await stream.aclose()  # type: ignore[attr-defined]

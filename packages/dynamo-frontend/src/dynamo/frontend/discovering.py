@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from dynamo.frontend.flags import Invocation
@@ -11,6 +12,7 @@ from dynamo.frontend.http.app import AppState
 from dynamo.frontend.model_manager import ModelManager
 from dynamo.frontend.request_template import RequestTemplate
 from dynamo.llm.discovery import DiscoveredModel, ModelWatcher
+from dynamo.llm.migration import Migration
 from dynamo.llm.model_type import ModelType
 from dynamo.llm.pipeline import BackendModel, OpenAIEngineModel, ServedModel
 from dynamo.runtime import DistributedRuntime, RouterEngine
@@ -18,8 +20,19 @@ from dynamo.runtime import DistributedRuntime, RouterEngine
 log = logging.getLogger(__name__)
 
 
-def served_from_discovery(model: DiscoveredModel, engine: RouterEngine) -> ServedModel:
+def served_from_discovery(
+    model: DiscoveredModel,
+    engine: RouterEngine,
+    migration_limit: int | None = None,
+    on_migrate: Callable[[str], None] | None = None,
+) -> ServedModel:
+    """The model as the HTTP layer serves it. Token-level (Backend) models get request migration:
+    `migration_limit` (the frontend's `--migration-limit`) or else the worker's card's."""
     if model.model_type is ModelType.Backend:
+        limit = model.card.migration_limit if migration_limit is None else migration_limit
+        if limit > 0:
+            hook = None if on_migrate is None else (lambda: on_migrate(model.name))
+            return BackendModel(model.name, model.card, Migration(engine, limit, hook))
         return BackendModel(model.name, model.card, engine)
     serves = frozenset({model.model_type})
     if model.model_type is ModelType.Chat:
@@ -44,10 +57,15 @@ async def router_for(
 
 
 async def watch_models(
-    runtime: DistributedRuntime, models: ModelManager, args: Any
+    runtime: DistributedRuntime,
+    models: ModelManager,
+    args: Any,
+    on_migrate: Callable[[str], None] | None = None,
 ) -> ModelWatcher:
     async def added(model: DiscoveredModel) -> None:
-        models.add(served_from_discovery(model, await router_for(runtime, model, args)))
+        engine = await router_for(runtime, model, args)
+        migration_limit = getattr(args, "migration_limit", None)
+        models.add(served_from_discovery(model, engine, migration_limit, on_migrate))
 
     async def removed(name: str) -> None:
         models.remove(name)
@@ -66,6 +84,8 @@ def register_kv_metrics(state: AppState) -> None:
     def engines():
         for name in state.models.names():
             engine = getattr(state.models.get(name), "engine", None)
+            if isinstance(engine, Migration):
+                engine = engine.engine
             if isinstance(engine, KvRouterEngine):
                 yield name, engine
 
@@ -90,7 +110,7 @@ async def run_discovering(inv: Invocation) -> None:
     state = AppState(request_template=RequestTemplate.load(args.request_template))
     if args.router_mode == "kv":
         register_kv_metrics(state)
-    watcher = await watch_models(runtime, state.models, args)
+    watcher = await watch_models(runtime, state.models, args, state.metrics.on_migration)
     try:
         if inv.input == "http":
             from dynamo.frontend.http.server import serve_http

@@ -92,6 +92,13 @@ def build_parser(prog: str = "dynamo-run") -> argparse.ArgumentParser:
         help="how out=dyn picks a worker (default round-robin)",
     )
     h.add_argument(
+        "--migration-limit",
+        type=int,
+        default=None,
+        help="times a stream whose worker is lost resumes on another worker: on a worker "
+        "(in=dyn://) it goes on the model's card; on out=dyn it overrides the cards' (default 0)",
+    )
+    h.add_argument(
         "--kv-overlap-score-weight",
         type=float,
         default=1.0,

@@ -41,6 +41,7 @@ async def run_worker(inv: Invocation) -> None:
             inv.args.model_path,
             name,
             card=card or ModelDeploymentCard.for_name_only(name),
+            migration_limit=inv.args.migration_limit,
         )
         await endpoint.serve_endpoint(engine.generate)
     finally:

@@ -77,6 +77,15 @@ class FrontendMetrics:
         self.output_tokens = Counter(
             f"{prefix}_output_tokens_total", "Tokens generated", ["model"], registry=r
         )
+        self.migrations = Counter(
+            f"{prefix}_model_migration_total",
+            "Streams resumed on another worker after theirs was lost",
+            ["model"],
+            registry=r,
+        )
+
+    def on_migration(self, model: str) -> None:
+        self.migrations.labels(model).inc()
 
     def track(self, model: str, endpoint: str, streaming: bool) -> RequestTimer:
         return RequestTimer(self, model, endpoint, "stream" if streaming else "unary")
