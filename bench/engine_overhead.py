@@ -16,17 +16,16 @@ import json
 import statistics
 import subprocess
 import time
-from pathlib import Path
 
 import httpx
-from _common import default_model, start_dynamo_run, stop
-
-PROMPTS = [
-    "Write a short story about a lighthouse keeper.",
-    "Explain how a bicycle stays upright.",
-    "List some uses of copper and why it is chosen for them.",
-    "Describe the water cycle to a child.",
-]
+from _common import (
+    PROMPTS,
+    default_model,
+    mistralrs_chat,
+    mistralrs_runner,
+    start_dynamo_run,
+    stop,
+)
 
 
 def chat_prompt_ids(model_path: str, text: str) -> list[int]:
@@ -65,25 +64,10 @@ def direct_llamacpp(
 
 def direct_mistralrs(model_path: str, texts: list[str], max_tokens: int, n_ctx: int) -> float:
     """Tokens per second of mistral.rs's own streaming chat API on the same prompts."""
-    import mistralrs
-
-    path = Path(model_path)
-    runner = mistralrs.Runner(
-        which=mistralrs.Which.GGUF(
-            quantized_model_id=str(path.parent), quantized_filename=path.name
-        ),
-        token_source="none",
-    )
+    runner = mistralrs_runner(model_path)
     tokens, elapsed = 0, 0.0
     for text in texts:
-        request = mistralrs.ChatCompletionRequest(
-            messages=[{"role": "user", "content": text}],
-            model="bench",
-            max_tokens=max_tokens,
-            temperature=0.0,
-            ignore_eos=True,
-            stream=True,
-        )
+        request = mistralrs_chat(text, max_tokens)
         start = time.perf_counter()
         usage = None
         for chunk in runner.send_chat_completion_request(request):

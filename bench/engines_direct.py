@@ -19,16 +19,8 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
-from _common import default_model
-
-PROMPTS = [
-    "Write a short story about a lighthouse keeper.",
-    "Explain how a bicycle stays upright.",
-    "List some uses of copper and why it is chosen for them.",
-    "Describe the water cycle to a child.",
-]
+from _common import PROMPTS, default_model, mistralrs_chat, mistralrs_runner
 
 # One request: prompt text -> an iterator that yields once per generated token (or chunk).
 Stream = Callable[[str], Iterator[int]]
@@ -60,25 +52,10 @@ def llamacpp_stream(model_path: str, max_tokens: int, n_ctx: int, threads: int |
 
 def mistralrs_stream(model_path: str, max_tokens: int) -> Stream:
     """Greedy streaming chat through `mistralrs.Runner` (mistral.rs templates the prompt itself)."""
-    import mistralrs
-
-    path = Path(model_path)
-    runner = mistralrs.Runner(
-        which=mistralrs.Which.GGUF(
-            quantized_model_id=str(path.parent), quantized_filename=path.name
-        ),
-        token_source="none",
-    )
+    runner = mistralrs_runner(model_path)
 
     def run(text: str) -> Iterator[int]:
-        request = mistralrs.ChatCompletionRequest(
-            messages=[{"role": "user", "content": text}],
-            model="bench",
-            max_tokens=max_tokens,
-            temperature=0.0,
-            ignore_eos=True,
-            stream=True,
-        )
+        request = mistralrs_chat(text, max_tokens)
         for chunk in runner.send_chat_completion_request(request):
             if chunk.choices and chunk.choices[0].delta.content:
                 yield 1

@@ -26,10 +26,10 @@ import statistics
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import aiohttp
 from _common import (
+    StreamStats,
     default_model,
     percentile,
     process_cpu_seconds,
@@ -37,53 +37,19 @@ from _common import (
     split_stack,
     start_dynamo_run,
     stop,
+    stream_chat,
 )
-
-# `default_model` and `percentile` are imported from here by bench/kv_routing.py.
-__all__ = ["default_model", "percentile", "process_cpu_seconds"]
 
 #: The mocker's speedup for the CPU comparison: its simulated step times shrink to nothing, so
 #: the frontend is the bottleneck (upstream's 1.6.1 mocker treats 0 as 1, hence not 0).
 MOCKER_SPEEDUP = 1000.0
 
 
-@dataclass
-class Results:
-    ttft: list[float] = field(default_factory=list)
-    itl: list[float] = field(default_factory=list)
-    tokens: int = 0
-    requests: int = 0
-    errors: int = 0
-
-
 async def one_request(
-    session: aiohttp.ClientSession, url: str, body: dict, results: Results
+    session: aiohttp.ClientSession, url: str, body: dict, results: StreamStats
 ) -> None:
-    start = time.perf_counter()
-    last = None
     try:
-        async with session.post(url, json=body) as resp:
-            if resp.status != 200:
-                results.errors += 1
-                await resp.read()
-                return
-            async for raw in resp.content:
-                line = raw.strip()
-                if not line.startswith(b"data: ") or line == b"data: [DONE]":
-                    continue
-                chunk = json.loads(line[6:])
-                if not chunk.get("choices"):
-                    continue
-                delta = chunk["choices"][0].get("delta") or {}
-                if not delta.get("content"):
-                    continue
-                now = time.perf_counter()
-                if last is None:
-                    results.ttft.append(now - start)
-                else:
-                    results.itl.append(now - last)
-                last = now
-                results.tokens += 1
+        await stream_chat(session, url, body, results)
         results.requests += 1
     except aiohttp.ClientError:
         results.errors += 1
@@ -91,7 +57,7 @@ async def one_request(
 
 async def run_load(
     url: str, model: str, concurrency: int, requests: int, max_tokens: int, duration: float
-) -> tuple[Results, float]:
+) -> tuple[StreamStats, float]:
     body = {
         "model": model,
         "stream": True,
@@ -100,7 +66,7 @@ async def run_load(
         # Root level (upstream's CommonExt): upstream 1.6.1 rejects `nvext.ignore_eos`.
         "ignore_eos": True,
     }
-    results = Results()
+    results = StreamStats()
     semaphore = asyncio.Semaphore(concurrency)
     deadline = time.perf_counter() + duration
     connector = aiohttp.TCPConnector(limit=concurrency)

@@ -16,24 +16,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import random
-import signal
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import aiohttp
 import httpx
 
 sys.path.insert(0, os.path.dirname(__file__))
-from frontend import default_model, percentile
-
-from dynamo.runtime.testing import EtcdServer, NatsServer, free_port
+from _common import StreamStats, default_model, percentile, split_stack, stream_chat
 
 
 @dataclass
@@ -76,15 +70,6 @@ def workload(args: argparse.Namespace) -> list[Conversation]:
     return conversations
 
 
-@dataclass
-class Measurements:
-    ttft: list[float] = field(default_factory=list)
-    itl: list[float] = field(default_factory=list)
-    tokens: int = 0
-    turns: int = 0
-    errors: int = 0
-
-
 async def replay(
     url: str, model: str, conversations: list[Conversation], args: argparse.Namespace
 ) -> dict:
@@ -95,7 +80,7 @@ async def replay(
     router mode gets exactly the same offered load; `--concurrency` still caps the conversations
     in flight there (0 = no cap).
     """
-    m = Measurements()
+    m = StreamStats()
     cap = args.concurrency if args.concurrency > 0 else len(conversations)
     semaphore = asyncio.Semaphore(cap)
 
@@ -107,32 +92,9 @@ async def replay(
             "ignore_eos": True,
             "messages": messages,
         }
-        start = time.perf_counter()
-        last = None
-        text: list[str] = []
-        async with session.post(f"{url}/v1/chat/completions", json=body) as resp:
-            if resp.status != 200:
-                raise aiohttp.ClientError(f"HTTP {resp.status}")
-            async for raw in resp.content:
-                line = raw.strip()
-                if not line.startswith(b"data: {"):
-                    continue
-                chunk = json.loads(line[6:])
-                content = (
-                    chunk["choices"][0]["delta"].get("content") if chunk.get("choices") else None
-                )
-                if not content:
-                    continue
-                now = time.perf_counter()
-                if last is None:
-                    m.ttft.append(now - start)
-                else:
-                    m.itl.append(now - last)
-                last = now
-                m.tokens += 1
-                text.append(content)
-        m.turns += 1
-        return "".join(text)
+        reply = await stream_chat(session, f"{url}/v1/chat/completions", body, m)
+        m.requests += 1
+        return reply
 
     async def converse(
         session: aiohttp.ClientSession, conversation: Conversation, t0: float
@@ -158,7 +120,7 @@ async def replay(
         await asyncio.gather(*(converse(session, c, t0) for c in conversations))
         wall = time.perf_counter() - t0
     return {
-        "turns": m.turns,
+        "turns": m.requests,
         "errors": m.errors,
         "ttft_p50_ms": round(percentile(m.ttft, 50) * 1000, 1),
         "ttft_p99_ms": round(percentile(m.ttft, 99) * 1000, 1),
@@ -176,65 +138,6 @@ def kv_hit_rate(url: str) -> float | None:
     return None
 
 
-@contextlib.contextmanager
-def our_stack(mode: str, args: argparse.Namespace) -> Iterator[tuple[str, str]]:
-    """etcd, NATS, `--workers` mocker workers and one frontend routing with `mode`; yields the
-    frontend's URL and the model name, and stops everything on exit."""
-    etcd, nats = EtcdServer(), NatsServer()
-    etcd.start()
-    nats.start()
-    env = {**os.environ, "ETCD_ENDPOINTS": etcd.url, "NATS_SERVER": nats.url, "DYN_LOG": "warn"}
-    extra = json.dumps(
-        {
-            "speedup_ratio": args.speedup,
-            "block_size": args.block_size,
-            "num_gpu_blocks": args.num_gpu_blocks,
-        }
-    )
-    cli = [sys.executable, "-m", "dynamo.frontend.cli"]
-    worker = [*cli, "in=dyn://bench.mocker.generate", "out=mocker", args.model_path]
-    procs = [
-        subprocess.Popen([*worker, "--model-name", "mock", "--extra-engine-args", extra], env=env)
-        for _ in range(args.workers)
-    ]
-    port = free_port()
-    # KV routing needs the same view of the cache for every frontend replica: one frontend here.
-    frontend = [*cli, "in=http", "out=dyn", "--router-mode", mode]
-    procs.append(
-        subprocess.Popen([*frontend, "--http-host", "127.0.0.1", "--http-port", str(port)], env=env)
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_workers(url, "mock", args.workers)
-        yield url, "mock"
-    finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        etcd.close()
-        nats.close()
-
-
-def wait_for_workers(url: str, model: str, workers: int, timeout: float = 120) -> None:
-    """Until the frontend lists `model`, then long enough for every worker to be watched."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            listed = httpx.get(f"{url}/v1/models", timeout=1).json().get("data", [])
-            if any(entry.get("id") == model for entry in listed):
-                break
-        except (httpx.HTTPError, ValueError):
-            pass
-        time.sleep(0.2)
-    else:
-        raise SystemExit(f"{url} did not list model {model!r} within {timeout:.0f} s")
-    time.sleep(2 + 0.5 * workers)  # the other workers registered and watched too
-
-
 def run_mode(mode: str, args: argparse.Namespace, conversations: list[Conversation]) -> dict:
     if args.upstream:  # the same workload and client against upstream Dynamo (bench/upstream.py)
         import upstream
@@ -245,8 +148,21 @@ def run_mode(mode: str, args: argparse.Namespace, conversations: list[Conversati
             args,
             lambda url, model: asyncio.run(replay(url, model, conversations, args)),
         )
-    with our_stack(mode, args) as (url, model):
-        result = asyncio.run(replay(url, model, conversations, args))
+    engine_args = {
+        "speedup_ratio": args.speedup,
+        "block_size": args.block_size,
+        "num_gpu_blocks": args.num_gpu_blocks,
+    }
+    # KV routing needs the same view of the cache for every frontend replica: one frontend here.
+    with split_stack(
+        "mocker",
+        args.model_path,
+        model_name="mock",
+        extra_engine_args=engine_args,
+        workers=args.workers,
+        router_mode=mode,
+    ) as (url, _frontend):
+        result = asyncio.run(replay(url, "mock", conversations, args))
         result["kv_hit_rate"] = kv_hit_rate(url)
     return {"router_mode": mode, **result}
 
