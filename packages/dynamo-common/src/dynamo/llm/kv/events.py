@@ -67,26 +67,20 @@ class RouterEvent:
     def to_dict(self) -> dict[str, Any]:
         data: Any
         if isinstance(self.data, Stored):
-            data = {
-                "stored": {
-                    "parent_hash": self.data.parent_hash,
-                    "blocks": [
-                        {"block_hash": b.block_hash, "tokens_hash": b.tokens_hash}
-                        for b in self.data.blocks
-                    ],
-                }
-            }
+            pairs = [(b.block_hash, b.tokens_hash) for b in self.data.blocks]
+            data = _stored_data(self.data.parent_hash, pairs)
         elif isinstance(self.data, Removed):
-            data = {"removed": {"block_hashes": list(self.data.block_hashes)}}
+            data = _removed_data(list(self.data.block_hashes))
         else:
             data = "cleared"
-        return {
-            "worker_id": self.worker_id,
-            "event": {"event_id": self.event_id, "dp_rank": self.dp_rank, "data": data},
-        }
+        return _envelope(self.worker_id, self.event_id, self.dp_rank, data)
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.to_dict())
+
+
+# The `*_event_json` functions are what publishers call per event: they write the JSON straight
+# from their arguments, without building a `RouterEvent` first.
 
 
 def stored_event_json(
@@ -97,47 +91,40 @@ def stored_event_json(
     dp_rank: int = 0,
 ) -> bytes:
     """The JSON of a `stored` event; `blocks` are `(block_hash, tokens_hash)` pairs."""
-    return orjson.dumps(
-        {
-            "worker_id": worker_id,
-            "event": {
-                "event_id": event_id,
-                "dp_rank": dp_rank,
-                "data": {
-                    "stored": {
-                        "parent_hash": parent_hash,
-                        "blocks": [{"block_hash": b, "tokens_hash": t} for b, t in blocks],
-                    }
-                },
-            },
-        }
-    )
+    return orjson.dumps(_envelope(worker_id, event_id, dp_rank, _stored_data(parent_hash, blocks)))
 
 
 def removed_event_json(
     worker_id: int, event_id: int, block_hashes: list[int], dp_rank: int = 0
 ) -> bytes:
     """The JSON of a `removed` event."""
-    return orjson.dumps(
-        {
-            "worker_id": worker_id,
-            "event": {
-                "event_id": event_id,
-                "dp_rank": dp_rank,
-                "data": {"removed": {"block_hashes": block_hashes}},
-            },
-        }
-    )
+    return orjson.dumps(_envelope(worker_id, event_id, dp_rank, _removed_data(block_hashes)))
 
 
 def cleared_event_json(worker_id: int, event_id: int, dp_rank: int = 0) -> bytes:
     """The JSON of a `cleared` event."""
-    return orjson.dumps(
-        {
-            "worker_id": worker_id,
-            "event": {"event_id": event_id, "dp_rank": dp_rank, "data": "cleared"},
+    return orjson.dumps(_envelope(worker_id, event_id, dp_rank, "cleared"))
+
+
+def _envelope(worker_id: int, event_id: int, dp_rank: int, data: Any) -> dict[str, Any]:
+    """Upstream's `RouterEvent` JSON around one event's `data`."""
+    return {
+        "worker_id": worker_id,
+        "event": {"event_id": event_id, "dp_rank": dp_rank, "data": data},
+    }
+
+
+def _stored_data(parent_hash: int | None, blocks: list[tuple[int, int]]) -> dict[str, Any]:
+    return {
+        "stored": {
+            "parent_hash": parent_hash,
+            "blocks": [{"block_hash": b, "tokens_hash": t} for b, t in blocks],
         }
-    )
+    }
+
+
+def _removed_data(block_hashes: list[int]) -> dict[str, Any]:
+    return {"removed": {"block_hashes": block_hashes}}
 
 
 def _u64(value: Any, what: str) -> int:
