@@ -86,24 +86,27 @@ class SegmentedEncoder:
         stretches still to encode, in order; `assemble` joins them once they are encoded."""
         if not self.enabled:
             return [text], [text]
-        parts = self._splitter.split(text) if self._splitter else [text]
         pieces: list[int | str | array] = []
         todo: list[str] = []
         with self._lock:
-            for i, part in enumerate(parts):
-                if not part:
-                    continue
-                if i % 2:  # the splitter's capture group: a special token
-                    pieces.append(self._special_ids[part])
-                    continue
-                cached = self._cache.get(part) if len(part) >= self.min_cached_chars else None
-                if cached is None:
-                    pieces.append(part)
-                    todo.append(part)
-                else:
-                    self._cache.move_to_end(part)
-                    pieces.append(cached)
+            for piece in self._split(text):
+                if isinstance(piece, str) and len(piece) >= self.min_cached_chars:
+                    cached = self._cache.get(piece)
+                    if cached is not None:
+                        self._cache.move_to_end(piece)
+                        piece = cached
+                pieces.append(piece)
+                if isinstance(piece, str):
+                    todo.append(piece)
         return pieces, todo
+
+    def _split(self, text: str) -> list[int | str]:
+        """The text's stretches, with each special token between them as its id."""
+        if self._splitter is None:
+            return [text] if text else []
+        parts = self._splitter.split(text)
+        # `split` with a capture group alternates text and the special tokens it matched.
+        return [self._special_ids[part] if i % 2 else part for i, part in enumerate(parts) if part]
 
     def assemble(self, pieces: list[int | str | array], encoded: Sequence[list[int]]) -> list[int]:
         """The prompt's ids from `plan`'s pieces and its stretches' fresh ids (same order)."""
@@ -173,19 +176,13 @@ class SegmentedEncoder:
             probes.append(special.join(bodies))
             probes.append(special + bodies[0] + special + special + bodies[1])
         encode = self.tokenizer.encode
-        saved, self.enabled = getattr(self, "enabled", False), True
-        try:
-            for probe in probes:
-                pieces, todo = self.plan(probe)
-                ids: list[int] = []
-                fresh = iter(self.encode_many(todo))
-                for piece in pieces:
-                    ids.extend([piece] if isinstance(piece, int) else next(fresh))
-                if ids != encode(probe, add_special_tokens=False).ids:
-                    return False
-            return True
-        finally:
-            self.enabled = saved
+        for probe in probes:
+            ids: list[int] = []
+            for piece in self._split(probe):
+                ids.extend([piece] if isinstance(piece, int) else self.encode_many([piece])[0])
+            if ids != encode(probe, add_special_tokens=False).ids:
+                return False
+        return True
 
 
 __all__ = ["CacheStats", "SegmentedEncoder"]

@@ -64,8 +64,7 @@ async def watch_models(
 ) -> ModelWatcher:
     async def added(model: DiscoveredModel) -> None:
         engine = await router_for(runtime, model, args)
-        migration_limit = getattr(args, "migration_limit", None)
-        models.add(served_from_discovery(model, engine, migration_limit, on_migrate))
+        models.add(served_from_discovery(model, engine, args.migration_limit, on_migrate))
 
     async def removed(name: str) -> None:
         models.remove(name)
