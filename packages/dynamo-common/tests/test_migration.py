@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from dynamo.llm.context import Context
 from dynamo.llm.errors import EngineFailedError, WorkerLostError
 from dynamo.llm.migration import Migration, continuation
+from dynamo.runtime.context import Context
 
 REQUEST = {
     "token_ids": [1, 2, 3],

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from dynamo.llm import ModelType, register_llm
-from dynamo.llm.slug import slugify
+from dynamo.runtime.slug import slugify
 
 pytestmark = pytest.mark.integration
 

@@ -14,6 +14,7 @@ def test_exported_names():
     assert sorted(dynamo.runtime.__all__) == [
         "Client",
         "Component",
+        "Context",
         "DistributedRuntime",
         "DynamoRuntimeError",
         "Endpoint",
@@ -21,7 +22,6 @@ def test_exported_names():
         "Namespace",
         "NoInstancesError",
         "RemoteError",
-        "RouterEngine",
         "RuntimeConfig",
         "dynamo_worker",
     ]

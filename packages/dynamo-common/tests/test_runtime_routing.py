@@ -7,8 +7,8 @@ import itertools
 
 import pytest
 
-from dynamo.llm.context import Context
 from dynamo.runtime import DistributedRuntime, NoInstancesError, RemoteError
+from dynamo.runtime.context import Context
 
 pytestmark = pytest.mark.integration
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from dynamo.llm.slug import slugify
+from dynamo.runtime.slug import slugify
 
 
 @pytest.mark.parametrize(

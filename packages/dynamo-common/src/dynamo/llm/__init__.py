@@ -7,10 +7,10 @@ Upstream's worker-side load metrics (`WorkerMetricsPublisher`, `ForwardPassMetri
 
 from typing import Any
 
-from dynamo.llm.context import Context
 from dynamo.llm.engine import Engine, EngineConfig, EngineError
 from dynamo.llm.model_type import ModelType
 from dynamo.llm.register import register_llm
+from dynamo.runtime.context import Context
 
 _LOAD_METRICS = {
     "ForwardPassMetrics": "dynamo.llm.kv.load_metrics",

@@ -22,9 +22,9 @@ import orjson
 from dynamo.llm.model_card import ModelDeploymentCard
 from dynamo.llm.model_type import ModelType
 from dynamo.llm.register import MDC_ROOT, MODELS_ROOT
-from dynamo.llm.slug import slugify
 from dynamo.runtime.backoff import Backoff
-from dynamo.runtime.etcd import stop_tasks
+from dynamo.runtime.slug import slugify
+from dynamo.runtime.tasks import stop_tasks
 
 if TYPE_CHECKING:
     from dynamo.runtime import Client, DistributedRuntime

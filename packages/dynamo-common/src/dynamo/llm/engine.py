@@ -9,6 +9,7 @@ plumbing and shutdown belong to the caller (the frontend in-process, or the work
         model_type = ModelType.Backend
         requires_model = True
         accepted_flags = frozenset({"context_length"})
+        features = frozenset({Feature.TEMPERATURE, Feature.TOP_P, Feature.LOGPROBS})
 
         @classmethod
         async def start(cls, config: EngineConfig) -> "MyEngine": ...
@@ -28,8 +29,9 @@ from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from dynamo.llm.context import Context
+from dynamo.llm.features import UNDECLARED, Feature
 from dynamo.llm.model_type import ModelType
+from dynamo.runtime.context import Context
 
 if TYPE_CHECKING:
     from dynamo.llm.model_card import ModelDeploymentCard
@@ -88,6 +90,9 @@ class Engine(abc.ABC):
     requires_model: ClassVar[bool] = True
     #: The `dynamo-run` flags this engine honours, by their `EngineConfig` field name.
     accepted_flags: ClassVar[frozenset[str]] = frozenset()
+    #: The request features this engine honours (`dynamo.llm.features`); the frontend refuses
+    #: requests that need others. An instance may narrow it (a model without a grammar backend).
+    features: ClassVar[frozenset[Feature]] = UNDECLARED
     #: The distribution to `pip install` for this engine (for error messages and `--help`).
     distribution: ClassVar[str] = ""
 

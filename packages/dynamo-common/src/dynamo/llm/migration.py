@@ -17,8 +17,8 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
-from dynamo.llm.context import Context
 from dynamo.llm.errors import WorkerLostError
+from dynamo.runtime.context import Context
 
 log = logging.getLogger(__name__)
 

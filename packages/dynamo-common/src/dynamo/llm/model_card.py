@@ -26,7 +26,7 @@ from tokenizers import Tokenizer
 
 from dynamo.llm.gguf import GGUFMetadata
 from dynamo.llm.model_source import ModelNotFoundError, default_model_name, resolve_model_path
-from dynamo.llm.slug import slugify
+from dynamo.runtime.slug import slugify
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,8 @@ class ModelDeploymentCard:
     runtime_config: dict[str, Any] = field(default_factory=dict)
     user_data: dict[str, Any] | None = None
     migration_limit: int = 0
+    #: The request features the serving engine honours (`dynamo.llm.features`); None: not declared.
+    features: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.service_name = self.service_name or slugify(self.display_name)

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
-from dynamo.llm.context import Context
 from dynamo.llm.decoder import Decoder
 from dynamo.llm.errors import EngineFailedError, InvalidRequestError
 from dynamo.llm.model_card import ModelDeploymentCard
@@ -22,6 +21,7 @@ from dynamo.llm.model_type import ModelType
 from dynamo.llm.preprocessor import OpenAIPreprocessor
 from dynamo.llm.protocols.openai import ChatCompletionRequest, CompletionRequest
 from dynamo.llm.protocols.wire import FinishReason
+from dynamo.runtime.context import Context
 
 
 class AsyncEngine(Protocol):

@@ -17,7 +17,7 @@ import orjson
 
 from dynamo.llm.model_card import ModelDeploymentCard, load_card
 from dynamo.llm.model_type import ModelType
-from dynamo.llm.slug import slugify
+from dynamo.runtime.slug import slugify
 
 if TYPE_CHECKING:
     from dynamo.runtime.component import Endpoint

@@ -1,8 +1,9 @@
 """The distributed runtime: etcd discovery, the NATS request plane, and upstream's worker API."""
 
-from dynamo.runtime.client import Client, RouterEngine
+from dynamo.runtime.client import Client
 from dynamo.runtime.component import Component, Endpoint, Namespace
 from dynamo.runtime.config import RuntimeConfig
+from dynamo.runtime.context import Context
 from dynamo.runtime.distributed import DistributedRuntime, dynamo_worker
 from dynamo.runtime.errors import (
     DynamoRuntimeError,
@@ -14,6 +15,7 @@ from dynamo.runtime.errors import (
 __all__ = [
     "Client",
     "Component",
+    "Context",
     "DistributedRuntime",
     "DynamoRuntimeError",
     "Endpoint",
@@ -21,7 +23,6 @@ __all__ = [
     "Namespace",
     "NoInstancesError",
     "RemoteError",
-    "RouterEngine",
     "RuntimeConfig",
     "dynamo_worker",
 ]

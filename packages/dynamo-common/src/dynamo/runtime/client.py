@@ -1,5 +1,7 @@
-"""Calling an endpoint: `Client` (follows its instances in etcd, routes, retries) and
-`RouterEngine` (a client as the frontend pipeline's engine, for `out=dyn`)."""
+"""Calling an endpoint: `Client` follows its instances in etcd, routes, and retries.
+
+The pipeline's adapter over a client (`out=dyn`) is `dynamo.llm.router_engine.RouterEngine`: the
+runtime knows nothing of LLM errors or requests."""
 
 from __future__ import annotations
 
@@ -13,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from dynamo.llm.context import Context
-from dynamo.runtime.errors import InstanceGoneError, NoInstancesError, RemoteError
-from dynamo.runtime.etcd import stop_tasks
+from dynamo.runtime.context import Context
+from dynamo.runtime.errors import InstanceGoneError, NoInstancesError
 from dynamo.runtime.request_plane import stream_request
+from dynamo.runtime.tasks import stop_tasks
 
 if TYPE_CHECKING:
     from dynamo.runtime.component import Endpoint
@@ -151,16 +153,33 @@ class Client:
         return ids[self._rr % len(ids)]
 
     def random(self, request: Any, context: Context | None = None) -> _Stream:
-        return _Stream(self._routed(request, context or Context(), "random"))
+        return _Stream(self.stream(request, context or Context(), mode="random"))
 
     def round_robin(self, request: Any, context: Context | None = None) -> _Stream:
-        return _Stream(self._routed(request, context or Context(), "round-robin"))
+        return _Stream(self.stream(request, context or Context()))
 
     def generate(self, request: Any, context: Context | None = None) -> _Stream:
         return self.round_robin(request, context)
 
     def direct(self, request: Any, instance_id: int, context: Context | None = None) -> _Stream:
-        return _Stream(self._to_instance(request, instance_id, context or Context()))
+        return _Stream(self.stream(request, context or Context(), instance_id=instance_id))
+
+    def stream(
+        self,
+        request: Any,
+        context: Context,
+        *,
+        instance_id: int | None = None,
+        mode: str = "round-robin",
+        pick: Callable[[set[int]], int] | None = None,
+    ) -> AsyncIterator[Any]:
+        """The response stream of one request: to `instance_id` if given (no retry elsewhere),
+        else to the instance `pick(excluded_ids)` chooses, else by `mode` (`random` or
+        `round-robin`). Without `instance_id`, an instance gone before it answered is retried
+        on another. The one streaming entry the upstream-shaped methods above wrap."""
+        if instance_id is not None:
+            return self._to_instance(request, instance_id, context)
+        return self._routed(request, context, mode, pick)
 
     async def _to_instance(
         self, request: Any, instance_id: int, context: Context
@@ -178,7 +197,7 @@ class Client:
             raise
 
     async def _routed(
-        self, request: Any, context: Context, mode: str, pick: Any = None
+        self, request: Any, context: Context, mode: str, pick: Callable[[set[int]], int] | None
     ) -> AsyncIterator[Any]:
         """Route, and retry on another instance if the chosen one is gone before it answered."""
         tried: set[int] = set()
@@ -205,55 +224,3 @@ class Client:
                     context.id(),
                     self.endpoint.path,
                 )
-
-    def routed(self, request: Any, context: Context, pick: Any) -> AsyncIterator[Any]:
-        """Like `round_robin`, with the caller's instance choice (`pick(excluded_ids) -> id`)."""
-        return self._routed(request, context, "custom", pick)
-
-
-class RouterEngine:
-    """An `AsyncEngine` over a client: what the frontend pipeline calls for `out=dyn`.
-
-    Network failures become the pipeline's request errors here, so the HTTP layer maps them
-    like any other: no workers is a 503, a worker that died is a 502, and a worker's own 4xx
-    passes through.
-    """
-
-    def __init__(self, client: Client, mode: str = "round-robin"):
-        self.client = client
-        self.mode = "random" if mode == "random" else "round-robin"
-
-    def open_stream(self, request: dict[str, Any], context: Context) -> AsyncIterator[Any]:
-        """The worker's response stream: to `nvext.backend_instance_id` if the request names one,
-        else to the instance the router mode picks. Subclasses choose instances differently."""
-        target = request.get("backend_instance_id")
-        if target is not None:
-            return self.client._to_instance(request, int(target), context)
-        return self.client._routed(request, context, self.mode)
-
-    async def generate(self, request: dict[str, Any], context: Context) -> AsyncIterator[Any]:
-        from dynamo.llm.errors import (
-            EngineFailedError,
-            RequestError,
-            ServiceUnavailableError,
-            WorkerLostError,
-        )
-
-        stream = self.open_stream(request, context)
-        try:
-            async for item in stream:
-                yield item
-        except NoInstancesError as e:
-            raise ServiceUnavailableError(str(e)) from None
-        except InstanceGoneError as e:
-            raise WorkerLostError(str(e)) from None
-        except RemoteError as e:
-            if e.status is not None and 400 <= e.status < 500:
-                error = RequestError(e.message)
-                error.status_code = e.status
-                raise error from None
-            if e.status == 503:  # the worker stopped (shut down without finishing the stream)
-                raise WorkerLostError(e.message) from None
-            raise EngineFailedError(e.message) from None
-        finally:
-            await stream.aclose()  # type: ignore[attr-defined]

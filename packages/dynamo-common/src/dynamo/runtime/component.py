@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from dynamo.llm.slug import slugify
 from dynamo.runtime.client import Client
 from dynamo.runtime.request_plane import EndpointServer, Handler
+from dynamo.runtime.slug import slugify
 
 if TYPE_CHECKING:
     from dynamo.runtime.distributed import DistributedRuntime

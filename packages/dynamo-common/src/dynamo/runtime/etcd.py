@@ -17,6 +17,7 @@ import aetcd
 
 from dynamo.runtime.backoff import Backoff
 from dynamo.runtime.config import RuntimeConfig, host_port
+from dynamo.runtime.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -285,17 +286,3 @@ class Etcd:
                 await asyncio.wait_for(self._client.revoke_lease(self._lease_id), 2)
         with contextlib.suppress(Exception):
             await self._client.close()
-
-
-async def stop_tasks(tasks: list[asyncio.Task], grace: float = 2.0) -> None:
-    """Cancel tasks and wait for them, but not forever.
-
-    On Python 3.11 `asyncio.wait_for` (inside aetcd and nats-py) can swallow a cancellation that
-    races with its own completion, leaving a task running; shutdown must not hang on it.
-    """
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        _, pending = await asyncio.wait(tasks, timeout=grace)
-        for task in pending:
-            task.cancel()

@@ -13,8 +13,8 @@ from typing import Any
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from dynamo.llm.context import Context
 from dynamo.runtime import codec
+from dynamo.runtime.context import Context
 from dynamo.runtime.errors import InstanceGoneError, RemoteError
 
 log = logging.getLogger(__name__)

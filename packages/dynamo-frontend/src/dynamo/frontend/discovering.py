@@ -9,13 +9,15 @@ from typing import Any
 
 from dynamo.frontend.flags import Invocation
 from dynamo.frontend.http.app import AppState
+from dynamo.frontend.http.options import HttpOptions
 from dynamo.frontend.model_manager import ModelManager
 from dynamo.frontend.request_template import RequestTemplate
 from dynamo.llm.discovery import DiscoveredModel, ModelWatcher
 from dynamo.llm.migration import Migration
 from dynamo.llm.model_type import ModelType
 from dynamo.llm.pipeline import BackendModel, OpenAIEngineModel, ServedModel
-from dynamo.runtime import DistributedRuntime, RouterEngine
+from dynamo.llm.router_engine import RouterEngine
+from dynamo.runtime import DistributedRuntime
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +108,10 @@ async def run_discovering(inv: Invocation) -> None:
     args = inv.args
     runtime = DistributedRuntime()
     await runtime.ensure_connected()
-    state = AppState(request_template=RequestTemplate.load(args.request_template))
+    state = AppState(
+        request_template=RequestTemplate.load(args.request_template),
+        options=HttpOptions.from_args(args) if inv.input == "http" else HttpOptions(),
+    )
     if args.router_mode == "kv":
         register_kv_metrics(state)
     watcher = await watch_models(runtime, state.models, args, state.metrics.on_migration)

@@ -18,13 +18,14 @@ from typing import Any
 
 import nats.errors
 
-from dynamo.llm.context import Context
 from dynamo.llm.discovery import DiscoveredModel
 from dynamo.llm.kv.load_metrics import WorkerLoads, kv_metrics_subject
 from dynamo.llm.kv.publisher import kv_events_subject
 from dynamo.llm.kv.router import KvRouter
-from dynamo.runtime import DistributedRuntime, NoInstancesError, RouterEngine
+from dynamo.llm.router_engine import RouterEngine
+from dynamo.runtime import DistributedRuntime, NoInstancesError
 from dynamo.runtime.client import Client
+from dynamo.runtime.context import Context
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class KvRouterEngine(RouterEngine):
 
         first = True
         try:
-            async for item in self.client.routed(request, context, pick):
+            async for item in self.client.stream(request, context, pick=pick):
                 if first:
                     router.mark_prefill_completed(rid)
                     first = False

@@ -16,10 +16,10 @@ from dynamo.frontend.http.errors import error_body, sse_error, to_error
 from dynamo.frontend.http.metrics import FrontendMetrics, RequestTimer
 from dynamo.frontend.model_manager import ModelManager
 from dynamo.frontend.request_template import RequestTemplate
-from dynamo.llm.context import Context
 from dynamo.llm.errors import InvalidRequestError
 from dynamo.llm.pipeline import StreamDelta
 from dynamo.llm.protocols.openai import ChatCompletionRequest, CompletionRequest
+from dynamo.runtime.context import Context
 
 log = logging.getLogger(__name__)
 

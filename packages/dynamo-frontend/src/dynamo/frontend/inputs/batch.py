@@ -18,9 +18,9 @@ import orjson
 from tqdm import tqdm
 
 from dynamo.frontend.inputs.common import InputError, chat_turn
-from dynamo.llm.context import Context
 from dynamo.llm.errors import RequestError
 from dynamo.llm.pipeline import ServedModel
+from dynamo.runtime.context import Context
 
 log = logging.getLogger(__name__)
 

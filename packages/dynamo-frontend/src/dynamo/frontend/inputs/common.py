@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from dynamo.llm.context import Context
 from dynamo.llm.pipeline import ServedModel, StreamDelta
 from dynamo.llm.protocols.openai import ChatCompletionRequest
+from dynamo.runtime.context import Context
 
 
 class InputError(Exception):

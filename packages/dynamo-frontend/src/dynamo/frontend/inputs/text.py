@@ -8,9 +8,9 @@ import sys
 import threading
 
 from dynamo.frontend.inputs.common import InputError, chat_turn
-from dynamo.llm.context import Context
 from dynamo.llm.errors import RequestError
 from dynamo.llm.pipeline import ServedModel
+from dynamo.runtime.context import Context
 
 
 async def _answer(model: ServedModel, messages: list[dict], ignore_eos: bool) -> str:

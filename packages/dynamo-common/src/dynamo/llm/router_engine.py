@@ -1,0 +1,64 @@
+"""`RouterEngine`: a runtime `Client` as the pipeline's engine (`out=dyn`, the frontend's models).
+
+It lives in the LLM layer, beside `Migration`, because it turns the runtime's network errors into
+the pipeline's request errors; the runtime below knows nothing of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from dynamo.llm.errors import (
+    EngineFailedError,
+    RequestError,
+    ServiceUnavailableError,
+    WorkerLostError,
+)
+from dynamo.runtime.client import Client
+from dynamo.runtime.context import Context
+from dynamo.runtime.errors import InstanceGoneError, NoInstancesError, RemoteError
+
+
+class RouterEngine:
+    """An engine over a client: what the frontend pipeline calls for `out=dyn`.
+
+    Network failures become the pipeline's request errors here, so the HTTP layer maps them
+    like any other: no workers is a 503, a worker that died is a 502, and a worker's own 4xx
+    passes through.
+    """
+
+    def __init__(self, client: Client, mode: str = "round-robin"):
+        self.client = client
+        self.mode = "random" if mode == "random" else "round-robin"
+
+    def open_stream(self, request: dict[str, Any], context: Context) -> AsyncIterator[Any]:
+        """The worker's response stream: to `nvext.backend_instance_id` if the request names one,
+        else to the instance the router mode picks. Subclasses choose instances differently."""
+        target = request.get("backend_instance_id")
+        if target is not None:
+            return self.client.stream(request, context, instance_id=int(target))
+        return self.client.stream(request, context, mode=self.mode)
+
+    async def generate(self, request: dict[str, Any], context: Context) -> AsyncIterator[Any]:
+        stream = self.open_stream(request, context)
+        try:
+            async for item in stream:
+                yield item
+        except NoInstancesError as e:
+            raise ServiceUnavailableError(str(e)) from None
+        except InstanceGoneError as e:
+            raise WorkerLostError(str(e)) from None
+        except RemoteError as e:
+            if e.status is not None and 400 <= e.status < 500:
+                error = RequestError(e.message)
+                error.status_code = e.status
+                raise error from None
+            if e.status == 503:  # the worker stopped (shut down without finishing the stream)
+                raise WorkerLostError(e.message) from None
+            raise EngineFailedError(e.message) from None
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+
+
+__all__ = ["RouterEngine"]
