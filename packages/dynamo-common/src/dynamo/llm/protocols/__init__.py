@@ -11,19 +11,24 @@ from dynamo.llm.protocols.openai import (
     Usage,
 )
 from dynamo.llm.protocols.wire import (
+    CompletionUsage,
     FinishReason,
+    GuidedDecodingOptions,
     LLMEngineOutput,
     OutputOptions,
     PreprocessedRequest,
     SamplingOptions,
     StopConditions,
+    TopLogprob,
 )
 
 __all__ = [
     "ChatCompletionRequest",
     "ChatMessage",
     "CompletionRequest",
+    "CompletionUsage",
     "FinishReason",
+    "GuidedDecodingOptions",
     "LLMEngineOutput",
     "ModelCard",
     "ModelList",
@@ -33,5 +38,6 @@ __all__ = [
     "SamplingOptions",
     "StopConditions",
     "StreamOptions",
+    "TopLogprob",
     "Usage",
 ]

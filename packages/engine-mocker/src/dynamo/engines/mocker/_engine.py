@@ -6,7 +6,9 @@ side effects: the KV events it publishes and the load it reports are those of a 
 engine, so KV-aware routing can be developed and benchmarked without GPUs.
 
 Output tokens are drawn from the prompt's own token ids minus the request's EOS ids: always
-valid ids for the model's tokenizer, and never an early end of stream.
+valid ids for the model's tokenizer, and never an early end of stream. With
+`output_options.logprobs` set, each token comes with made-up but well-formed log probabilities
+(`_logprobs`), so the frontend's logprobs path can be exercised without a model.
 
 KV events: pass a `KvEventPublisher`-like object as `MockerEngine.start(config,
 kv_publisher=...)`; without one, when `config.endpoint` is a `dynamo.runtime` endpoint, a
@@ -29,10 +31,12 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol, Self
 
 from dynamo.engines.mocker._kv_cache import KvCache, KvEventSink
+from dynamo.engines.mocker._logprobs import made_up_logprobs
 from dynamo.engines.mocker._options import MockerOptions
 from dynamo.engines.mocker._scheduler import MockScheduler, Sequence_
 from dynamo.llm import Context, Engine, EngineConfig, ModelType
 from dynamo.llm.errors import ContextLengthExceededError, InvalidRequestError
+from dynamo.llm.features import Feature
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +59,8 @@ class MockerEngine(Engine):
         {"context_length", "kv_cache_block_size", "extra_engine_args", "model_config"}
     )
     distribution = "dynamo-engine-mocker"
+    #: Its tokens are random, not sampled; its log probabilities are made up (well-formed).
+    features = frozenset({Feature.UNSAMPLED, Feature.LOGPROBS})
 
     def __init__(
         self,
@@ -116,6 +122,8 @@ class MockerEngine(Engine):
             return
         eos = set(request.get("eos_token_ids") or ())
         vocab = [t for t in dict.fromkeys(prompt) if t not in eos] or [t for t in prompt]
+        top = (request.get("output_options") or {}).get("logprobs")
+        rng = random.Random(hash((context.id(), len(prompt))))
         queue: asyncio.Queue[int | None] = asyncio.Queue()
         seq = Sequence_(context.id(), prompt, max_tokens, queue.put_nowait, vocab)
         self.scheduler.add(seq)
@@ -137,7 +145,15 @@ class MockerEngine(Engine):
                         break
                     yield {"token_ids": [], "finish_reason": "length"}
                     return
-                yield {"token_ids": [token]}
+                if top is None:
+                    yield {"token_ids": [token]}
+                else:
+                    logprob, candidates = made_up_logprobs(token, vocab, int(top), rng)
+                    yield {
+                        "token_ids": [token],
+                        "log_probs": [logprob],
+                        "top_logprobs": [candidates],
+                    }
             if not context.is_killed():
                 yield {"token_ids": [], "finish_reason": "cancelled"}
         finally:
