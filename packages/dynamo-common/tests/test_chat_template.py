@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from transformers import PreTrainedTokenizerFast
 
-from dynamo.llm.chat_template import PromptFormatter, TemplateError
+from dynamo.llm.chat_template import PromptFormatter
+from dynamo.llm.errors import TemplateError
 from dynamo.llm.model_card import ModelDeploymentCard
 
 SPECIALS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}

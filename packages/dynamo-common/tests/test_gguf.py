@@ -13,7 +13,8 @@ import gguf
 import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-from dynamo.llm.gguf import GGUFError, GGUFMetadata
+from dynamo.llm.errors import GGUFError
+from dynamo.llm.gguf import GGUFMetadata
 
 TEMPLATES = Path(__file__).parent / "templates"
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from dynamo.llm.errors import ModelPathError
 from dynamo.llm.model_card import ModelDeploymentCard, load_card
-from dynamo.llm.model_source import ModelNotFoundError
 
 
 def write_hf_folder(folder, card: ModelDeploymentCard, *, max_pos: int = 2048) -> None:
@@ -177,10 +177,10 @@ def test_folder_with_only_a_gguf(tmp_path, smollm2_gguf):
 
 def test_unusable_paths_are_clear_errors(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ModelNotFoundError, match=r"no tokenizer\.json"):
+    with pytest.raises(ModelPathError, match=r"no tokenizer\.json"):
         load_card(str(tmp_path / "empty"))
     (tmp_path / "weights.bin").write_bytes(b"\0")
-    with pytest.raises(ModelNotFoundError, match="not a GGUF file"):
+    with pytest.raises(ModelPathError, match="not a GGUF file"):
         load_card(str(tmp_path / "weights.bin"))
 
 
@@ -188,5 +188,5 @@ def test_card_for_name_only():
     card = ModelDeploymentCard.for_name_only("echo")
     assert card.display_name == "echo" and card.service_name == "echo"
     assert not card.has_tokenizer() and card.files() == {}
-    with pytest.raises(ModelNotFoundError, match="no tokenizer"):
+    with pytest.raises(ModelPathError, match="no tokenizer"):
         card.tokenizer()

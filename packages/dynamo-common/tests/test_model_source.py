@@ -10,9 +10,8 @@ import huggingface_hub.constants
 import pytest
 from huggingface_hub.utils import are_progress_bars_disabled
 
-from dynamo.llm.engine import EngineError
+from dynamo.llm.errors import EngineError, ModelPathError
 from dynamo.llm.model_source import (
-    ModelNotFoundError,
     default_model_name,
     looks_like_repo_id,
     pick_gguf,
@@ -50,19 +49,19 @@ def test_local_file_and_folder_are_returned_as_they_are(tmp_path, smollm2_gguf):
 
 
 def test_missing_local_path_is_one_clear_error():
-    with pytest.raises(ModelNotFoundError, match="neither a file") as info:
+    with pytest.raises(ModelPathError, match="neither a file") as info:
         resolve_model_path("/no/such/model.gguf")
     assert isinstance(info.value, EngineError)
     assert "\n" not in str(info.value) and "/no/such/model.gguf" in str(info.value)
 
 
 def test_hf_prefix_needs_a_repo_id():
-    with pytest.raises(ModelNotFoundError, match="neither"):
+    with pytest.raises(ModelPathError, match="neither"):
         resolve_model_path("hf://not a repo")
 
 
 def test_offline_cache_miss_is_one_clear_error(hub_cache):
-    with pytest.raises(ModelNotFoundError, match="HF_HUB_OFFLINE") as info:
+    with pytest.raises(ModelPathError, match="HF_HUB_OFFLINE") as info:
         resolve_model_path("someone/not-cached-model", progress=False)
     assert "\n" not in str(info.value)
 
@@ -77,13 +76,13 @@ def test_offline_gguf_repo_returns_one_gguf_file(hub_cache):
     snapshot = hub_cache("org/Model-GGUF", "Model.Q8_0.gguf", "Model.Q4_K_M.gguf")
     assert resolve_model_path("org/Model-GGUF") == snapshot / "Model.Q4_K_M.gguf"
     assert resolve_model_path("org/Model-GGUF:q8_0") == snapshot / "Model.Q8_0.gguf"
-    with pytest.raises(ModelNotFoundError, match="no GGUF file for 'Q2_K'"):
+    with pytest.raises(ModelPathError, match="no GGUF file for 'Q2_K'"):
         resolve_model_path("org/Model-GGUF:Q2_K")
 
 
 def test_progress_bar_setting_is_restored(hub_cache):
     before = are_progress_bars_disabled()
-    with pytest.raises(ModelNotFoundError):
+    with pytest.raises(ModelPathError):
         resolve_model_path("someone/missing", progress=not before)
     assert are_progress_bars_disabled() == before
 

@@ -5,7 +5,8 @@ import math
 import pytest
 
 from dynamo.engines.mocker import MockerOptions
-from dynamo.llm.engine import EngineConfig, EngineError
+from dynamo.llm.engine import EngineConfig
+from dynamo.llm.errors import EngineError
 
 
 def opts(extra: dict | None = None, **config: object) -> MockerOptions:

@@ -7,7 +7,8 @@ Upstream's worker-side load metrics (`WorkerMetricsPublisher`, `ForwardPassMetri
 
 from typing import Any
 
-from dynamo.llm.engine import Engine, EngineConfig, EngineError
+from dynamo.llm.engine import Engine, EngineConfig
+from dynamo.llm.errors import EngineError
 from dynamo.llm.model_type import ModelType
 from dynamo.llm.register import register_llm
 from dynamo.runtime.context import Context

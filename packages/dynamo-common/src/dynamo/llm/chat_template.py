@@ -27,6 +27,7 @@ import jinja2.ext
 import jinja2.nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from dynamo.llm.errors import TemplateError
 from dynamo.llm.model_card import ModelDeploymentCard
 
 _DEFAULT_TEMPLATE = "{% for message in messages %}{{ message['content'] }}\n{% endfor %}"
@@ -46,10 +47,6 @@ _TEMPLATE_RUNTIME_ERRORS = (
 
 # Names a message's reasoning travels under; templates read the first (gpt-oss reads `thinking`).
 _REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
-
-
-class TemplateError(ValueError):
-    """The template refused the conversation (`raise_exception`) or failed to render."""
 
 
 class _Generation(jinja2.ext.Extension):

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
+from dynamo.llm.errors import EngineError
 from dynamo.llm.features import UNDECLARED, Feature
 from dynamo.llm.model_type import ModelType
 from dynamo.runtime.context import Context
@@ -74,10 +75,6 @@ class EngineConfig:
     extra_engine_args: dict[str, Any] = field(default_factory=dict)
     # Set when the engine runs as a distributed worker: lets it publish KV events and metrics.
     endpoint: Any = None
-
-
-class EngineError(Exception):
-    """An engine could not start or could not serve a request; the message is for the user."""
 
 
 class Engine(abc.ABC):

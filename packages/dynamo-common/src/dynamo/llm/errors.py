@@ -1,8 +1,22 @@
-"""Errors a request can end in, each knowing the HTTP status and OpenAI error type it maps to.
+"""Every error of the LLM layer, in one place. Two families:
 
-Raise these anywhere in the pipeline; the frontend has one function that turns them into an
-OpenAI-shaped body (`{"error": {"message", "type", "param", "code"}}`) or an SSE error event.
-Anything else that escapes is our bug and becomes a 500 with a generic message.
+RequestError                    a request ends in it; the client sees its status, type, code, param
+├── InvalidRequestError         400: malformed, or asks for something impossible
+│   └── ContextLengthExceededError  400 `context_length_exceeded`: the prompt does not fit
+├── ModelNotFoundError          404 `model_not_found`: no served model has that name
+├── ServiceUnavailableError     503: no worker can take the request now
+└── EngineFailedError           502: the engine failed while generating
+    └── WorkerLostError         the worker went away mid-stream (migration resumes it)
+
+EngineError                     an engine or its model cannot start; the message is for the user
+├── ModelPathError              the model path is no local file or folder and no HF repo
+└── GGUFError                   the GGUF file cannot be read, or its tokenizer cannot be built
+TemplateError                   a chat template refused the conversation or failed to render
+
+Raise a `RequestError` anywhere in the pipeline; the frontend has one function that turns it into
+an OpenAI-shaped body (`{"error": {"message", "type", "param", "code"}}`) or an SSE error event.
+Anything else that escapes is our bug and becomes a 500 with a generic message. `EngineError`
+is for start-up: the CLI prints it as one `dynamo-run: error:` line.
 """
 
 from __future__ import annotations
@@ -62,3 +76,21 @@ class WorkerLostError(EngineFailedError):
     """The worker serving the request went away mid-stream (it died, lost the network, or shut
     down without finishing): the request itself was fine, so it can resume on another worker
     (`dynamo.llm.migration`)."""
+
+
+class EngineError(Exception):
+    """An engine could not start or could not serve a request; the message is for the user."""
+
+
+class ModelPathError(EngineError):
+    """The model path is not a local file or folder and cannot be fetched as an HF repo.
+
+    Not `ModelNotFoundError`, which is a request naming a model nobody serves (404)."""
+
+
+class GGUFError(EngineError):
+    """The GGUF file cannot be read or its tokenizer is not one we can build."""
+
+
+class TemplateError(ValueError):
+    """The template refused the conversation (`raise_exception`) or failed to render."""

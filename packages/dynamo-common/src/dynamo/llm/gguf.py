@@ -34,7 +34,7 @@ from tokenizers import (
     processors,
 )
 
-from dynamo.llm.engine import EngineError
+from dynamo.llm.errors import GGUFError
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +87,6 @@ _DIGITS_THEN_GPT2 = {
     "minerva-7b",
 }
 _GPT2 = {None, "default", "gpt-2", "gpt2", "mpt", "olmo", "jais"}
-
-
-class GGUFError(EngineError):
-    """The GGUF file cannot be read or its tokenizer is not one we can build."""
 
 
 def _byte_level_pre_tokenizer(pre: str | None) -> pre_tokenizers.PreTokenizer:

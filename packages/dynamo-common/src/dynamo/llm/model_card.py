@@ -24,8 +24,9 @@ from typing import Any
 import orjson
 from tokenizers import Tokenizer
 
+from dynamo.llm.errors import ModelPathError
 from dynamo.llm.gguf import GGUFMetadata
-from dynamo.llm.model_source import ModelNotFoundError, default_model_name, resolve_model_path
+from dynamo.llm.model_source import default_model_name, resolve_model_path
 from dynamo.runtime.slug import slugify
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = orjson.loads(path.read_bytes())
     except orjson.JSONDecodeError as e:
-        raise ModelNotFoundError(f"{path.name} in {path.parent} is not valid JSON: {e}") from None
+        raise ModelPathError(f"{path.name} in {path.parent} is not valid JSON: {e}") from None
     return data if isinstance(data, dict) else {}
 
 
@@ -98,7 +99,7 @@ class ModelDeploymentCard:
         """The HF tokenizer, built once per card."""
         if self._tokenizer is None:
             if self.tokenizer_json is None:
-                raise ModelNotFoundError(f"model '{self.display_name}' has no tokenizer")
+                raise ModelPathError(f"model '{self.display_name}' has no tokenizer")
             self._tokenizer = Tokenizer.from_str(self.tokenizer_json)
         return self._tokenizer
 
@@ -191,7 +192,7 @@ def _hf_folder_fields(folder: Path) -> dict[str, Any]:
     """Card fields from an HF folder (tokenizer.json, tokenizer_config.json, configs, template)."""
     tok_file = folder / "tokenizer.json"
     if not tok_file.is_file():
-        raise ModelNotFoundError(f"{folder} has no tokenizer.json")
+        raise ModelPathError(f"{folder} has no tokenizer.json")
     tok_config = _read_json(folder / "tokenizer_config.json")
     config = _read_json(folder / "config.json")
     gen = _read_json(folder / "generation_config.json")
@@ -244,7 +245,7 @@ def load_card(
     """
     path = resolve_model_path(model_path)
     if path.is_file() and path.suffix != ".gguf":
-        raise ModelNotFoundError(f"{path.name} is not a GGUF file or a model folder")
+        raise ModelPathError(f"{path.name} is not a GGUF file or a model folder")
     if path.is_dir() and not (path / "tokenizer.json").is_file():
         ggufs = sorted(path.glob("*.gguf"))
         path = ggufs[0] if ggufs else path  # a folder holding just a GGUF file

@@ -15,7 +15,7 @@ import os
 import re
 from pathlib import Path
 
-from dynamo.llm.engine import EngineError
+from dynamo.llm.errors import ModelPathError
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +24,6 @@ SERVING_FILES = ["*.json", "*.jinja", "*.model", "*.tiktoken", "*.txt", "*.safet
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(:[\w.-]+)?$")
 _PREFERRED_QUANT = "Q4_K_M"
 _TRUE = ("1", "true", "yes", "on")
-
-
-class ModelNotFoundError(EngineError):
-    """The model path is not a local file or folder and cannot be fetched as an HF repo."""
 
 
 def looks_like_repo_id(value: str) -> bool:
@@ -53,7 +49,7 @@ def resolve_model_path(model_path: str, *, progress: bool = True) -> Path:
         if local.exists():
             return local
     if not looks_like_repo_id(model_path):
-        raise ModelNotFoundError(
+        raise ModelPathError(
             f"model not found: '{model_path}' is neither a file, a folder, nor an HF repo id"
         )
     repo_id, _, quant = model_path.removeprefix("hf://").partition(":")
@@ -72,7 +68,7 @@ def pick_gguf(files: list[str], quant: str | None) -> list[str]:
         if matches:
             return matches
         if want == quant:
-            raise ModelNotFoundError(f"no GGUF file for '{quant}' among: {', '.join(ggufs) or '-'}")
+            raise ModelPathError(f"no GGUF file for '{quant}' among: {', '.join(ggufs) or '-'}")
     return ggufs[:1]
 
 
@@ -117,21 +113,21 @@ def _download(repo_id: str, quant: str | None, progress: bool) -> Path:
             )
         )
     except GatedRepoError:
-        raise ModelNotFoundError(
+        raise ModelPathError(
             f"model '{repo_id}' is gated: set HF_TOKEN to a token that has access"
         ) from None
     except RepositoryNotFoundError:
-        raise ModelNotFoundError(
+        raise ModelPathError(
             f"model '{repo_id}' was not found on the Hugging Face hub"
             + ("" if token else " (if it is private, set HF_TOKEN)")
         ) from None
     except LocalEntryNotFoundError:
-        raise ModelNotFoundError(
+        raise ModelPathError(
             f"model '{repo_id}' is not in the local HF cache and the hub cannot be reached"
             + (" (HF_HUB_OFFLINE is set)" if offline else "")
         ) from None
     except OSError as e:
-        raise ModelNotFoundError(f"cannot fetch model '{repo_id}': {_one_line(e)}") from None
+        raise ModelPathError(f"cannot fetch model '{repo_id}': {_one_line(e)}") from None
     finally:
         (disable_progress_bars if was_disabled else enable_progress_bars)()
     if weights:

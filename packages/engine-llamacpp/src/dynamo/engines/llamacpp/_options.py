@@ -9,7 +9,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from dynamo.llm.engine import EngineConfig, EngineError
+from dynamo.llm.engine import EngineConfig
+from dynamo.llm.errors import EngineError
 
 # Upper bound on the default context: the KV cache for a 128k-context model does not fit a laptop.
 DEFAULT_MAX_CONTEXT = 8192

@@ -8,7 +8,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from dynamo.llm.engine import EngineConfig, EngineError
+from dynamo.llm.engine import EngineConfig
+from dynamo.llm.errors import EngineError
 
 DEFAULT_MAX_SEQS = 16
 _OWNED = {"which", "token_source"}

@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
-from dynamo.llm.engine import EngineConfig, EngineError
+from dynamo.llm.engine import EngineConfig
+from dynamo.llm.errors import EngineError
 
 #: `EngineConfig.kv_cache_block_size` when the user did not pass `--kv-cache-block-size`.
 ENGINE_CONFIG_DEFAULT_BLOCK_SIZE = 16
