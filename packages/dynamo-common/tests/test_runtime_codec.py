@@ -39,6 +39,30 @@ def test_frames_are_numbered_and_typed():
     }
 
 
+def test_an_error_frame_carries_what_the_client_needs_to_raise_it_again():
+    frame = codec.error_frame(
+        2,
+        "the prompt is too long",
+        400,
+        error_type="invalid_request_error",
+        code="context_length_exceeded",
+        param="messages",
+    )
+    assert codec.decode_frame(frame) == {
+        "seq": 2,
+        "error": "the prompt is too long",
+        "status": 400,
+        "type": "invalid_request_error",
+        "code": "context_length_exceeded",
+        "param": "messages",
+    }
+    assert codec.decode_frame(codec.error_frame(2, "x", code=429)) == {
+        "seq": 2,
+        "error": "x",
+        "code": 429,
+    }
+
+
 def test_pydantic_responses_are_written_as_json():
     from dynamo.llm.protocols import LLMEngineOutput
 

@@ -168,6 +168,41 @@ async def test_handler_errors_travel_as_errors(runtime, wait_client):
     await serving
 
 
+async def test_a_request_error_keeps_its_type_code_and_param_across_the_network(
+    runtime, wait_client
+):
+    from dynamo.llm.errors import ContextLengthExceededError, RequestError
+    from dynamo.llm.router_engine import RouterEngine
+
+    async def handler(request):
+        raise ContextLengthExceededError("the prompt has 9000 tokens; the model takes 2048")
+        yield  # an async generator, as handlers are
+
+    endpoint = runtime.namespace("typed_errors").component("backend").endpoint("generate")
+    serving = asyncio.create_task(endpoint.serve_endpoint(handler))
+    client = await wait_client(runtime, "typed_errors", 1)
+    with pytest.raises(RemoteError) as remote:
+        async for _ in client.round_robin({}):
+            pass
+    assert remote.value.status == 400
+    assert remote.value.error_type == "invalid_request_error"
+    assert remote.value.code == "context_length_exceeded"
+    assert remote.value.param == "messages"
+    with pytest.raises(RequestError) as failure:
+        async for _ in RouterEngine(client).generate({}, Context()):
+            pass
+    error = failure.value
+    assert (error.status_code, error.error_type, error.code, error.param) == (
+        400,
+        "invalid_request_error",
+        "context_length_exceeded",
+        "messages",
+    )
+    assert error.message == "the prompt has 9000 tokens; the model takes 2048"
+    runtime.shutdown()
+    await serving
+
+
 async def test_two_clients_at_once(workers, runtime_env, wait_client, gather):
     workers.start()
     workers.start()

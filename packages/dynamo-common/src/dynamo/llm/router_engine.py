@@ -51,14 +51,22 @@ class RouterEngine:
             raise WorkerLostError(str(e)) from None
         except RemoteError as e:
             if e.status is not None and 400 <= e.status < 500:
-                error = RequestError(e.message)
-                error.status_code = e.status
-                raise error from None
+                raise _request_error(e) from None
             if e.status == 503:  # the worker stopped (shut down without finishing the stream)
                 raise WorkerLostError(e.message) from None
             raise EngineFailedError(e.message) from None
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
+
+
+def _request_error(e: RemoteError) -> RequestError:
+    """The worker's request error as the worker raised it: status, type, code and param kept, so
+    a worker's `context_length_exceeded` reaches the client as exactly that."""
+    error = RequestError(e.message, param=e.param, code=e.code)
+    error.status_code = e.status or 400
+    if e.error_type is not None:
+        error.error_type = e.error_type
+    return error
 
 
 __all__ = ["RouterEngine"]

@@ -8,7 +8,8 @@ that ends any other way is a failure, never a silently short answer.
     frames    {"seq": n, "data": <response dict>}     n = 1, 2, ...
               {"seq": n, "hb": true}                   heartbeat while the handler is quiet
               {"seq": n, "final": true}
-              {"seq": n, "error": message, "status"?: http status}
+              {"seq": n, "error": message, "status"?: http status,
+               "type"?: error type, "code"?: error code, "param"?: offending field}
     control   {"id": request_id, "inbox": reply inbox, "kind": "stop" | "kill"}
               to the instance's control subject; the inbox names the request (ids may repeat)
 """
@@ -54,10 +55,21 @@ def heartbeat_frame(seq: int) -> bytes:
     return b'{"seq":%d,"hb":true}' % seq
 
 
-def error_frame(seq: int, message: str, status: int | None = None) -> bytes:
+def error_frame(
+    seq: int,
+    message: str,
+    status: int | None = None,
+    *,
+    error_type: str | None = None,
+    code: Any = None,
+    param: str | None = None,
+) -> bytes:
+    """An error ending the stream. Beside the message, what the caller needs to pass the error
+    on unchanged (an HTTP frontend: status, OpenAI `type`, `code` and `param`); absent when None."""
     body: dict[str, Any] = {"seq": seq, "error": message}
-    if status is not None:
-        body["status"] = status
+    for key, value in (("status", status), ("type", error_type), ("code", code), ("param", param)):
+        if value is not None:
+            body[key] = value
     return _dumps(body)
 
 

@@ -3,10 +3,13 @@
 DynamoRuntimeError
 ├── NoInstancesError     nobody serves the endpoint (or the instance asked for) right now
 ├── InstanceGoneError    no responders, or the stream stopped without its final message
-└── RemoteError          the worker's handler raised; its message (and status) travel here
+└── RemoteError          the worker's handler raised; its message, status, type, code and param
+                         travel here
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class DynamoRuntimeError(Exception):
@@ -30,9 +33,25 @@ class InstanceGoneError(DynamoRuntimeError):
 
 
 class RemoteError(DynamoRuntimeError):
-    """The worker's handler raised; the message is the worker's."""
+    """The worker's handler raised; the message is the worker's.
 
-    def __init__(self, message: str, status: int | None = None):
+    `status`, `error_type`, `code` and `param` are the raised exception's `status_code`,
+    `error_type`, `code` and `param` attributes where it had them (the LLM layer's request
+    errors do), so the caller can raise the same error again.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        status: int | None = None,
+        *,
+        error_type: str | None = None,
+        code: Any = None,
+        param: str | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.status = status
+        self.error_type = error_type
+        self.code = code
+        self.param = param

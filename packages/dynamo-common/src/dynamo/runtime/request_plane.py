@@ -45,6 +45,22 @@ def control_subject(subject: str) -> str:
     return f"{subject}.control"
 
 
+def _error_frame(seq: int, e: Exception) -> bytes:
+    """The error frame for a handler's exception: its message, and the `status_code`,
+    `error_type`, `code` and `param` it carries (the LLM layer's request errors carry all four;
+    the runtime reads them by name and knows nothing of their classes)."""
+    status = getattr(e, "status_code", None)
+    error_type, code, param = (getattr(e, name, None) for name in ("error_type", "code", "param"))
+    return codec.error_frame(
+        seq,
+        getattr(e, "message", None) or str(e) or type(e).__name__,
+        status if isinstance(status, int) else None,
+        error_type=error_type if isinstance(error_type, str) else None,
+        code=code if isinstance(code, str | int) else None,
+        param=param if isinstance(param, str) else None,
+    )
+
+
 class EndpointServer:
     """Serves one instance subject: a task per request, cancellation, graceful drain."""
 
@@ -162,12 +178,7 @@ class EndpointServer:
                 log.exception("handler failed on %s", self.subject)
             seq += 1
             with contextlib.suppress(Exception):
-                await publish(
-                    inbox,
-                    codec.error_frame(
-                        seq, getattr(e, "message", None) or str(e) or type(e).__name__, status
-                    ),
-                )
+                await publish(inbox, _error_frame(seq, e))
         finally:
             beat.cancel()
             self._probes.pop(probe, None)
@@ -255,7 +266,13 @@ async def stream_request(
                 return
             elif "error" in frame:
                 finished = True
-                raise RemoteError(frame["error"], frame.get("status"))
+                raise RemoteError(
+                    frame["error"],
+                    frame.get("status"),
+                    error_type=frame.get("type"),
+                    code=frame.get("code"),
+                    param=frame.get("param"),
+                )
     finally:
         if not finished:
             # The caller stopped reading (client disconnect, local stop string) or we failed:
