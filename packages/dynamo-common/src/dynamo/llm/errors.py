@@ -5,6 +5,7 @@ RequestError                    a request ends in it; the client sees its status
 │   └── ContextLengthExceededError  400 `context_length_exceeded`: the prompt does not fit
 ├── ModelNotFoundError          404 `model_not_found`: no served model has that name
 ├── ServiceUnavailableError     503: no worker can take the request now
+├── ClientDisconnectedError     499 `client_closed`: the client left before the answer was ready
 └── EngineFailedError           502: the engine failed while generating
     └── WorkerLostError         the worker went away mid-stream (migration resumes it)
 
@@ -63,6 +64,17 @@ class ServiceUnavailableError(RequestError):
 
     status_code = 503
     error_type = "service_unavailable"
+
+
+class ClientDisconnectedError(RequestError):
+    """The client closed the connection before the answer was ready (499, nginx's code: the
+    status only reaches logs and metrics, as the client is gone)."""
+
+    status_code = 499
+    error_type = "client_closed"
+
+    def __init__(self, message: str = "client disconnected"):
+        super().__init__(message)
 
 
 class EngineFailedError(RequestError):

@@ -1,4 +1,9 @@
-"""The one place that maps an exception to an OpenAI-shaped error, for JSON bodies and SSE events."""
+"""The one place that maps an exception to an OpenAI-shaped error, for JSON bodies and SSE events.
+
+Every error response goes through `to_error`: the pipeline's `RequestError`s (including 499,
+`ClientDisconnectedError`), a body that fails validation, the router's own HTTP errors (an
+unknown route is a 404 `not_found_error`, a wrong method a 405), and anything else (a 500).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException
 
 from dynamo.llm.errors import RequestError
 
@@ -38,6 +44,9 @@ def to_error(exc: BaseException) -> tuple[int, dict]:
     if isinstance(exc, ValidationError):
         msg, param = validation_message(exc)
         return 400, error_body(msg, "invalid_request_error", param=param)
+    if isinstance(exc, HTTPException):  # the router's: no such route, method not allowed
+        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        return exc.status_code, error_body(str(exc.detail), kind, code=exc.status_code)
     log.exception("internal error while handling a request", exc_info=exc)
     return 500, error_body("internal server error", "internal_error", code=500)
 
