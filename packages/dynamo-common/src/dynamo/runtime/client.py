@@ -13,11 +13,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from dynamo.runtime.context import Context
 from dynamo.runtime.errors import InstanceGoneError, NoInstancesError
 from dynamo.runtime.request_plane import stream_request
+from dynamo.runtime.schema import InstanceRecord, instance_id_of
 from dynamo.runtime.tasks import stop_tasks
 
 if TYPE_CHECKING:
@@ -82,9 +81,9 @@ class Client:
             self._apply(event.kind, event.key, event.value)
 
     def _apply(self, kind: str, key: str, value: bytes) -> None:
-        instance_id = int(key.rsplit(":", 1)[1], 16)
+        instance_id = instance_id_of(key)
         if kind == "put":
-            self._instances[instance_id] = orjson.loads(value)["transport"]["nats_tcp"]
+            self._instances[instance_id] = InstanceRecord.parse(value).subject
         elif self._instances.pop(instance_id, None) is not None:
             for callback in self.on_instance_removed:
                 callback(instance_id)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
+from dynamo.runtime import schema
 from dynamo.runtime.client import Client
 from dynamo.runtime.request_plane import EndpointServer, Handler
 from dynamo.runtime.slug import slugify
@@ -15,8 +14,6 @@ if TYPE_CHECKING:
     from dynamo.runtime.distributed import DistributedRuntime
 
 log = logging.getLogger(__name__)
-
-INSTANCES_ROOT = "instances"
 
 
 class Namespace:
@@ -48,7 +45,7 @@ class Component:
 
     def event_subject(self, event: str) -> str:
         """Where this component's events go, e.g. `namespace.ns.component.comp.kv_events`."""
-        return f"namespace.{self.namespace}.component.{self.name}.{event}"
+        return schema.component_subject(self.namespace, self.name, event)
 
 
 class Endpoint:
@@ -61,14 +58,16 @@ class Endpoint:
 
     @property
     def path(self) -> str:
-        return f"{self.component.namespace}.{self.component.name}.{self.name}"
+        return schema.endpoint_path(self.component.namespace, self.component.name, self.name)
 
     @property
     def prefix(self) -> str:
-        return f"{INSTANCES_ROOT}/{self.component.namespace}/{self.component.name}/{self.name}:"
+        return schema.instance_prefix(self.component.namespace, self.component.name, self.name)
 
     def subject(self, instance_id: int) -> str:
-        return f"{self.component.service_name}.{self.name}-{instance_id:x}"
+        return schema.request_subject(
+            self.component.namespace, self.component.name, self.name, instance_id
+        )
 
     def lease_id(self) -> int:
         """This process's instance id (its primary etcd lease)."""
@@ -94,18 +93,12 @@ class Endpoint:
         subject = self.subject(instance_id)
         server = EndpointServer(runtime.nats, subject, handler)
         await server.start()
-        key = f"{self.prefix}{instance_id:x}"
-        value = orjson.dumps(
-            {
-                "component": self.component.name,
-                "endpoint": self.name,
-                "namespace": self.component.namespace,
-                "instance_id": instance_id,
-                "transport": {"nats_tcp": subject},
-            }
+        record = schema.InstanceRecord(
+            self.component.namespace, self.component.name, self.name, instance_id, subject
         )
+        key = record.key
         try:
-            await runtime.etcd.put_leased(key, value)
+            await runtime.etcd.put_leased(key, record.dump())
             log.info("serving %s as instance %x", self.path, instance_id)
             await runtime.shutting_down.wait()
         finally:

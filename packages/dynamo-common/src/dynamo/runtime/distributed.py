@@ -17,6 +17,7 @@ from dynamo.runtime.backoff import Backoff
 from dynamo.runtime.component import Endpoint, Namespace
 from dynamo.runtime.config import RuntimeConfig
 from dynamo.runtime.etcd import Etcd
+from dynamo.runtime.schema import parse_endpoint_path
 
 log = logging.getLogger(__name__)
 
@@ -155,10 +156,8 @@ class DistributedRuntime:
 
     def endpoint(self, path: str) -> Endpoint:
         """The endpoint at `ns.comp.ep` (or `dyn://ns.comp.ep`), as `dynamo-run` names them."""
-        parts = path.removeprefix("dyn://").split(".")
-        if len(parts) != 3 or not all(parts):
-            raise ValueError(f"an endpoint path is namespace.component.endpoint, not {path!r}")
-        return self.namespace(parts[0]).component(parts[1]).endpoint(parts[2])
+        namespace, component, endpoint = parse_endpoint_path(path)
+        return self.namespace(namespace).component(component).endpoint(endpoint)
 
     def add_closer(self, closer: Callable[[], Awaitable[None]]) -> None:
         """Run `closer` when the runtime closes (clients stop following etcd)."""
