@@ -21,9 +21,8 @@ import orjson
 
 from dynamo.llm.model_card import ModelDeploymentCard
 from dynamo.llm.model_type import ModelType
-from dynamo.llm.register import MDC_ROOT, MODELS_ROOT
+from dynamo.llm.schema import MODELS_ROOT, ModelEntry, parse_card_record
 from dynamo.runtime.backoff import Backoff
-from dynamo.runtime.slug import slugify
 from dynamo.runtime.tasks import stop_tasks
 
 if TYPE_CHECKING:
@@ -47,6 +46,11 @@ class DiscoveredModel:
     client: Client
     endpoint_path: str = ""
     entry_keys: set[str] = field(default_factory=set)
+    #: Every request kind the workers take (`ModelEntry.serves`): the type and `also_serves`.
+    serves: frozenset[ModelType] = frozenset()
+
+    def __post_init__(self) -> None:
+        self.serves = self.serves or frozenset({self.model_type})
 
 
 @dataclass(frozen=True)
@@ -81,12 +85,11 @@ async def fetch_card(runtime: DistributedRuntime, mdc_key: str) -> ModelDeployme
         await asyncio.sleep(_CARD_RETRY_SECONDS)
     if raw is None:
         raise LookupError(f"model card {mdc_key} is not in etcd")
-    fields = orjson.loads(raw)
-    files = fields.pop("files", None) or {}
+    fields, files = parse_card_record(raw)
     if "tokenizer.json" in files:
-        bucket = files["tokenizer.json"].removeprefix("nats://").split("/", 1)[0]
+        bucket, name = files["tokenizer.json"]
         store = await runtime.nats.jetstream().object_store(bucket)
-        fields["tokenizer_json"] = (await store.get("tokenizer.json")).data.decode()
+        fields["tokenizer_json"] = (await store.get(name)).data.decode()
     return ModelDeploymentCard.from_json(orjson.dumps(fields))
 
 
@@ -142,7 +145,7 @@ class ModelWatcher:
                 async with self._lock:
                     if event.kind == "put":
                         self._pending.pop(event.key, None)
-                        await self._put(event.key, orjson.loads(event.value))
+                        await self._put(event.key, ModelEntry.parse(event.value))
                     else:
                         self._pending.pop(event.key, None)
                         await self._delete(event.key)
@@ -151,17 +154,17 @@ class ModelWatcher:
                     log.exception("could not remove model entry %s", event.key)
                     continue
                 log.warning("model entry %s is not usable yet (%s); retrying", event.key, e)
-                with contextlib.suppress(orjson.JSONDecodeError):
-                    self._retry_later(event.key, orjson.loads(event.value))
+                with contextlib.suppress(orjson.JSONDecodeError, KeyError, ValueError):
+                    self._retry_later(event.key, ModelEntry.parse(event.value))
 
-    def _retry_later(self, key: str, entry: dict) -> None:
+    def _retry_later(self, key: str, entry: ModelEntry) -> None:
         """A card that cannot be fetched now (object store not ready) is tried again, with
         back-off, for as long as its entry exists."""
         if key in self._pending:
             return
         self._pending[key] = asyncio.create_task(self._retry(key, entry), name=f"retry {key}")
 
-    async def _retry(self, key: str, entry: dict) -> None:
+    async def _retry(self, key: str, entry: ModelEntry) -> None:
         backoff = Backoff(first=0.5, cap=5.0)
         while True:
             await backoff.sleep()
@@ -176,12 +179,11 @@ class ModelWatcher:
                 del self._pending[key]
                 return
 
-    async def _put(self, key: str, entry: dict) -> None:
-        name = entry["name"]
+    async def _put(self, key: str, entry: ModelEntry) -> None:
+        name = entry.name
         if key in self._key_to_model:
             return
-        ep = entry["endpoint"]
-        path = f"{ep['namespace']}.{ep['component']}.{ep['name']}"
+        path = entry.endpoint_path
         model = self.models.get(name)
         if model is not None:
             if path != model.endpoint_path:
@@ -195,9 +197,9 @@ class ModelWatcher:
             model.entry_keys.add(key)
             self._key_to_model[key] = name
             return
-        card = await fetch_card(self.runtime, entry.get("mdc") or f"{MDC_ROOT}/{slugify(name)}")
+        card = await fetch_card(self.runtime, entry.mdc)
         client = await self.runtime.endpoint(path).client()
-        model = DiscoveredModel(name, ModelType.parse(entry["model_type"]), card, client, path)
+        model = DiscoveredModel(name, entry.model_type, card, client, path, serves=entry.serves())
         model.entry_keys.add(key)
         self.models[name] = model
         self._key_to_model[key] = name

@@ -3,7 +3,8 @@
 The card goes to etcd (`mdc/{slug}`) without its big files; those (tokenizer.json, configs) go to
 the NATS object store in bucket `slug(display_name)`, so a frontend on another host needs no copy
 of the model. The model entry (`models/...`) is bound to the worker's lease: when the worker
-stops, or dies and its lease expires, the model leaves every frontend's `/v1/models`.
+stops, or dies and its lease expires, the model leaves every frontend's `/v1/models`. The keys and
+records are `dynamo.llm.schema`'s.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from dynamo.llm.model_card import ModelDeploymentCard, load_card
 from dynamo.llm.model_type import ModelType
+from dynamo.llm.schema import ModelEntry, card_key, card_record, model_entry_key
 from dynamo.runtime.slug import slugify
 
 if TYPE_CHECKING:
@@ -24,19 +24,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MODELS_ROOT = "models"
-MDC_ROOT = "mdc"
-# Card fields carried by object-store files rather than inside the etcd value.
-_FILE_FIELDS = ("tokenizer_json",)
 _REUPLOAD_ATTEMPTS = 10
 
 
 def card_for_etcd(card: ModelDeploymentCard, bucket: str) -> bytes:
-    fields = orjson.loads(card.to_json())
-    for name in _FILE_FIELDS:
-        fields[name] = None
-    fields["files"] = {name: f"nats://{bucket}/{name}" for name in card.files()}
-    return orjson.dumps(fields)
+    return card_record(card.to_json(), bucket, list(card.files()))
 
 
 async def upload_card_files(js: Any, bucket: str, card: ModelDeploymentCard) -> None:
@@ -77,13 +69,15 @@ async def register_llm(
     user_data: dict[str, Any] | None = None,
     *,
     card: ModelDeploymentCard | None = None,
+    also_serves: frozenset[ModelType] = frozenset(),
 ) -> ModelDeploymentCard:
     """Load the card (HF id, folder or GGUF), publish it, and enter the model into discovery.
 
     `card=` publishes a card the caller loaded already (`dynamo-run in=dyn://` has one); it is
     copied, not changed, when `model_name`, `migration_limit` or `user_data` differ. `router_mode` is
-    accepted for upstream compatibility: the frontend chooses the routing. Returns the card as
-    published.
+    accepted for upstream compatibility: the frontend chooses the routing. `also_serves`: the other
+    request kinds a Chat or Completion worker takes (the engine's `also_serves`), published with
+    the model entry. Returns the card as published.
     """
     model_type = ModelType.parse(model_type)
     if card is None:
@@ -116,22 +110,14 @@ async def register_llm(
     if card.files():
         await upload_card_files(runtime.nats.jetstream(), bucket, card)
         runtime.on_nats_reconnect(lambda: _upload_again(runtime, bucket, card))
-    mdc_key = f"{MDC_ROOT}/{card.service_name}"
+    mdc_key = card_key(card.service_name)
     # Every worker of the model writes the same card key: shared, so one leaving keeps it.
     await runtime.etcd.put_leased(mdc_key, card_for_etcd(card, bucket), shared=True)
-    component = endpoint.component
-    entry = {
-        "name": card.display_name,
-        "endpoint": {
-            "namespace": component.namespace,
-            "component": component.name,
-            "name": endpoint.name,
-        },
-        "model_type": model_type.value,
-        "mdc": mdc_key,
-    }
-    key = f"{MODELS_ROOT}/{slugify(f'{endpoint.path}-{instance_id:x}')}"
-    await runtime.etcd.put_leased(key, orjson.dumps(entry))
+    entry = ModelEntry.for_endpoint(
+        card.display_name, endpoint.path, model_type, mdc_key, frozenset(also_serves)
+    )
+    key = model_entry_key(endpoint.path, instance_id)
+    await runtime.etcd.put_leased(key, entry.dump())
     runtime.register_endpoint_key(endpoint.path, key)
     log.info("registered model '%s' (%s) on %s", card.display_name, model_type.value, endpoint.path)
     return card

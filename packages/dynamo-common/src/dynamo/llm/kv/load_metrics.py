@@ -34,16 +34,13 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from dynamo.llm.schema import KV_METRICS, kv_metrics_subject
+
 log = logging.getLogger(__name__)
 
 #: Upstream's subject (under the namespace) and endpoint (under the component) names.
-KV_METRICS_SUBJECT = "kv_metrics"
+KV_METRICS_SUBJECT = KV_METRICS
 KV_METRICS_ENDPOINT = "load_metrics"
-
-
-def kv_metrics_subject(namespace: str) -> str:
-    """Where load metrics go: upstream's `namespace.{ns}.kv_metrics`."""
-    return f"namespace.{namespace}.{KV_METRICS_SUBJECT}"
 
 
 class _Positional(BaseModel):

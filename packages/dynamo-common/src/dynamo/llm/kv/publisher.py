@@ -28,16 +28,12 @@ from typing import Any
 
 from dynamo.llm.kv.events import cleared_event_json, removed_event_json, stored_event_json
 from dynamo.llm.kv.hashing import block_hash
+from dynamo.llm.schema import kv_events_subject
 
 log = logging.getLogger(__name__)
 
 SendFn = Callable[[str, bytes], Awaitable[Any]]
 _MASK64 = (1 << 64) - 1
-
-
-def kv_events_subject(namespace: str, component: str) -> str:
-    """The subject KV events go to (upstream `namespace.{ns}.component.{comp}.kv_events`)."""
-    return f"namespace.{namespace}.component.{component}.kv_events"
 
 
 class KvEventPublisher:
