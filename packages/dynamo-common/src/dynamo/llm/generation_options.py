@@ -1,0 +1,164 @@
+"""One reading of a `PreprocessedRequest`'s sampling options and stop conditions, for engines
+that hand them to a library (vLLM, SGLang, TensorRT-LLM): each maps these fields to its own
+argument names instead of re-reading the wire dict its own way.
+
+What it settles once for all of them:
+
+- unset means the OpenAI default (temperature 1, top_p 1, no top_k, no min_p, no penalties), so
+  a request means the same on every engine; `top_k` <= 0 means "all tokens";
+- the stop token ids the engine must stop on: the visible `stop_token_ids`, the hidden ones and
+  the model's `eos_token_ids`, in that order, without duplicates; with `ignore_eos` only the
+  visible ones (our decoder drops hidden stops too, as upstream's `apply_ignore_eos`);
+- fields an engine cannot honour are refused by name (`InvalidRequestError`), never dropped:
+  `n`/`best_of` above 1 (the frontend fans those out before they reach an engine), and every
+  optional field (`OPTIONAL_FIELDS`: guided decoding, logit bias, log probabilities, ...) that is
+  set but not in the engine's `supports`. A field added to the wire later is refused by engines
+  that were not taught it, because it is not in their `supports`.
+
+Stop strings are not here: our decoder matches them on the detokenized text and stops the
+request (`context.stop_generating()`), so engines run without a detokenizer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from dynamo.llm.errors import InvalidRequestError
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationOptions:
+    """The request's knobs with defaults applied; see the module docstring."""
+
+    prompt: list[int]
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int | None = None
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: int | None = None
+    max_tokens: int | None = None
+    min_tokens: int = 0
+    ignore_eos: bool = False
+    stop_token_ids: tuple[int, ...] = ()
+    #: `sampling_options.guided_decoding` as sent: exactly one of json/regex/choice/grammar.
+    guided_decoding: Mapping[str, Any] | None = None
+    logit_bias: Mapping[int, float] | None = None
+    allowed_token_ids: tuple[int, ...] | None = None
+    bad_words_token_ids: tuple[tuple[int, ...], ...] | None = None
+    #: `output_options.logprobs`: top alternatives per token (0: the sampled token's only).
+    logprobs: int | None = None
+    prompt_logprobs: int | None = None
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+    def guided_kind(self) -> tuple[str, Any] | None:
+        """(`json`|`regex`|`choice`|`grammar`, value) of the guided-decoding constraint."""
+        if not self.guided_decoding:
+            return None
+        for kind in ("json", "regex", "choice", "grammar", "structural_tag"):
+            value = self.guided_decoding.get(kind)
+            if value is not None and value != []:
+                return kind, value
+        raise InvalidRequestError(
+            "guided_decoding names no constraint (json, regex, choice or grammar)",
+            param="guided_decoding",
+        )
+
+    @classmethod
+    def from_request(
+        cls, request: Mapping[str, Any], supports: Iterable[str] = ()
+    ) -> GenerationOptions:
+        """Read `request`; `supports` names the `OPTIONAL_FIELDS` this engine honours (the
+        others are refused when set)."""
+        sampling = request.get("sampling_options") or {}
+        stop = request.get("stop_conditions") or {}
+        output = request.get("output_options") or {}
+        prompt = list(request.get("token_ids") or ())
+        if not prompt:
+            raise InvalidRequestError("the request has no prompt token ids", param="token_ids")
+        _refuse_unsupported(sampling, output, frozenset(supports))
+
+        def num(d: Mapping[str, Any], key: str, default: float) -> float:
+            value = d.get(key)
+            return default if value is None else float(value)
+
+        top_k = sampling.get("top_k")
+        ignore_eos = bool(stop.get("ignore_eos"))
+        stop_ids = list(stop.get("stop_token_ids") or ())
+        if not ignore_eos:
+            stop_ids += stop.get("stop_token_ids_hidden") or ()
+            stop_ids += request.get("eos_token_ids") or ()
+        max_tokens = stop.get("max_tokens")
+        if max_tokens is not None and max_tokens < 0:
+            raise InvalidRequestError("max_tokens must not be negative", param="max_tokens")
+        bias = sampling.get("logit_bias")
+        return cls(
+            prompt=prompt,
+            temperature=num(sampling, "temperature", 1.0),
+            top_p=num(sampling, "top_p", 1.0),
+            top_k=None if top_k is None or top_k <= 0 else int(top_k),
+            min_p=num(sampling, "min_p", 0.0),
+            repetition_penalty=num(sampling, "repetition_penalty", 1.0),
+            presence_penalty=num(sampling, "presence_penalty", 0.0),
+            frequency_penalty=num(sampling, "frequency_penalty", 0.0),
+            seed=None if sampling.get("seed") is None else int(sampling["seed"]),
+            max_tokens=None if max_tokens is None else int(max_tokens),
+            min_tokens=int(stop.get("min_tokens") or 0),
+            ignore_eos=ignore_eos,
+            stop_token_ids=tuple(dict.fromkeys(int(t) for t in stop_ids)),
+            guided_decoding=sampling.get("guided_decoding") or None,
+            logit_bias={int(k): float(v) for k, v in bias.items()} if bias else None,
+            allowed_token_ids=_ids(sampling.get("allowed_token_ids")),
+            bad_words_token_ids=tuple(tuple(w) for w in sampling["bad_words_token_ids"])
+            if sampling.get("bad_words_token_ids")
+            else None,
+            logprobs=output.get("logprobs"),
+            prompt_logprobs=output.get("prompt_logprobs"),
+        )
+
+
+#: Fields an engine must opt into (`supports`); sampling options and output options by name.
+OPTIONAL_FIELDS = frozenset(
+    {
+        "guided_decoding",
+        "logit_bias",
+        "allowed_token_ids",
+        "bad_words_token_ids",
+        "use_beam_search",
+        "length_penalty",
+        "logprobs",
+        "prompt_logprobs",
+    }
+)
+
+
+def _ids(value: Any) -> tuple[int, ...] | None:
+    return tuple(int(t) for t in value) if value else None
+
+
+def _is_set(value: Any) -> bool:
+    return value is not None and value is not False and value != [] and value != {}
+
+
+def _refuse_unsupported(
+    sampling: Mapping[str, Any], output: Mapping[str, Any], supports: frozenset[str]
+) -> None:
+    for key in ("n", "best_of"):
+        if (sampling.get(key) or 1) > 1:
+            raise InvalidRequestError(
+                f"{key} > 1 reached the engine; the frontend sends one request per choice",
+                param=key,
+            )
+    for key in sorted(OPTIONAL_FIELDS - supports):
+        if _is_set(sampling.get(key)) or _is_set(output.get(key)):
+            raise InvalidRequestError(f"'{key}' is not supported by this engine", param=key)
+
+
+__all__ = ["OPTIONAL_FIELDS", "GenerationOptions"]
