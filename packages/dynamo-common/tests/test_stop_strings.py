@@ -99,3 +99,33 @@ def test_any_split_matches_the_whole_text(seed):
     cuts = sorted(rng.sample(range(len(text) + 1), min(len(text) + 1, rng.randint(0, 20))))
     pieces = [text[i:j] for i, j in zip([0, *cuts], [*cuts, len(text)], strict=True)]
     assert feed_all(StopStringJail(stops, include), pieces) == oracle(text, stops, include)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_self_overlapping_stops_match_the_oracle(seed):
+    """Stops over a two-letter alphabet overlap themselves: the automaton's fallbacks must hold."""
+    rng = random.Random(1000 + seed)
+    text = "".join(rng.choice("ab") for _ in range(rng.randint(0, 200)))
+    stops = ["".join(rng.choice("ab") for _ in range(rng.randint(1, 9))) for _ in range(4)]
+    include = rng.random() < 0.5
+    cuts = sorted(rng.sample(range(len(text) + 1), min(len(text) + 1, rng.randint(0, 60))))
+    pieces = [text[i:j] for i, j in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+    assert feed_all(StopStringJail(stops, include), pieces) == oracle(text, stops, include)
+
+
+def test_a_long_stop_string_costs_its_length_not_its_square():
+    """Issue 18 item 2: every prefix of every stop string was materialised (a 100 KB stop took
+    ~5 GB). Building and feeding a jail must stay linear in the stop string's length."""
+    import tracemalloc
+
+    stop = "x" * 20_000
+    tracemalloc.start()
+    try:
+        jail = StopStringJail([stop])
+        emitted, matched = jail.feed("x" * 19_999)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (emitted, matched) == ("", None) and len(jail.held) == 19_999
+    assert jail.feed("xy") == ("", stop)
+    assert peak < 2_000_000  # the prefixes alone were 200 MB
