@@ -85,6 +85,32 @@ def build_parser(prog: str = "dynamo-run") -> argparse.ArgumentParser:
     h = p.add_argument_group("serving")
     h.add_argument("--http-host", default="0.0.0.0", help="HTTP bind address (default 0.0.0.0)")
     h.add_argument("--http-port", type=int, default=8080, help="HTTP port (default 8080)")
+    s = p.add_argument_group("HTTP security and limits (in=http)")
+    s.add_argument(
+        "--api-key",
+        dest="api_keys",
+        action="append",
+        metavar="KEY",
+        help="require 'Authorization: Bearer KEY' on every route but /health, /live and "
+        "/metrics; repeat (or separate with commas) for several keys (default: $DYN_API_KEY)",
+    )
+    s.add_argument(
+        "--protect-metrics", action="store_true", help="require the API key on /metrics too"
+    )
+    s.add_argument("--tls-cert-path", metavar="PEM", help="serve HTTPS with this certificate")
+    s.add_argument("--tls-key-path", metavar="PEM", help="the private key of --tls-cert-path")
+    s.add_argument(
+        "--allowed-origins",
+        action="append",
+        metavar="ORIGIN",
+        help="allow browser requests (CORS) from these origins, '*' for any; repeatable or "
+        "comma-separated (default: CORS off)",
+    )
+    s.add_argument(
+        "--max-request-body-size",
+        metavar="SIZE",
+        help="largest request body, e.g. 512KiB, 8MiB (default 8MiB): 413 beyond",
+    )
     h.add_argument(
         "--router-mode",
         choices=["round-robin", "random", "kv"],
@@ -145,6 +171,11 @@ def parse_command_line(argv: list[str], prog: str = "dynamo-run") -> Invocation:
         raise UsageError("out= needs an engine name")
     if out is not None and out.startswith("dyn://"):
         out = "dyn"  # the old spelling of the discovering frontend
+    from dynamo.frontend.http.options import HttpOptions, check_http_only_flags
+
+    check_http_only_flags(args, inp)
+    if inp == "http":
+        HttpOptions.from_args(args)  # a bad value is a usage error now, not after the engine loads
     return Invocation(inp, out, args)
 
 

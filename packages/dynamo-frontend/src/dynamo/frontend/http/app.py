@@ -10,7 +10,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from dynamo.frontend.http.errors import error_body
+from dynamo.frontend.http.guards import add_guards
 from dynamo.frontend.http.metrics import FrontendMetrics
+from dynamo.frontend.http.options import HttpOptions
 from dynamo.frontend.http.serving import JSONResponse, OpenAIServing, error_response
 from dynamo.frontend.http.tokenizer_metrics import TokenizerCacheCollector
 from dynamo.frontend.model_manager import ModelManager
@@ -25,12 +27,14 @@ class AppState:
     metrics: FrontendMetrics = field(default_factory=FrontendMetrics)
     shutting_down: bool = False
     request_template: RequestTemplate | None = None
+    options: HttpOptions = field(default_factory=HttpOptions)
 
 
 def build_app(state: AppState | None = None) -> FastAPI:
     state = state or AppState()
     app = FastAPI(title="Dynamo-Py", description="OpenAI-compatible LLM serving", docs_url="/docs")
     app.state.dynamo = state
+    add_guards(app, state.options)
     serving = OpenAIServing(state.models, state.metrics, state.request_template)
     state.metrics.registry.register(TokenizerCacheCollector(state.models, state.metrics.prefix))
 

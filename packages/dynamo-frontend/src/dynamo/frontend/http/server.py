@@ -42,10 +42,13 @@ async def serve_http(
         http="httptools",
         timeout_graceful_shutdown=graceful_timeout,
         lifespan="off",
+        ssl_certfile=state.options.tls_cert_path,
+        ssl_keyfile=state.options.tls_key_path,
     )
     server = _Server(config, state)
     log.info(
-        "OpenAI-compatible HTTP server on http://%s:%d (models: %s)",
+        "OpenAI-compatible HTTP server on %s://%s:%d (models: %s)",
+        state.options.scheme,
         host,
         port,
         ", ".join(state.models.names()) or "none yet",
