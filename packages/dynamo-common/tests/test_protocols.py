@@ -90,3 +90,13 @@ def test_engine_output_accepts_upstream_shapes():
         {"token_ids": [1], "finish_reason": {"error": "boom"}, "future_field": 1}
     )
     assert FinishReason.parse(out.finish_reason) is FinishReason.ERROR
+
+
+def test_a_stop_string_longer_than_the_limit_is_refused():
+    """Issue 18 item 2: a 100 KB stop string was accepted (and took the server to ~5 GB)."""
+    from dynamo.llm.protocols.openai import MAX_STOP_LENGTH
+
+    ok = {"model": "m", "messages": MSG, "stop": ["x" * MAX_STOP_LENGTH]}
+    assert ChatCompletionRequest.model_validate(ok).stop == ["x" * MAX_STOP_LENGTH]
+    with pytest.raises(ValidationError, match="at most 1024 characters"):
+        ChatCompletionRequest.model_validate({**ok, "stop": ["x" * (MAX_STOP_LENGTH + 1)]})

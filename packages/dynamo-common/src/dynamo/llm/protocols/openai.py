@@ -11,6 +11,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+# The longest stop string a request may carry, in characters. The jail holding back a partial
+# match keeps up to this much text per token; vLLM and OpenAI set no such limit, but a stop
+# string longer than any answer only costs memory.
+MAX_STOP_LENGTH = 1024
+
 
 class _Lenient(BaseModel):
     """Unknown fields are kept, not rejected: OpenAI adds fields faster than anyone tracks them."""
@@ -87,6 +92,8 @@ class _CommonRequest(_Lenient):
         stops = [v] if isinstance(v, str) else v
         if len(stops) > 4:
             raise ValueError("at most 4 stop sequences are allowed")
+        if any(len(s) > MAX_STOP_LENGTH for s in stops):
+            raise ValueError(f"a stop sequence may be at most {MAX_STOP_LENGTH} characters long")
         return [s for s in stops if s]
 
     def ext(self, name: str) -> Any:
