@@ -56,3 +56,53 @@ def test_dyn_path_defaults(path, expected):
 def test_bad_dyn_path():
     with pytest.raises(UsageError):
         parse_dyn_path("dyn://a.b.c.d")
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--http-port", "99999"),
+        ("--http-port", "-1"),
+        ("--http-port", "http"),
+        ("--context-length", "-5"),
+        ("--context-length", "0"),
+        ("--kv-cache-block-size", "0"),
+        ("--batch-concurrency", "-3"),
+        ("--tensor-parallel-size", "0"),
+        ("--num-nodes", "0"),
+        ("--node-rank", "-1"),
+        ("--base-gpu-id", "-1"),
+        ("--migration-limit", "-1"),
+    ],
+)
+def test_out_of_range_numbers_are_one_usage_error(flag, value, capsys):
+    """Issue 18 item 12: these were accepted (port 99999 listened on 34463, logging 99999)."""
+    with pytest.raises(SystemExit) as exited:
+        parse_command_line(["in=http", "out=echo_core", flag, value])
+    assert exited.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and errors[0].startswith("dynamo-run: error: ") and flag in errors[0]
+
+
+def test_port_zero_and_the_top_port_are_ports():
+    assert parse_command_line(["in=http", "--http-port", "0"]).args.http_port == 0
+    assert parse_command_line(["in=http", "--http-port", "65535"]).args.http_port == 65535
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["in=http", "in=text", "out=echo_core"],
+        ["in=http", "out=echo_core", "out=echo_full"],
+    ],
+)
+def test_a_repeated_in_or_out_is_refused(argv):
+    """Issue 18 item 12: the second in= became the model path."""
+    with pytest.raises(UsageError, match="given twice"):
+        parse_command_line(argv)
+
+
+def test_an_empty_model_name_is_refused():
+    """Issue 18 item 12: --model-name "" silently became the engine's name."""
+    with pytest.raises(UsageError, match="--model-name"):
+        parse_command_line(["in=http", "out=echo_core", "--model-name", ""])

@@ -42,6 +42,33 @@ class UsageError(Exception):
     """A mistake in the command line: printed as one line, exit code 2."""
 
 
+def _int_at_least(low: int, what: str):
+    """An argparse `type` for integers of at least `low`: a bad value is one usage line."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{value}' is not a whole number") from None
+        if number < low:
+            raise argparse.ArgumentTypeError(f"{value} is not {what}")
+        return number
+
+    return parse
+
+
+positive_int = _int_at_least(1, "a positive number")
+non_negative_int = _int_at_least(0, "zero or more")
+
+
+def tcp_port(value: str) -> int:
+    """A TCP port, 0 (any free port) to 65535; the OS would otherwise wrap 99999 silently."""
+    port = non_negative_int(value)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port (0 to 65535)")
+    return port
+
+
 @dataclass
 class Invocation:
     """The parsed command line."""
@@ -65,10 +92,12 @@ def build_parser(prog: str = "dynamo-run") -> argparse.ArgumentParser:
     m.add_argument("--model-name", help="name to serve the model as (default: from the model path)")
     m.add_argument("--model-config", help="HF folder with tokenizer and template, for a GGUF file")
     m.add_argument(
-        "--context-length", type=int, help="max context in tokens (default: the model's)"
+        "--context-length", type=positive_int, help="max context in tokens (default: the model's)"
     )
     m.add_argument(
-        "--kv-cache-block-size", type=int, help="KV cache block size in tokens (default 16)"
+        "--kv-cache-block-size",
+        type=positive_int,
+        help="KV cache block size in tokens (default 16)",
     )
     m.add_argument("--extra-engine-args", help="engine options: a JSON file or inline JSON")
     m.add_argument(
@@ -76,15 +105,17 @@ def build_parser(prog: str = "dynamo-run") -> argparse.ArgumentParser:
     )
     g = p.add_argument_group("parallelism")
     g.add_argument(
-        "--tensor-parallel-size", type=int, help="GPUs to shard the model over (default 1)"
+        "--tensor-parallel-size", type=positive_int, help="GPUs to shard the model over (default 1)"
     )
-    g.add_argument("--base-gpu-id", type=int, help="first GPU to use (default 0)")
-    g.add_argument("--num-nodes", type=int, help="nodes in a multi-node engine (default 1)")
-    g.add_argument("--node-rank", type=int, help="this node's rank (default 0)")
+    g.add_argument("--base-gpu-id", type=non_negative_int, help="first GPU to use (default 0)")
+    g.add_argument(
+        "--num-nodes", type=positive_int, help="nodes in a multi-node engine (default 1)"
+    )
+    g.add_argument("--node-rank", type=non_negative_int, help="this node's rank (default 0)")
     g.add_argument("--leader-addr", help="leader node host:port for multi-node engines")
     h = p.add_argument_group("serving")
     h.add_argument("--http-host", default="0.0.0.0", help="HTTP bind address (default 0.0.0.0)")
-    h.add_argument("--http-port", type=int, default=8080, help="HTTP port (default 8080)")
+    h.add_argument("--http-port", type=tcp_port, default=8080, help="HTTP port (default 8080)")
     s = p.add_argument_group("HTTP security and limits (in=http)")
     s.add_argument(
         "--api-key",
@@ -119,7 +150,7 @@ def build_parser(prog: str = "dynamo-run") -> argparse.ArgumentParser:
     )
     h.add_argument(
         "--migration-limit",
-        type=int,
+        type=non_negative_int,
         default=None,
         help="times a stream whose worker is lost resumes on another worker: on a worker "
         "(in=dyn://) it goes on the model's card; on out=dyn it overrides the cards' (default 0)",
@@ -138,7 +169,7 @@ def build_parser(prog: str = "dynamo-run") -> argparse.ArgumentParser:
     )
     h.add_argument(
         "--batch-concurrency",
-        type=int,
+        type=positive_int,
         default=16,
         help="in=batch: prompts in flight at once (default 16)",
     )
@@ -152,14 +183,20 @@ def parse_command_line(argv: list[str], prog: str = "dynamo-run") -> Invocation:
     out: str | None = None
     rest: list[str] = []
     for a in argv:
-        if a.startswith("in=") and inp is None:
+        if a.startswith("in="):
+            if inp is not None:
+                raise UsageError(f"in= given twice ('in={inp}' and '{a}'): give one input")
             inp = a[3:]
-        elif a.startswith("out=") and out is None:
+        elif a.startswith("out="):
+            if out is not None:
+                raise UsageError(f"out= given twice ('out={out}' and '{a}'): give one engine")
             out = a[4:]
         else:
             rest.append(a)
     parser = build_parser(prog)
     args = parser.parse_args(rest)
+    if args.model_name is not None and not args.model_name.strip():
+        raise UsageError("--model-name must not be empty")
     if args.model and args.model_path and args.model != args.model_path:
         raise UsageError("give the model once: either positionally or with --model-path")
     args.model_path = args.model_path or args.model
