@@ -72,7 +72,12 @@ async def run_input(inv: Invocation, model, ignore_eos: bool) -> None:
     elif inv.input.startswith("batch:"):
         from dynamo.frontend.inputs.batch import run_batch
 
-        await run_batch(model, inv.input.removeprefix("batch:"), args.batch_concurrency)
+        await run_batch(
+            model,
+            inv.input.removeprefix("batch:"),
+            args.batch_concurrency,
+            ignore_eos=ignore_eos,
+        )
     else:
         raise UsageError(
             f"unknown input in={inv.input}: use text, stdin, http, batch:FILE or dyn://ns.comp.ep"

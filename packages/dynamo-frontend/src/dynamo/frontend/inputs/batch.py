@@ -1,8 +1,10 @@
 """`in=batch:FILE.jsonl`: answer every `{"text": ...}` line, writing `output.jsonl` beside it.
 
 Lines run concurrently (bounded by `--batch-concurrency`), results are written and flushed as
-each finishes so an interrupted run keeps what it did, and a bad line is reported with its line
-number while the others still run.
+each finishes so an interrupted run keeps what it did; each result says its input `line`, since
+they finish out of order. A bad line is reported with its line number while the others still
+run, and the run then exits non-zero. Nothing is written over: when `output.jsonl` exists (or is
+the input: a previous run's output is valid input) the results go to `output.1.jsonl`, and so on.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ log = logging.getLogger(__name__)
 
 class BatchFileError(InputError):
     """The batch file itself cannot be used (missing, unreadable)."""
+
+
+class BatchFailedError(InputError):
+    """Some lines failed: the run's exit code must say so, not only its log."""
 
 
 @dataclass
@@ -71,13 +77,24 @@ def read_prompts(path: Path) -> tuple[list[tuple[int, str]], int]:
     return prompts, bad
 
 
-async def _one(model: ServedModel, text: str) -> dict[str, Any]:
+def output_path(input_path: Path) -> Path:
+    """`output.jsonl` beside the input, or the first free `output.N.jsonl` when that exists."""
+    candidate = input_path.parent / "output.jsonl"
+    number = 0
+    while candidate.exists():
+        number += 1
+        candidate = input_path.parent / f"output.{number}.jsonl"
+    return candidate
+
+
+async def _one(model: ServedModel, number: int, text: str, ignore_eos: bool) -> dict[str, Any]:
     start = time.perf_counter()
     context = Context()
     parts: list[str] = []
     finish = None
     chunks = 0
-    async for delta in chat_turn(model, [{"role": "user", "content": text}], context):
+    messages = [{"role": "user", "content": text}]
+    async for delta in chat_turn(model, messages, context, ignore_eos=ignore_eos):
         parts.append(delta.text)
         chunks = delta.completion_tokens or chunks + (1 if delta.text else 0)
         finish = delta.finish_reason or finish
@@ -86,6 +103,7 @@ async def _one(model: ServedModel, text: str) -> dict[str, Any]:
     tokens_in = model.count_tokens(text) or len(text.split())
     tokens_out = model.count_tokens(response) if response else 0
     return {
+        "line": number,
         "text": text,
         "response": response,
         "tokens_in": tokens_in,
@@ -95,19 +113,25 @@ async def _one(model: ServedModel, text: str) -> dict[str, Any]:
     }
 
 
-async def run_batch(model: ServedModel, file: str, concurrency: int) -> BatchStats:
+async def run_batch(
+    model: ServedModel, file: str, concurrency: int, *, ignore_eos: bool = False
+) -> BatchStats:
+    """Run every line; raises `BatchFailedError` after the run when any line failed."""
     path = Path(file)
     prompts, bad = read_prompts(path)
-    out_path = path.parent / "output.jsonl"
+    out_path = output_path(path)
+    if out_path.name != "output.jsonl":
+        log.warning("%s exists: writing %s instead", out_path.with_name("output.jsonl"), out_path)
     stats = BatchStats(prompts=0, failed=bad)
     start = time.perf_counter()
     semaphore = asyncio.Semaphore(max(1, concurrency))
-    with out_path.open("wb") as out, tqdm(total=len(prompts), unit="prompt", desc="batch") as bar:
+    # "x": created here, never an existing file (another run may have taken the name since).
+    with out_path.open("xb") as out, tqdm(total=len(prompts), unit="prompt", desc="batch") as bar:
 
         async def run(number: int, text: str) -> None:
             async with semaphore:
                 try:
-                    record = await _one(model, text)
+                    record = await _one(model, number, text, ignore_eos)
                 except RequestError as e:
                     log.error("%s line %d: %s", path.name, number, e.message)
                     stats.failed += 1
@@ -121,6 +145,12 @@ async def run_batch(model: ServedModel, file: str, concurrency: int) -> BatchSta
         await asyncio.gather(*(run(n, t) for n, t in prompts))
     log.info("%s", stats.summary(time.perf_counter() - start))
     log.info("wrote %s", out_path)
+    if stats.failed:
+        total = stats.failed + stats.prompts
+        raise BatchFailedError(
+            f"{stats.failed} of {total} lines of {path.name} failed (see above); "
+            f"the others are in {out_path}"
+        )
     return stats
 
 
