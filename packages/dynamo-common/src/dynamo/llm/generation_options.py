@@ -59,17 +59,9 @@ class GenerationOptions:
         return self.temperature == 0.0
 
     def guided_kind(self) -> tuple[str, Any] | None:
-        """(`json`|`regex`|`choice`|`grammar`, value) of the guided-decoding constraint."""
-        if not self.guided_decoding:
-            return None
-        for kind in ("json", "regex", "choice", "grammar", "structural_tag"):
-            value = self.guided_decoding.get(kind)
-            if value is not None and value != []:
-                return kind, value
-        raise InvalidRequestError(
-            "guided_decoding names no constraint (json, regex, choice or grammar)",
-            param="guided_decoding",
-        )
+        """(`json`|`regex`|`choice`|`grammar`|`structural_tag`, value) of the guided-decoding
+        constraint, or None."""
+        return guided_constraint(self.guided_decoding) if self.guided_decoding else None
 
     @classmethod
     def from_request(
@@ -124,6 +116,18 @@ class GenerationOptions:
         )
 
 
+def guided_constraint(guided: Mapping[str, Any]) -> tuple[str, Any]:
+    """The one constraint of a `guided_decoding` object as (kind, value)."""
+    for kind in ("json", "regex", "choice", "grammar", "structural_tag"):
+        value = guided.get(kind)
+        if value is not None and value != []:
+            return kind, value
+    raise InvalidRequestError(
+        "guided_decoding names no constraint (json, regex, choice or grammar)",
+        param="guided_decoding",
+    )
+
+
 #: Fields an engine must opt into (`supports`); sampling options and output options by name.
 OPTIONAL_FIELDS = frozenset(
     {
@@ -161,4 +165,4 @@ def _refuse_unsupported(
             raise InvalidRequestError(f"'{key}' is not supported by this engine", param=key)
 
 
-__all__ = ["OPTIONAL_FIELDS", "GenerationOptions"]
+__all__ = ["OPTIONAL_FIELDS", "GenerationOptions", "guided_constraint"]

@@ -1,0 +1,37 @@
+"""The engine class without SGLang: how it plugs in, and the error when SGLang is missing."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+
+import pytest
+
+from dynamo.engines.sglang import SGLangEngine
+from dynamo.engines.sglang._engine import free_port_range
+from dynamo.llm import EngineConfig, EngineError, ModelType
+from dynamo.llm.engine import load_engine_class
+
+HAS_SGLANG = importlib.util.find_spec("sglang") is not None
+
+
+def test_entry_point_names_the_engine() -> None:
+    assert load_engine_class("sglang") is SGLangEngine
+    assert SGLangEngine.model_type is ModelType.Backend
+    assert SGLangEngine.distribution == "dynamo-engine-sglang"
+    assert {"tensor_parallel_size", "num_nodes", "node_rank", "leader_addr", "base_gpu_id"} <= (
+        SGLangEngine.accepted_flags
+    )
+
+
+@pytest.mark.skipif(HAS_SGLANG, reason="SGLang is installed here")
+async def test_without_sglang_start_says_what_to_install() -> None:
+    with pytest.raises(EngineError, match="pip install dynamo-engine-sglang"):
+        await SGLangEngine.start(EngineConfig(model_name="m", model_path="/nowhere"))
+
+
+def test_free_port_range_is_free() -> None:
+    base = free_port_range(3)
+    for port in range(base, base + 3):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))
