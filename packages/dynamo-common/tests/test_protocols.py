@@ -11,11 +11,57 @@ from dynamo.llm.protocols import (
 )
 
 
-def test_unknown_fields_are_kept_not_rejected():
+MSG = [{"role": "user", "content": "x"}]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"model": "m", "messages": MSG, "brand_new_openai_field": 1},
+        {"model": "m", "messages": MSG, "nvext": {"not_an_nvext_field": 1}},
+        {"model": "m", "messages": MSG, "stream_options": {"include_usage": True, "x": 1}},
+        {
+            "model": "m",
+            "messages": MSG,
+            "tools": [{"type": "function", "function": {"name": "f"}, "x": 1}],
+        },
+    ],
+)
+def test_unknown_fields_are_refused(body):
+    with pytest.raises(ValidationError) as e:
+        ChatCompletionRequest.model_validate(body)
+    assert e.value.errors()[0]["type"] == "extra_forbidden"
+
+
+def test_completion_unknown_fields_are_refused():
+    with pytest.raises(ValidationError):
+        CompletionRequest.model_validate({"model": "m", "prompt": "x", "messages": MSG})
+
+
+def test_descriptive_fields_are_accepted():
     req = ChatCompletionRequest.model_validate(
-        {"model": "m", "messages": [{"role": "user", "content": "x"}], "brand_new_openai_field": 1}
+        {
+            "model": "m",
+            "messages": MSG,
+            "user": "u1",
+            "metadata": {"k": "v"},
+            "service_tier": "auto",
+            "store": False,
+            "prompt_cache_key": "abc",
+            "safety_identifier": "s",
+        }
     )
-    assert req.model_extra == {"brand_new_openai_field": 1}
+    assert req.user == "u1"
+
+
+def test_message_extra_keys_reach_the_template():
+    req = ChatCompletionRequest.model_validate(
+        {
+            "model": "m",
+            "messages": [{"role": "assistant", "content": "x", "reasoning_content": "r"}],
+        }
+    )
+    assert req.messages[0].model_extra == {"reasoning_content": "r"}
 
 
 @pytest.mark.parametrize(
@@ -23,13 +69,22 @@ def test_unknown_fields_are_kept_not_rejected():
     [
         {"model": "m", "messages": []},
         {"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": 3},
-        {"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 2},
+        {"model": "m", "messages": MSG, "n": 0},
+        {"model": "m", "messages": MSG, "n": 1000},
+        {"model": "m", "messages": MSG, "stop": [str(i) for i in range(33)]},
+        {"messages": MSG},
+        {"model": "m", "messages": MSG, "top_logprobs": 2},
+        {"model": "m", "messages": MSG, "logprobs": True, "top_logprobs": 21},
+        {"model": "m", "messages": MSG, "logit_bias": {"5": 101}},
+        {"model": "m", "messages": MSG, "response_format": {"type": "json_schema"}},
+        {"model": "m", "messages": MSG, "response_format": {"type": "yaml"}},
+        {"model": "m", "messages": MSG, "tool_choice": "required"},
         {
             "model": "m",
-            "messages": [{"role": "user", "content": "x"}],
-            "stop": ["a", "b", "c", "d", "e"],
+            "messages": MSG,
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+            "tool_choice": {"type": "function", "function": {"name": "g"}},
         },
-        {"messages": [{"role": "user", "content": "x"}]},
     ],
 )
 def test_invalid_requests(bad):
@@ -64,11 +119,42 @@ def test_multipart_content_text():
     assert req.messages[0].text() == "ab"
 
 
+def test_up_to_32_stop_strings():
+    stops = [str(i) for i in range(32)]
+    assert (
+        ChatCompletionRequest.model_validate({"model": "m", "messages": MSG, "stop": stops}).stop
+        == stops
+    )
+
+
 def test_completion_prompt_forms():
     assert CompletionRequest(model="m", prompt=["only"]).single_prompt() == "only"
     assert CompletionRequest(model="m", prompt=[[1, 2]]).single_prompt() == [1, 2]
-    with pytest.raises(ValidationError, match="batched"):
-        CompletionRequest(model="m", prompt=["a", "b"])
+    assert CompletionRequest(model="m", prompt=[1, 2]).prompts() == [[1, 2]]
+    assert CompletionRequest(model="m", prompt=["a", "b"]).prompts() == ["a", "b"]
+    assert CompletionRequest(model="m", prompt=[[1], [2, 3]]).prompts() == [[1], [2, 3]]
+    with pytest.raises(ValidationError):
+        CompletionRequest(model="m", prompt=[])
+
+
+def test_completions_default_max_tokens_is_openais_16():
+    assert CompletionRequest(model="m", prompt="x").requested_max_tokens == 16
+    assert CompletionRequest(model="m", prompt="x", max_tokens=3).requested_max_tokens == 3
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"best_of": 1, "n": 2},
+        {"best_of": 3, "stream": True},
+        {"prompt": [[]]},
+        {"n": 100, "prompt": ["a", "b"]},
+        {"logprobs": 21},
+    ],
+)
+def test_invalid_completion_requests(bad):
+    with pytest.raises(ValidationError):
+        CompletionRequest.model_validate({"model": "m", "prompt": "x", **bad})
 
 
 @pytest.mark.parametrize(

@@ -88,6 +88,21 @@ def parse_features(values: Iterable[str] | None) -> frozenset[Feature]:
     return frozenset(Feature(v) for v in values if v in known)
 
 
+def declare(card: Any, features: Iterable[Feature], engine: str | None = None) -> None:
+    """Write an engine's features into its model card (`features`), whence they travel to remote
+    frontends, and its `out=` name (for error messages) into the card's `runtime_config`."""
+    card.features = sorted(f.value for f in features)
+    if engine is not None:
+        card.runtime_config["engine"] = engine
+
+
+def engine_features(engine_cls: Any, engine: Any = None) -> frozenset[Feature]:
+    """What an engine declares: its instance's `features`, else its class's, else undeclared."""
+    return frozenset(
+        getattr(engine, "features", None) or getattr(engine_cls, "features", UNDECLARED)
+    )
+
+
 def guided_feature(kind: str) -> Feature:
     """The feature a guided-decoding kind (`json`, `regex`, `choice`, `grammar`) needs."""
     return Feature(f"guided_{kind}")
@@ -128,6 +143,8 @@ __all__ = [
     "UNDECLARED",
     "Feature",
     "check_features",
+    "declare",
+    "engine_features",
     "guided_feature",
     "missing_features",
     "parse_features",

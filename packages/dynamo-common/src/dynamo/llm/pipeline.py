@@ -8,20 +8,27 @@ which, and that is the point.
 
 from __future__ import annotations
 
-import abc
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from dynamo.llm.decoder import Decoder
 from dynamo.llm.errors import EngineFailedError, InvalidRequestError
+from dynamo.llm.fanout import Choice, child_context, merge_choices
+from dynamo.llm.features import Feature, check_features, parse_features
+from dynamo.llm.logprobs import TokenTexts, from_engine
 from dynamo.llm.model_card import ModelDeploymentCard
 from dynamo.llm.model_type import ModelType
+from dynamo.llm.postprocess import OutputParsers, check_tools, parse_chat_stream, parsers_for
 from dynamo.llm.preprocessor import OpenAIPreprocessor
 from dynamo.llm.protocols.openai import ChatCompletionRequest, CompletionRequest
 from dynamo.llm.protocols.wire import FinishReason
+from dynamo.llm.requirements import needed_features, refuse_unsupported
+from dynamo.llm.stream_delta import StreamDelta
 from dynamo.runtime.context import Context
+
+__all__ = ["AsyncEngine", "BackendModel", "OpenAIEngineModel", "ServedModel", "StreamDelta"]
 
 
 class AsyncEngine(Protocol):
@@ -32,41 +39,183 @@ class AsyncEngine(Protocol):
     ) -> AsyncIterator[dict[str, Any]]: ...
 
 
-@dataclass(slots=True)
-class StreamDelta:
-    """A piece of the answer: new text, and on the last piece the OpenAI finish reason."""
+class ServedModel:
+    """A model as the inputs see it: a name, and chat/completion streams of `StreamDelta`.
 
-    text: str
-    finish_reason: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    #: The stop string or stop token id that ended the answer (vLLM's `stop_reason`).
-    stop_reason: str | int | None = None
+    `chat` and `completion` check the request against what the model can do (fields no engine
+    honours, features its engine does not declare, tools without a parser: each a 400 naming the
+    field), fan `n`, `best_of` and lists of prompts out into one engine request per choice, and
+    split reasoning and tool calls out of chat answers. Subclasses stream one choice
+    (`_chat_one`, `_completion_one`).
+    """
 
-
-class ServedModel(abc.ABC):
-    """A model as the inputs see it: a name, and chat/completion streams of `StreamDelta`."""
-
-    def __init__(self, name: str, card: ModelDeploymentCard | None, model_type: ModelType):
+    def __init__(
+        self,
+        name: str,
+        card: ModelDeploymentCard | None,
+        model_type: ModelType,
+        features: frozenset[Feature] | None = None,
+        parsers: OutputParsers | None = None,
+    ):
         self.name = name
         self.card = card
         self.model_type = model_type
+        if features is None:
+            features = parse_features(card.features if card is not None else None)
+        self.features = features
+        self.parsers = parsers if parsers is not None else parsers_for(card)
 
-    @abc.abstractmethod
     def chat(self, request: ChatCompletionRequest, context: Context) -> AsyncIterator[StreamDelta]:
-        """Stream the answer to a chat request."""
+        """Stream the answer to a chat request (its choices interleaved, by `index`)."""
+        self._check(request)
+        check_tools(request, self.parsers)
 
-    @abc.abstractmethod
+        def one(req: ChatCompletionRequest, ctx: Context) -> AsyncIterator[StreamDelta]:
+            return parse_chat_stream(self._chat_one(req, ctx), req, self.parsers, self.count_tokens)
+
+        n = request.choices_per_prompt
+        if n == 1:
+            return one(request, context)
+        subs = [(i, 0, _for_choice(request, i, {})) for i in range(n)]
+        return _fan_out(subs, one, context)
+
     def completion(
         self, request: CompletionRequest, context: Context
     ) -> AsyncIterator[StreamDelta]:
-        """Stream the answer to a completions request."""
+        """Stream the answer to a completions request: `n` choices per prompt, prompt-major."""
+        self._check(request)
+        prompts = request.prompts()
+        n = request.choices_per_prompt
+        best_of = request.best_of or n
+        if len(prompts) == 1 and best_of == 1:
+            return self._echoed(request, context)
+        if best_of > n:
+            return self._best_of(request, prompts, n, best_of, context)
+        subs = [
+            (p * n + j, p, _for_choice(request, j, {"prompt": prompt}))
+            for p, prompt in enumerate(prompts)
+            for j in range(n)
+        ]
+        return _fan_out(subs, self._echoed, context)
+
+    def _check(self, request: ChatCompletionRequest | CompletionRequest) -> None:
+        refuse_unsupported(request)
+        engine = self.card.runtime_config.get("engine") if self.card is not None else None
+        check_features(needed_features(request), self.features, self.name, engine)
+
+    def _echoed(self, request: CompletionRequest, context: Context) -> AsyncIterator[StreamDelta]:
+        stream = self._completion_one(request, context)
+        return _echo(stream, self._prompt_text(request)) if request.echo else stream
+
+    def _prompt_text(self, request: CompletionRequest) -> str:
+        prompt = request.single_prompt()
+        if isinstance(prompt, str):
+            return prompt
+        if self.card is None or not self.card.has_tokenizer():
+            return ""
+        return self.card.tokenizer().decode(list(prompt), skip_special_tokens=False)
+
+    async def _best_of(
+        self,
+        request: CompletionRequest,
+        prompts: list[str | list[int]],
+        n: int,
+        best_of: int,
+        context: Context,
+    ) -> AsyncIterator[StreamDelta]:
+        """`best_of` candidates per prompt; the `n` with the highest total log probability are
+        returned (not streamable: the best are known only at the end)."""
+        keep_logprobs = request.logprobs is not None
+        update = {"logprobs": request.logprobs or 0, "best_of": None}
+        subs = [
+            (p * best_of + j, p, _for_choice(request, j, {"prompt": prompt, **update}))
+            for p, prompt in enumerate(prompts)
+            for j in range(best_of)
+        ]
+        per_choice: dict[int, list[StreamDelta]] = {}
+        last: StreamDelta | None = None
+        async for delta in _fan_out(subs, self._echoed, context):
+            per_choice.setdefault(delta.index, []).append(delta)
+            last = delta
+        if last is None:
+            return
+        for p in range(len(prompts)):
+            candidates = [per_choice.get(p * best_of + j, []) for j in range(best_of)]
+            ranked = sorted(candidates, key=_total_logprob, reverse=True)[:n]
+            for rank, deltas in enumerate(ranked):
+                for d in deltas:
+                    yield dataclasses.replace(
+                        d,
+                        index=p * n + rank,
+                        logprobs=d.logprobs if keep_logprobs else None,
+                        prompt_tokens=last.prompt_tokens,
+                        completion_tokens=last.completion_tokens,
+                    )
+
+    def _chat_one(
+        self, request: ChatCompletionRequest, context: Context
+    ) -> AsyncIterator[StreamDelta]:
+        """Stream one choice of a chat answer (models that chat override this)."""
+        raise InvalidRequestError(f"model '{self.name}' does not serve chat completions")
+
+    def _completion_one(
+        self, request: CompletionRequest, context: Context
+    ) -> AsyncIterator[StreamDelta]:
+        """Stream one choice of a completion of the request's first prompt."""
+        raise InvalidRequestError(f"model '{self.name}' does not serve completions")
 
     def count_tokens(self, text: str) -> int:
         """Tokens in `text` with this model's tokenizer (0 when it has none)."""
         if self.card is None or not self.card.has_tokenizer():
             return 0
         return len(self.card.tokenizer().encode(text, add_special_tokens=False).ids)
+
+
+Req = TypeVar("Req", ChatCompletionRequest, CompletionRequest)
+
+
+def _for_choice(request: Req, i: int, update: dict[str, Any]) -> Req:
+    """Choice `i`'s own request: one choice, and its own seed so the choices differ."""
+    update = {"n": None, **update}
+    if request.seed is not None:
+        update["seed"] = request.seed + i
+    return request.model_copy(update=update)
+
+
+def _fan_out(
+    subs: list[tuple[int, int, Req]],
+    one: Callable[[Req, Context], AsyncIterator[StreamDelta]],
+    context: Context,
+) -> AsyncIterator[StreamDelta]:
+    async def run() -> AsyncIterator[StreamDelta]:
+        watchers = []
+        choices = []
+        for index, prompt, req in subs:
+            ctx, watcher = child_context(context, index)
+            watchers.append(watcher)
+            choices.append(Choice(index, prompt, partial(one, req, ctx)))
+        try:
+            async for delta in merge_choices(choices):
+                yield delta
+        finally:
+            for w in watchers:
+                w.cancel()
+
+    return run()
+
+
+def _total_logprob(deltas: list[StreamDelta]) -> float:
+    return sum(e.logprob for d in deltas for e in d.logprobs or ())
+
+
+async def _echo(stream: AsyncIterator[StreamDelta], prompt: str) -> AsyncIterator[StreamDelta]:
+    """Completions `echo`: the prompt's text ahead of the answer."""
+    first = True
+    async for delta in stream:
+        if first:
+            first = False
+            delta = dataclasses.replace(delta, text=prompt + delta.text)
+        yield delta
 
 
 def _engine_error(out: dict[str, Any]) -> str | None:
@@ -84,16 +233,26 @@ def _engine_error(out: dict[str, Any]) -> str | None:
 class BackendModel(ServedModel):
     """A Backend engine behind Dynamo's own preprocessing and detokenization."""
 
-    def __init__(self, name: str, card: ModelDeploymentCard, engine: AsyncEngine):
-        super().__init__(name, card, ModelType.Backend)
+    def __init__(
+        self,
+        name: str,
+        card: ModelDeploymentCard,
+        engine: AsyncEngine,
+        features: frozenset[Feature] | None = None,
+        parsers: OutputParsers | None = None,
+    ):
+        super().__init__(name, card, ModelType.Backend, features, parsers)
         self.engine = engine
         self.preprocessor = OpenAIPreprocessor(card)
         self.tokenizer = self.preprocessor.tokenizer
+        self._texts: TokenTexts | None = None
 
-    def chat(self, request: ChatCompletionRequest, context: Context) -> AsyncIterator[StreamDelta]:
+    def _chat_one(
+        self, request: ChatCompletionRequest, context: Context
+    ) -> AsyncIterator[StreamDelta]:
         return self._run(partial(self.preprocessor.preprocess_chat_async, request), context)
 
-    def completion(
+    def _completion_one(
         self, request: CompletionRequest, context: Context
     ) -> AsyncIterator[StreamDelta]:
         return self._run(partial(self.preprocessor.preprocess_completion_async, request), context)
@@ -107,6 +266,10 @@ class BackendModel(ServedModel):
         preq = await preprocess()
         prompt_tokens = len(preq["token_ids"])
         decoder = Decoder.from_request(self.tokenizer, preq)
+        output_options = preq.get("output_options") or {}
+        texts = self._token_texts() if output_options.get("logprobs") is not None else None
+        as_ids = bool(output_options.get("return_tokens_as_token_ids"))
+        cached: int | None = None
         stream = self.engine.generate(preq, context)
         engine_reason: FinishReason | None = None
         try:
@@ -114,9 +277,17 @@ class BackendModel(ServedModel):
                 error = _engine_error(out)
                 if error is not None:
                     raise EngineFailedError(error)
+                cached = _cached_tokens(out, cached)
                 token_ids = out.get("token_ids")
                 if token_ids:
+                    before = decoder.completion_tokens
                     result = decoder.step(token_ids)
+                    logprobs = None
+                    if texts is not None:
+                        used = decoder.completion_tokens - before
+                        if result.finish_reason is FinishReason.EOS:
+                            used -= 1  # the hidden EOS is not part of the answer
+                        logprobs = from_engine(out, used, texts, as_ids)
                     if result.finish_reason is not None:
                         # A local stop (stop string, EOS, length): tell the engine to stop.
                         context.stop_generating()
@@ -126,11 +297,18 @@ class BackendModel(ServedModel):
                             prompt_tokens,
                             decoder.completion_tokens,
                             result.stop_reason,
+                            logprobs=logprobs,
+                            cached_tokens=cached,
                         )
                         return
-                    if result.text:
+                    if result.text or logprobs:
                         yield StreamDelta(
-                            result.text, None, prompt_tokens, decoder.completion_tokens
+                            result.text,
+                            None,
+                            prompt_tokens,
+                            decoder.completion_tokens,
+                            logprobs=logprobs,
+                            cached_tokens=cached,
                         )
                 reason = out.get("finish_reason")
                 if reason is not None:
@@ -141,7 +319,28 @@ class BackendModel(ServedModel):
         if context.is_killed():
             return
         reason_text = (engine_reason or FinishReason.STOP).to_openai()
-        yield StreamDelta(decoder.finish(), reason_text, prompt_tokens, decoder.completion_tokens)
+        yield StreamDelta(
+            decoder.finish(),
+            reason_text,
+            prompt_tokens,
+            decoder.completion_tokens,
+            cached_tokens=cached,
+        )
+
+    def _token_texts(self) -> TokenTexts:
+        if self._texts is None:
+            self._texts = TokenTexts(self.tokenizer)
+        return self._texts
+
+
+def _cached_tokens(out: dict[str, Any], current: int | None) -> int | None:
+    """`completion_usage.prompt_tokens_details.cached_tokens` of an engine delta, if it has it."""
+    usage = out.get("completion_usage")
+    if not usage:
+        return current
+    details = usage.get("prompt_tokens_details") or {}
+    cached = details.get("cached_tokens")
+    return current if cached is None else int(cached)
 
 
 class OpenAIEngineModel(ServedModel):
@@ -153,9 +352,15 @@ class OpenAIEngineModel(ServedModel):
         card: ModelDeploymentCard | None,
         engine: AsyncEngine,
         serves: frozenset[ModelType],
+        features: frozenset[Feature] | None = None,
+        parsers: OutputParsers | None = None,
     ):
         super().__init__(
-            name, card, ModelType.Chat if ModelType.Chat in serves else ModelType.Completion
+            name,
+            card,
+            ModelType.Chat if ModelType.Chat in serves else ModelType.Completion,
+            features,
+            parsers,
         )
         self.engine = engine
         self.serves = serves
@@ -163,17 +368,30 @@ class OpenAIEngineModel(ServedModel):
     def chat(self, request: ChatCompletionRequest, context: Context) -> AsyncIterator[StreamDelta]:
         if ModelType.Chat not in self.serves:
             raise InvalidRequestError(f"model '{self.name}' does not serve chat completions")
-        prompt = "".join(m.text() for m in request.messages)
-        return self._run(request.model_dump(exclude_none=True), prompt, "delta", context)
+        return super().chat(request, context)
 
     def completion(
         self, request: CompletionRequest, context: Context
     ) -> AsyncIterator[StreamDelta]:
         if ModelType.Completion not in self.serves:
             raise InvalidRequestError(f"model '{self.name}' does not serve completions")
+        return super().completion(request, context)
+
+    def _chat_one(
+        self, request: ChatCompletionRequest, context: Context
+    ) -> AsyncIterator[StreamDelta]:
+        prompt = "".join(m.text() for m in request.messages)
+        body = request.model_dump(exclude_none=True, by_alias=True)
+        return self._run(body, prompt, "delta", context)
+
+    def _completion_one(
+        self, request: CompletionRequest, context: Context
+    ) -> AsyncIterator[StreamDelta]:
         prompt = request.single_prompt()
         text = prompt if isinstance(prompt, str) else ""
-        return self._run(request.model_dump(exclude_none=True), text, "text", context)
+        body = request.model_dump(exclude_none=True, by_alias=True)
+        body["prompt"] = prompt
+        return self._run(body, text, "text", context)
 
     async def _run(
         self, body: dict[str, Any], prompt: str, field: str, context: Context

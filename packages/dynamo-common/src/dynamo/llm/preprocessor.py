@@ -14,6 +14,7 @@ from dynamo.llm.chat_template import PromptFormatter, TemplateError
 from dynamo.llm.errors import ContextLengthExceededError, InvalidRequestError
 from dynamo.llm.model_card import ModelDeploymentCard
 from dynamo.llm.protocols.openai import ChatCompletionRequest, CompletionRequest, _CommonRequest
+from dynamo.llm.requirements import guided_decoding
 from dynamo.llm.tokenizer_cache import SegmentedEncoder
 
 #: Prompts at least this long (characters; about 2k tokens, 3 ms of tokenizing) are tokenized in
@@ -136,6 +137,7 @@ class OpenAIPreprocessor:
         stop_conditions: dict[str, Any] = {
             "max_tokens": max_tokens,
             "stop": request.stop,
+            "stop_token_ids": request.stop_token_ids,
             "min_tokens": request.ext("min_tokens"),
             "ignore_eos": ignore_eos,
         }
@@ -145,11 +147,34 @@ class OpenAIPreprocessor:
         if request.ext("max_thinking_tokens") is not None:
             stop_conditions["max_thinking_tokens"] = request.ext("max_thinking_tokens")
 
+        sampling = self._sampling(request)
+        output = {
+            "logprobs": _logprobs(request),
+            "prompt_logprobs": getattr(request, "prompt_logprobs", None),
+            "skip_special_tokens": request.skip_special_tokens,
+        }
+        if isinstance(request, CompletionRequest) and request.echo and request.logprobs is not None:
+            output["prompt_logprobs"] = request.logprobs
+        out: dict[str, Any] = {
+            "model": request.model,
+            "token_ids": token_ids,
+            "stop_conditions": {k: v for k, v in stop_conditions.items() if v is not None},
+            "sampling_options": {k: v for k, v in sampling.items() if v is not None},
+            "output_options": {k: v for k, v in output.items() if v is not None},
+            "eos_token_ids": eos,
+            "annotations": list(request.ext("annotations") or []),
+        }
+        if request.nvext is not None and request.nvext.backend_instance_id is not None:
+            out["backend_instance_id"] = request.nvext.backend_instance_id
+        return out
+
+    def _sampling(self, request: _CommonRequest) -> dict[str, Any]:
+        """`sampling_options`: the request's, else the model's generation_config.json defaults
+        (as vLLM applies them). `n` stays unset: the pipeline fans choices out itself."""
         temperature = request.temperature
         if request.nvext is not None and request.nvext.greed_sampling:
             temperature = 0.0
-        sampling = {
-            "n": request.n,
+        sampling: dict[str, Any] = {
             "temperature": temperature,
             "top_p": request.top_p,
             "top_k": request.ext("top_k"),
@@ -159,16 +184,22 @@ class OpenAIPreprocessor:
             "frequency_penalty": request.frequency_penalty,
             "seed": request.seed,
             "include_stop_str_in_output": request.ext("include_stop_str_in_output"),
+            "logit_bias": request.logit_bias or None,
+            "guided_decoding": guided_decoding(request),
         }
-        out: dict[str, Any] = {
-            "model": request.model,
-            "token_ids": token_ids,
-            "stop_conditions": {k: v for k, v in stop_conditions.items() if v is not None},
-            "sampling_options": {k: v for k, v in sampling.items() if v is not None},
-            "output_options": {},
-            "eos_token_ids": eos,
-            "annotations": list(request.ext("annotations") or []),
-        }
-        if request.nvext is not None and request.nvext.backend_instance_id is not None:
-            out["backend_instance_id"] = request.nvext.backend_instance_id
-        return out
+        defaults = self.card.gen_config or {}
+        for name in _GENERATION_CONFIG_DEFAULTS:
+            if sampling[name] is None and isinstance(defaults.get(name), int | float):
+                sampling[name] = defaults[name]
+        return sampling
+
+
+#: Sampling fields a model's generation_config.json may give defaults for.
+_GENERATION_CONFIG_DEFAULTS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
+
+
+def _logprobs(request: _CommonRequest) -> int | None:
+    """`output_options.logprobs`: top alternatives per token (0: the sampled one only)."""
+    if isinstance(request, ChatCompletionRequest):
+        return (request.top_logprobs or 0) if request.logprobs else None
+    return getattr(request, "logprobs", None)

@@ -16,6 +16,7 @@ from dynamo.llm.discovery import DiscoveredModel, ModelWatcher
 from dynamo.llm.migration import Migration
 from dynamo.llm.model_type import ModelType
 from dynamo.llm.pipeline import BackendModel, OpenAIEngineModel, ServedModel
+from dynamo.llm.postprocess import OutputParsers, parsers_for
 from dynamo.llm.router_engine import RouterEngine
 from dynamo.runtime import DistributedRuntime
 
@@ -27,6 +28,7 @@ def served_from_discovery(
     engine: RouterEngine,
     migration_limit: int | None = None,
     on_migrate: Callable[[str], None] | None = None,
+    parsers: OutputParsers | None = None,
 ) -> ServedModel:
     """The model as the HTTP layer serves it. Token-level (Backend) models get request migration:
     `migration_limit` (the frontend's `--migration-limit`) or else the worker's card's."""
@@ -34,12 +36,14 @@ def served_from_discovery(
         limit = model.card.migration_limit if migration_limit is None else migration_limit
         if limit > 0:
             hook = None if on_migrate is None else (lambda: on_migrate(model.name))
-            return BackendModel(model.name, model.card, Migration(engine, limit, hook))
-        return BackendModel(model.name, model.card, engine)
+            return BackendModel(
+                model.name, model.card, Migration(engine, limit, hook), parsers=parsers
+            )
+        return BackendModel(model.name, model.card, engine, parsers=parsers)
     serves = frozenset({model.model_type})
     if model.model_type is ModelType.Chat:
         serves |= {ModelType.Completion}  # Chat workers (echo_full, upstream's) take both
-    return OpenAIEngineModel(model.name, model.card, engine, serves)
+    return OpenAIEngineModel(model.name, model.card, engine, serves, parsers=parsers)
 
 
 async def router_for(
@@ -66,7 +70,13 @@ async def watch_models(
 ) -> ModelWatcher:
     async def added(model: DiscoveredModel) -> None:
         engine = await router_for(runtime, model, args)
-        models.add(served_from_discovery(model, engine, args.migration_limit, on_migrate))
+        # The frontend's parser flags win over the ones the worker published on its card.
+        parsers = parsers_for(
+            model.card,
+            getattr(args, "tool_call_parser", None),
+            getattr(args, "reasoning_parser", None),
+        )
+        models.add(served_from_discovery(model, engine, args.migration_limit, on_migrate, parsers))
 
     async def removed(name: str) -> None:
         models.remove(name)

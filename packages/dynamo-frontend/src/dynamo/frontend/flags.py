@@ -6,6 +6,8 @@ import argparse
 import sys
 from dataclasses import dataclass
 
+from dynamo.llm.parsers import REASONING_PARSERS, TOOL_CALL_PARSERS
+
 USAGE = "dynamo-run [in=INPUT] [out=ENGINE] [MODEL] [flags]"
 
 DESCRIPTION = """\
@@ -91,6 +93,18 @@ def build_parser(prog: str = "dynamo-run") -> argparse.ArgumentParser:
     m.add_argument("--model-path", help="same as the positional MODEL")
     m.add_argument("--model-name", help="name to serve the model as (default: from the model path)")
     m.add_argument("--model-config", help="HF folder with tokenizer and template, for a GGUF file")
+    m.add_argument(
+        "--tool-call-parser",
+        choices=sorted(TOOL_CALL_PARSERS),
+        help="how the model writes tool calls, to return them as tool_calls (default: from the "
+        "chat template's markup where it is unambiguous; without one, requests with tools get a "
+        "400)",
+    )
+    m.add_argument(
+        "--reasoning-parser",
+        choices=sorted(REASONING_PARSERS),
+        help="split <think> reasoning out of chat answers into reasoning_content",
+    )
     m.add_argument(
         "--context-length", type=positive_int, help="max context in tokens (default: the model's)"
     )

@@ -13,10 +13,12 @@ import orjson
 from dynamo.frontend.default_model import DEFAULT_MODEL_PACKAGE, embedded_default_model
 from dynamo.frontend.flags import UsageError
 from dynamo.llm.engine import Engine, EngineConfig, load_engine_class
+from dynamo.llm.features import declare, engine_features
 from dynamo.llm.model_card import ModelDeploymentCard, load_card
 from dynamo.llm.model_source import default_model_name
 from dynamo.llm.model_type import ModelType
 from dynamo.llm.pipeline import BackendModel, OpenAIEngineModel, ServedModel
+from dynamo.llm.postprocess import parsers_for
 
 log = logging.getLogger(__name__)
 
@@ -125,13 +127,23 @@ async def start_engine(
     config = engine_config(args, name, card)
     config.endpoint = endpoint
     engine = await cls.start(config)
+    if card is not None:
+        # What the engine honours, and the output parsers chosen on this command line, travel
+        # with the card: to the in-process frontend, and to remote ones under in=dyn://.
+        declare(card, engine_features(cls, engine), engine_name)
+        for flag in ("tool_call_parser", "reasoning_parser"):
+            if getattr(args, flag, None):
+                card.runtime_config[flag] = getattr(args, flag)
     return cls, engine, card, name
 
 
 def served_model(
     cls: type[Engine], engine: Engine, card: ModelDeploymentCard | None, name: str
 ) -> ServedModel:
+    features = engine_features(cls, engine)
+    parsers = parsers_for(card)
     if cls.model_type is ModelType.Backend:
         assert card is not None, "a Backend engine always has a model card"
-        return BackendModel(name, card, engine)
-    return OpenAIEngineModel(name, card, engine, frozenset({cls.model_type}) | cls.also_serves)
+        return BackendModel(name, card, engine, features, parsers)
+    serves = frozenset({cls.model_type}) | cls.also_serves
+    return OpenAIEngineModel(name, card, engine, serves, features, parsers)

@@ -1,8 +1,15 @@
 """OpenAI chat and completions request models, with Dynamo's `nvext` and root-level extensions.
 
-Requests are validated with pydantic (clients send all sorts of things). Responses and stream
-chunks are built as dicts by `dynamo.llm.protocols.chunks` so the per-token path stays cheap; the
-response models below document and test those shapes.
+Nothing a client sends is silently ignored. Every field below is honoured, accepted because it
+only describes the request (`user`, `metadata`, `store: false`, ...: see `DESCRIPTIVE`), or
+refused with a 400 naming it. A field OpenAI does not define is a 400 too (`extra="forbid"`),
+except in the documented extension namespaces: `nvext`, upstream Dynamo's root-level `CommonExt`
+fields, and the vLLM sampling extras implemented here (`top_k`, `min_p`, `repetition_penalty`,
+`stop_token_ids`, `skip_special_tokens`, `guided_*`, ...). Chat messages stay open: their extra
+keys go to the chat template, which is where a model reads them.
+
+Responses and stream chunks are built as dicts (the per-token path stays cheap); the response
+models in `dynamo.llm.protocols.responses` document those shapes for the OpenAPI schema.
 """
 
 from __future__ import annotations
@@ -16,35 +23,56 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 # string longer than any answer only costs memory.
 MAX_STOP_LENGTH = 1024
 
+#: Upstream's limit on stop strings (OpenAI's is 4).
+MAX_STOP_STRINGS = 32
+#: OpenAI's default `max_tokens` for legacy completions.
+COMPLETIONS_DEFAULT_MAX_TOKENS = 16
+#: The most choices one request may ask for (`n`, `best_of`), a guard against fan-out abuse.
+MAX_CHOICES = 128
 
-class _Lenient(BaseModel):
-    """Unknown fields are kept, not rejected: OpenAI adds fields faster than anyone tracks them."""
 
-    model_config = ConfigDict(extra="allow")
+class _Strict(BaseModel):
+    """Unknown fields are refused: a field we do not read must not look accepted."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
-class NvExt(_Lenient):
+class NvExt(_Strict):
     """Dynamo's `nvext` request extension (upstream `nvext.rs`)."""
 
     ignore_eos: bool | None = None
     top_k: int | None = None
-    min_p: float | None = None
-    repetition_penalty: float | None = None
+    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    repetition_penalty: float | None = Field(default=None, gt=0.0)
     greed_sampling: bool | None = None
     use_raw_prompt: bool | None = None
     annotations: list[str] | None = None
     backend_instance_id: int | None = None
     token_data: list[int] | None = None
-    max_thinking_tokens: int | None = None
-    min_tokens: int | None = None
+    max_thinking_tokens: int | None = Field(default=None, ge=0)
+    min_tokens: int | None = Field(default=None, ge=0)
     include_stop_str_in_output: bool | None = None
+    guided_json: Any = None
+    guided_regex: str | None = None
+    guided_choice: list[str] | None = None
+    guided_grammar: str | None = None
+    guided_decoding_backend: str | None = None
+    guided_whitespace_pattern: str | None = None
 
 
-class StreamOptions(_Lenient):
+class StreamOptions(_Strict):
     include_usage: bool = False
+    #: OpenAI's: usage on every chunk; accepted, usage still comes once at the end (it is
+    #: cumulative anyway), so a client summing chunks gets the right total.
+    continuous_usage_stats: bool | None = None
+    include_obfuscation: bool | None = None
 
 
-class ChatMessage(_Lenient):
+class ChatMessage(BaseModel):
+    """One message; keys beyond these reach the chat template unchanged."""
+
+    model_config = ConfigDict(extra="allow")
+
     role: str
     content: str | list[dict[str, Any]] | None = None
     name: str | None = None
@@ -60,7 +88,70 @@ class ChatMessage(_Lenient):
         return "".join(part.get("text", "") for part in self.content if part.get("type") == "text")
 
 
-class _CommonRequest(_Lenient):
+class FunctionDefinition(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(min_length=1, max_length=64)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(BaseModel):
+    """A tool the model may call. Only `function` tools exist in chat completions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["function"] = "function"
+    function: FunctionDefinition
+
+
+class NamedToolChoiceFunction(_Strict):
+    name: str
+
+
+class NamedToolChoice(_Strict):
+    type: Literal["function"] = "function"
+    function: NamedToolChoiceFunction
+
+
+ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
+
+
+class JsonSchemaFormat(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(min_length=1, max_length=64)
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(_Strict):
+    """`text`, `json_object` (any JSON object) or `json_schema` (JSON matching the schema)."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> ResponseFormat:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("response_format of type json_schema needs a json_schema")
+        return self
+
+
+def _stop_list(v: str | list[str] | None) -> list[str] | None:
+    if v is None:
+        return None
+    stops = [v] if isinstance(v, str) else v
+    if len(stops) > MAX_STOP_STRINGS:
+        raise ValueError(f"at most {MAX_STOP_STRINGS} stop sequences are allowed")
+    if any(len(s) > MAX_STOP_LENGTH for s in stops):
+        raise ValueError(f"a stop sequence may be at most {MAX_STOP_LENGTH} characters long")
+    return [s for s in stops if s]
+
+
+class _CommonRequest(_Strict):
     """Fields shared by chat and completions, including upstream's root-level `CommonExt`."""
 
     model: str
@@ -69,11 +160,13 @@ class _CommonRequest(_Lenient):
     max_tokens: int | None = Field(default=None, ge=0)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    n: int | None = Field(default=None, ge=1, le=1)
+    n: int | None = Field(default=None, ge=1, le=MAX_CHOICES)
     stop: str | list[str] | None = None
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    logit_bias: dict[int, float] | None = None
     seed: int | None = None
+    # Descriptive: they cannot change the answer; accepted (and `user` logged).
     user: str | None = None
     nvext: NvExt | None = None
     # Root-level extensions (upstream CommonExt); they win over the same field in nvext.
@@ -83,18 +176,29 @@ class _CommonRequest(_Lenient):
     min_p: float | None = Field(default=None, ge=0.0, le=1.0)
     repetition_penalty: float | None = Field(default=None, gt=0.0)
     include_stop_str_in_output: bool | None = None
+    # vLLM's extras that the frontend implements for every engine.
+    stop_token_ids: list[int] | None = None
+    skip_special_tokens: bool | None = None
+    spaces_between_special_tokens: bool | None = None
+    # vLLM's structured-output spellings at the root (also accepted under nvext).
+    guided_json: Any = None
+    guided_regex: str | None = None
+    guided_choice: list[str] | None = None
+    guided_grammar: str | None = None
+    guided_decoding_backend: str | None = None
+    guided_whitespace_pattern: str | None = None
 
     @field_validator("stop")
     @classmethod
-    def _stop_list(cls, v: str | list[str] | None) -> list[str] | None:
-        if v is None:
-            return None
-        stops = [v] if isinstance(v, str) else v
-        if len(stops) > 4:
-            raise ValueError("at most 4 stop sequences are allowed")
-        if any(len(s) > MAX_STOP_LENGTH for s in stops):
-            raise ValueError(f"a stop sequence may be at most {MAX_STOP_LENGTH} characters long")
-        return [s for s in stops if s]
+    def _stops(cls, v: str | list[str] | None) -> list[str] | None:
+        return _stop_list(v)
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _bias_range(cls, v: dict[int, float] | None) -> dict[int, float] | None:
+        if v and any(not -100.0 <= b <= 100.0 for b in v.values()):
+            raise ValueError("logit_bias values must be in [-100, 100]")
+        return v
 
     def ext(self, name: str) -> Any:
         """A root-level extension field, falling back to the same field in `nvext`."""
@@ -107,17 +211,52 @@ class _CommonRequest(_Lenient):
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
 
+    @property
+    def choices_per_prompt(self) -> int:
+        return self.n or 1
+
 
 class ChatCompletionRequest(_CommonRequest):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=0)
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: Any = None
-    response_format: dict[str, Any] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
     logprobs: bool | None = None
-    top_logprobs: int | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
     chat_template_args: dict[str, Any] | None = None
     chat_template_kwargs: dict[str, Any] | None = None
+    # Descriptive OpenAI fields: accepted, no effect on the answer.
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    service_tier: str | None = None
+    prompt_cache_key: str | None = None
+    prompt_cache_retention: str | None = None
+    safety_identifier: str | None = None
+    prediction: dict[str, Any] | None = None
+    # OpenAI fields we cannot honour: refused when set (see `refused_fields`).
+    modalities: list[str] | None = None
+    audio: dict[str, Any] | None = None
+    web_search_options: dict[str, Any] | None = None
+    functions: list[dict[str, Any]] | None = None
+    function_call: Any = None
+    verbosity: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ChatCompletionRequest:
+        if self.top_logprobs is not None and not self.logprobs:
+            raise ValueError("top_logprobs needs logprobs: true")
+        if isinstance(self.tool_choice, NamedToolChoice):
+            names = {t.function.name for t in self.tools or ()}
+            if self.tool_choice.function.name not in names:
+                raise ValueError(
+                    f"tool_choice names '{self.tool_choice.function.name}', which is not in tools"
+                )
+        if self.tool_choice in ("required",) and not self.tools:
+            raise ValueError("tool_choice 'required' needs tools")
+        return self
 
     @property
     def requested_max_tokens(self) -> int | None:
@@ -131,35 +270,42 @@ class ChatCompletionRequest(_CommonRequest):
 class CompletionRequest(_CommonRequest):
     prompt: str | list[str] | list[int] | list[list[int]]
     echo: bool | None = None
-    logprobs: int | None = None
+    logprobs: int | None = Field(default=None, ge=0, le=20)
     suffix: str | None = None
-    best_of: int | None = None
+    best_of: int | None = Field(default=None, ge=1, le=MAX_CHOICES)
+    prompt_logprobs: int | None = Field(default=None, ge=0, le=20)
 
     @model_validator(mode="after")
-    def _one_prompt(self) -> CompletionRequest:
+    def _prompts(self) -> CompletionRequest:
         p = self.prompt
-        if isinstance(p, list) and p and isinstance(p[0], (str, list)) and len(p) > 1:
-            raise ValueError("batched prompts are not supported; send one prompt per request")
         if isinstance(p, list) and not p:
             raise ValueError("prompt must not be empty")
+        if isinstance(p, list) and any(isinstance(x, list) and not x for x in p):
+            raise ValueError("prompt must not contain an empty token list")
+        if self.best_of is not None and self.best_of < self.choices_per_prompt:
+            raise ValueError("best_of must be at least n")
+        if self.best_of is not None and self.best_of > 1 and self.stream:
+            raise ValueError("best_of > 1 cannot be streamed")
+        if len(self.prompts()) * (self.best_of or self.choices_per_prompt) > MAX_CHOICES:
+            raise ValueError(f"a request may produce at most {MAX_CHOICES} choices")
         return self
 
     @property
-    def requested_max_tokens(self) -> int | None:
-        return self.max_tokens
+    def requested_max_tokens(self) -> int:
+        return COMPLETIONS_DEFAULT_MAX_TOKENS if self.max_tokens is None else self.max_tokens
+
+    def prompts(self) -> list[str | list[int]]:
+        """The prompts of this request: one string or token list each (a batch gives several)."""
+        p = self.prompt
+        if isinstance(p, str):
+            return [p]
+        if p and isinstance(p[0], int):
+            return [p]  # type: ignore[list-item]
+        return list(p)  # type: ignore[arg-type]
 
     def single_prompt(self) -> str | list[int]:
-        """The prompt as one string or one list of token ids."""
-        p = self.prompt
-        if isinstance(p, list) and p and isinstance(p[0], (str, list)):
-            return p[0]  # type: ignore[return-value]
-        return p  # type: ignore[return-value]
-
-
-class Usage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
+        """The first prompt as one string or one list of token ids."""
+        return self.prompts()[0]
 
 
 class ModelCard(BaseModel):
@@ -174,3 +320,9 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int

@@ -1,98 +1,180 @@
-"""OpenAI response bodies and stream chunks, built as dicts (pydantic per token costs too much)."""
+"""OpenAI response bodies and stream chunks, built as dicts (pydantic per token costs too much).
+
+One `ResponseBuilder` per response: `chunk(delta)` for each streamed piece, `usage_chunk(last)`
+for `stream_options.include_usage`, and `full(answer)` for a unary body, where `answer` is the
+`Answer` the stream was folded into. Choices are indexed (n > 1, lists of prompts), and carry
+`reasoning_content`, `tool_calls` and `logprobs` in OpenAI's shapes when the pipeline produced
+them; `usage` carries `prompt_tokens_details.cached_tokens` and
+`completion_tokens_details.reasoning_tokens` where they are known.
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
+from dynamo.llm.logprobs import TokenLogprob, chat_logprobs, completion_logprobs
+from dynamo.llm.parsers import ToolCallDelta, merge_calls
 from dynamo.llm.pipeline import StreamDelta
 
 
 class ResponseBuilder:
     """Builds the chunks and the final body of one chat or completions response."""
 
-    __slots__ = ("_chat", "_first", "created", "id", "model")
+    __slots__ = ("_chat", "_offsets", "_started", "created", "fingerprint", "id", "model")
 
-    def __init__(self, kind: str, request_id: str, model: str):
+    def __init__(
+        self, kind: str, request_id: str, model: str, fingerprint: str | None = None
+    ) -> None:
         self._chat = kind == "chat"
         self.id = f"chatcmpl-{request_id}" if self._chat else f"cmpl-{request_id}"
         self.model = model
         self.created = int(time.time())
-        self._first = True
+        self.fingerprint = fingerprint
+        self._started: set[int] = set()  # chat choices whose role went out
+        self._offsets: dict[int, int] = {}  # completions: text offset per choice
+
+    def _envelope(self, obj: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "object": obj,
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        }
+        if self.fingerprint is not None:
+            body["system_fingerprint"] = self.fingerprint
+        return body
 
     def chunk(self, delta: StreamDelta) -> dict[str, Any]:
+        index = delta.index
         if self._chat:
-            d: dict[str, Any] = {"content": delta.text}
-            if self._first:
-                d = {"role": "assistant", "content": delta.text}
-                self._first = False
-            choice = {
-                "index": 0,
+            d: dict[str, Any] = {}
+            if index not in self._started:
+                self._started.add(index)
+                d["role"] = "assistant"
+            if delta.reasoning:
+                d["reasoning_content"] = delta.reasoning
+            if delta.tool_calls:
+                d["tool_calls"] = [c.to_openai() for c in merge_calls(delta.tool_calls)]
+            if delta.text or not (delta.reasoning or delta.tool_calls):
+                d["content"] = delta.text
+            logprobs = chat_logprobs(delta.logprobs) if delta.logprobs else None
+            choice: dict[str, Any] = {
+                "index": index,
                 "delta": d,
-                "logprobs": None,
+                "logprobs": logprobs,
                 "finish_reason": delta.finish_reason,
             }
             obj = "chat.completion.chunk"
         else:
+            offset = self._offsets.get(index, 0)
+            logprobs = completion_logprobs(delta.logprobs, offset) if delta.logprobs else None
+            self._offsets[index] = offset + len(delta.text)
             choice = {
-                "index": 0,
+                "index": index,
                 "text": delta.text,
-                "logprobs": None,
+                "logprobs": logprobs,
                 "finish_reason": delta.finish_reason,
             }
             obj = "text_completion"
         if delta.finish_reason is not None:
             choice["stop_reason"] = delta.stop_reason
-        return {
-            "id": self.id,
-            "object": obj,
-            "created": self.created,
-            "model": self.model,
-            "choices": [choice],
-        }
+        return self._envelope(obj, [choice])
 
-    def usage_chunk(self, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    def usage_chunk(self, last: StreamDelta) -> dict[str, Any]:
         """The final chunk sent when `stream_options.include_usage` is set: no choices."""
-        return {
-            "id": self.id,
-            "object": "chat.completion.chunk" if self._chat else "text_completion",
-            "created": self.created,
-            "model": self.model,
-            "choices": [],
-            "usage": usage(prompt_tokens, completion_tokens),
-        }
+        body = self._envelope("chat.completion.chunk" if self._chat else "text_completion", [])
+        body["usage"] = usage_of(last)
+        return body
 
-    def full(
-        self,
-        text: str,
-        finish_reason: str | None,
-        prompt_tokens: int,
-        completion_tokens: int,
-        stop_reason: str | int | None = None,
-    ) -> dict[str, Any]:
-        if self._chat:
-            choice = {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "logprobs": None,
-                "finish_reason": finish_reason,
-            }
-            obj = "chat.completion"
-        else:
-            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
-            obj = "text_completion"
-        choice["stop_reason"] = stop_reason
-        return {
-            "id": self.id,
-            "object": obj,
-            "created": self.created,
-            "model": self.model,
-            "choices": [choice],
-            "usage": usage(prompt_tokens, completion_tokens),
-        }
+    def full(self, answer: Answer) -> dict[str, Any]:
+        choices = []
+        for index in sorted(answer.choices):
+            c = answer.choices[index]
+            text = "".join(c.text)
+            if self._chat:
+                message: dict[str, Any] = {"role": "assistant", "content": text}
+                calls = merge_calls(c.tool_calls)
+                if calls:
+                    message["content"] = text or None
+                    message["tool_calls"] = [_full_call(call) for call in calls]
+                if c.reasoning:
+                    message["reasoning_content"] = "".join(c.reasoning)
+                choice: dict[str, Any] = {
+                    "index": index,
+                    "message": message,
+                    "logprobs": chat_logprobs(c.logprobs) if c.logprobs else None,
+                    "finish_reason": c.finish_reason,
+                }
+            else:
+                choice = {
+                    "index": index,
+                    "text": text,
+                    "logprobs": completion_logprobs(c.logprobs, 0) if c.logprobs else None,
+                    "finish_reason": c.finish_reason,
+                }
+            choice["stop_reason"] = c.stop_reason
+            choices.append(choice)
+        body = self._envelope("chat.completion" if self._chat else "text_completion", choices)
+        body["usage"] = usage_of(answer.last) if answer.last else usage(0, 0)
+        return body
 
 
-def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+def _full_call(call: ToolCallDelta) -> dict[str, Any]:
+    return {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    }
+
+
+@dataclass
+class _Choice:
+    text: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    tool_calls: list[ToolCallDelta] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    finish_reason: str | None = None
+    stop_reason: str | int | None = None
+
+
+@dataclass
+class Answer:
+    """A stream folded into whole choices, for a unary response."""
+
+    choices: dict[int, _Choice] = field(default_factory=dict)
+    last: StreamDelta | None = None
+
+    def add(self, delta: StreamDelta) -> None:
+        c = self.choices.get(delta.index)
+        if c is None:
+            c = self.choices[delta.index] = _Choice()
+        c.text.append(delta.text)
+        if delta.reasoning:
+            c.reasoning.append(delta.reasoning)
+        if delta.tool_calls:
+            c.tool_calls.extend(delta.tool_calls)
+        if delta.logprobs:
+            c.logprobs.extend(delta.logprobs)
+        if delta.finish_reason is not None:
+            c.finish_reason = delta.finish_reason
+            c.stop_reason = delta.stop_reason
+        self.last = delta
+
+
+def usage_of(last: StreamDelta) -> dict[str, Any]:
+    """`usage` from the last delta of a stream (its token counts are the request's totals)."""
+    body: dict[str, Any] = usage(last.prompt_tokens, last.completion_tokens)
+    if last.cached_tokens is not None:
+        body["prompt_tokens_details"] = {"cached_tokens": last.cached_tokens}
+    if last.reasoning_tokens is not None:
+        body["completion_tokens_details"] = {"reasoning_tokens": last.reasoning_tokens}
+    return body
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,

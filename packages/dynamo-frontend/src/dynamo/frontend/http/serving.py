@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,7 +13,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from dynamo.frontend.http.chunks import ResponseBuilder
+from dynamo.frontend.http.chunks import Answer, ResponseBuilder
 from dynamo.frontend.http.errors import error_body, sse_error, to_error
 from dynamo.frontend.http.metrics import FrontendMetrics, RequestTimer
 from dynamo.frontend.model_manager import ModelManager
@@ -95,11 +97,16 @@ class OpenAIServing:
                 context.kill()
                 raise
             return error_response(e)
-        builder = ResponseBuilder(kind, context.id(), served.name)
+        builder = ResponseBuilder(kind, context.id(), served.name, fingerprint(served))
+        if request.user:
+            log.debug("request %s from user %r", context.id(), request.user)
         if request.stream:
             body = self._sse(stream, first, builder, timer, context, request.include_usage)
-            return StreamingResponse(body, media_type="text/event-stream", headers=_SSE_HEADERS)
-        return await self._unary(stream, first, builder, timer, context, http_request)
+            headers = {**_SSE_HEADERS, "x-request-id": context.id()}
+            return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+        response = await self._unary(stream, first, builder, timer, context, http_request)
+        response.headers["x-request-id"] = context.id()
+        return response
 
     async def _sse(
         self,
@@ -117,17 +124,13 @@ class OpenAIServing:
             if first is not None:
                 timer.on_tokens(first.completion_tokens)
                 yield b"data: " + dumps(builder.chunk(first)) + b"\n\n"
-                if first.finish_reason is None:
-                    async for delta in stream:
-                        timer.on_tokens(delta.completion_tokens)
-                        last = delta
-                        yield b"data: " + dumps(builder.chunk(delta)) + b"\n\n"
+                # Several choices (n > 1) each finish: the stream's end is the last one's.
+                async for delta in stream:
+                    timer.on_tokens(delta.completion_tokens)
+                    last = delta
+                    yield b"data: " + dumps(builder.chunk(delta)) + b"\n\n"
             if include_usage and last is not None:
-                yield (
-                    b"data: "
-                    + dumps(builder.usage_chunk(last.prompt_tokens, last.completion_tokens))
-                    + b"\n\n"
-                )
+                yield b"data: " + dumps(builder.usage_chunk(last)) + b"\n\n"
             status = "success"
         except asyncio.CancelledError:
             # The client went away: stop the engine, and let the cancellation propagate.
@@ -150,17 +153,14 @@ class OpenAIServing:
         context: Context,
         http_request: Request,
     ) -> Response:
-        async def fold() -> tuple[list[str], StreamDelta | None]:
-            parts: list[str] = []
-            last = first
+        async def fold() -> Answer:
+            answer = Answer()
             if first is not None:
-                parts.append(first.text)
-                if first.finish_reason is None:
-                    async for delta in stream:
-                        parts.append(delta.text)
-                        last = delta
-            timer.on_tokens(last.completion_tokens if last else 0)
-            return parts, last
+                answer.add(first)
+                async for delta in stream:
+                    answer.add(delta)
+            timer.on_tokens(answer.last.completion_tokens if answer.last else 0)
+            return answer
 
         folding = asyncio.ensure_future(fold())
         watcher = asyncio.ensure_future(_wait_disconnect(http_request))
@@ -174,19 +174,29 @@ class OpenAIServing:
                 return JSONResponse(
                     error_body("client disconnected", "client_closed"), status_code=499
                 )
-            parts, last = folding.result()
+            answer = folding.result()
         except Exception as e:
             timer.finish("error")
             return error_response(e)
         finally:
             watcher.cancel()
             await stream.aclose()  # type: ignore[attr-defined]
-        prompt = last.prompt_tokens if last else 0
-        completion = last.completion_tokens if last else 0
-        timer.finish("success", prompt)
-        finish = last.finish_reason if last else "stop"
-        stop_reason = last.stop_reason if last else None
-        return JSONResponse(builder.full("".join(parts), finish, prompt, completion, stop_reason))
+        timer.finish("success", answer.last.prompt_tokens if answer.last else 0)
+        return JSONResponse(builder.full(answer))
+
+
+def fingerprint(served: Any) -> str | None:
+    """`system_fingerprint`: names the model's card (weights, tokenizer, template, settings) and
+    the engine features, so a change to any of them changes it. Computed once per model."""
+    cached = getattr(served, "_system_fingerprint", None)
+    if cached is None:
+        card = getattr(served, "card", None)
+        basis = card.mdcsum() if card is not None else served.name
+        features = ",".join(sorted(getattr(served, "features", ())))
+        cached = "fp_" + hashlib.sha256(f"{basis}|{features}".encode()).hexdigest()[:12]
+        with contextlib.suppress(AttributeError):
+            served._system_fingerprint = cached
+    return cached
 
 
 async def _wait_disconnect(request: Request) -> None:

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Self
 
 from dynamo.llm import Context, Engine, EngineConfig, ModelType
 from dynamo.llm.errors import InvalidRequestError
+from dynamo.llm.features import Feature
 
 DEFAULT_DELAY_MS = 10.0
 
@@ -44,6 +45,8 @@ class EchoCoreEngine(Engine):
     requires_model = True
     accepted_flags = frozenset({"context_length", "kv_cache_block_size", "model_config"})
     distribution = "dynamo-engine-echo"
+    #: It echoes, it does not sample: sampling knobs have no effect; nothing else is offered.
+    features = frozenset({Feature.UNSAMPLED})
 
     @classmethod
     async def start(cls, config: EngineConfig) -> Self:
@@ -74,6 +77,7 @@ class EchoFullEngine(Engine):
     requires_model = False
     accepted_flags: ClassVar[frozenset[str]] = frozenset()
     distribution = "dynamo-engine-echo"
+    features = frozenset({Feature.UNSAMPLED})
 
     @classmethod
     async def start(cls, config: EngineConfig) -> Self:
