@@ -19,11 +19,11 @@ Defaults that differ from vLLM's, as upstream Dynamo's worker sets them: prefix 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from dynamo.llm import EngineError
+from dynamo.llm.devices import set_visible_devices, visible_devices
 
 #: Fields the engine sets itself; `--extra-engine-args` may not name them.
 OWNED_FIELDS = frozenset({"model", "kv_events_config"})
@@ -115,34 +115,6 @@ def engine_kwargs(
         )
     defaults = {k: v for k, v in DEFAULTS.items() if k in known}
     return {**defaults, **flags, **extra, "model": model}
-
-
-def visible_devices(base_gpu_id: int, count: int, current: str | None) -> str:
-    """`CUDA_VISIBLE_DEVICES` for `count` devices from `base_gpu_id` on: indexes into the
-    devices already visible (`current`) when that is set, else device ordinals."""
-    if base_gpu_id < 0 or count < 1:
-        raise EngineError(f"--base-gpu-id must be >= 0, got {base_gpu_id}")
-    pool = [d.strip() for d in current.split(",") if d.strip()] if current else None
-    if pool is None:
-        return ",".join(str(base_gpu_id + i) for i in range(count))
-    if base_gpu_id + count > len(pool):
-        raise EngineError(
-            f"--base-gpu-id {base_gpu_id} with {count} device(s) needs "
-            f"{base_gpu_id + count} visible devices; CUDA_VISIBLE_DEVICES has {len(pool)}"
-        )
-    return ",".join(pool[base_gpu_id : base_gpu_id + count])
-
-
-def set_visible_devices(
-    base_gpu_id: int, count: int, environ: dict[str, str] | None = None
-) -> None:
-    """Point `CUDA_VISIBLE_DEVICES` at this engine's devices (no-op for `--base-gpu-id 0` with
-    nothing set: vLLM then takes the first devices anyway)."""
-    env = os.environ if environ is None else environ
-    current = env.get("CUDA_VISIBLE_DEVICES")
-    if base_gpu_id == 0 and current is None:
-        return
-    env["CUDA_VISIBLE_DEVICES"] = visible_devices(base_gpu_id, count, current)
 
 
 def follower_command(model: str, kwargs: Mapping[str, Any]) -> str:
