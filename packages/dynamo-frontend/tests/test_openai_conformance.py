@@ -14,12 +14,13 @@ import httpx
 import openai
 import pytest
 
-from dynamo.engines.echo import EchoCoreEngine
+from dynamo.engines.echo import EchoCoreEngine, EchoFullEngine
 from dynamo.engines.mocker import MockerEngine
 from dynamo.frontend.http.app import AppState, build_app
 from dynamo.llm import EngineConfig
 from dynamo.llm.model_card import load_card
-from dynamo.llm.pipeline import BackendModel
+from dynamo.llm.model_type import ModelType
+from dynamo.llm.pipeline import BackendModel, OpenAIEngineModel
 from dynamo.llm.postprocess import OutputParsers
 
 MOCKER = {"speedup_ratio": 0, "block_size": 4, "num_gpu_blocks": 4096, "seed": 1}
@@ -41,8 +42,8 @@ def card(smollm2_gguf):
 
 @pytest.fixture
 async def client(card, monkeypatch):
-    """An openai client on an app serving `mock` (mocker), `echo` (echo_core) and `echo-tools`
-    (echo_core with the hermes and qwen3 parsers)."""
+    """An openai client on an app serving `mock` (mocker), `echo` (echo_core), `echo-tools`
+    (echo_core with the hermes and qwen3 parsers) and `echo-full` (a text-level engine)."""
     monkeypatch.setenv("DYN_TOKEN_ECHO_DELAY_MS", "0")
     from dynamo.engines.echo._engines import token_delay_seconds
 
@@ -61,6 +62,14 @@ async def client(card, monkeypatch):
             OutputParsers(tool_call_parser="hermes", reasoning_parser="qwen3"),
         )
     )
+    text_engine = OpenAIEngineModel(
+        "echo-full",
+        None,
+        EchoFullEngine(),
+        frozenset({ModelType.Chat, ModelType.Completion}),
+        EchoFullEngine.features,
+    )
+    state.models.add(text_engine)
     app = build_app(state)
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
     yield openai.AsyncOpenAI(base_url="http://t/v1", api_key="x", http_client=http, max_retries=0)
@@ -425,3 +434,29 @@ async def test_stop_token_ids(client, card):
     )
     assert resp.choices[0].finish_reason == "stop"
     assert resp.choices[0].text == tok.decode(ids[:3])
+
+
+# -- text-level engines: what the frontend cannot do for them is refused -------------------------
+
+
+@pytest.mark.parametrize(
+    ("kw", "param"),
+    [
+        ({"stop": ["x"]}, "stop"),
+        ({"tools": [WEATHER_TOOL]}, "tools"),
+        ({"extra_body": {"stop_token_ids": [1]}}, "stop_token_ids"),
+        ({"extra_body": {"min_tokens": 2}}, "min_tokens"),
+        ({"extra_body": {"chat_template_kwargs": {"x": 1}}}, "chat_template_kwargs"),
+        ({"reasoning_effort": "low"}, "reasoning_effort"),
+    ],
+)
+async def test_text_engine_refuses_what_only_detokenizing_can_do(client, kw, param):
+    await refused(client.chat.completions.create(model="echo-full", messages=HI, **kw), param)
+
+
+async def test_text_engine_n_choices(client):
+    resp = await client.chat.completions.create(
+        model="echo-full", messages=[{"role": "user", "content": "abc"}], n=2
+    )
+    assert [c.message.content for c in resp.choices] == ["abc", "abc"]
+    assert [c.index for c in resp.choices] == [0, 1]

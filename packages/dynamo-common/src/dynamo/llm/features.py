@@ -6,9 +6,11 @@ Nothing a client asks for may be silently dropped. Some request fields need the 
 frontend knows it for a worker on another host), and the frontend answers a request that needs
 anything else with a 400 naming the field (`check_features`).
 
-Fields the frontend implements itself for every engine (stop strings, `stop_token_ids`,
-`max_tokens`, `min_tokens`, `ignore_eos`, `n`, tool-call and reasoning parsing, ...) are not
-features: they work everywhere.
+Fields the frontend implements itself for every engine (`max_tokens`, `n`, `best_of`, lists of
+prompts, tool-call and reasoning parsing) are not features: they work everywhere. Those it
+implements while detokenizing (stop strings, `stop_token_ids`, `min_tokens`, `ignore_eos`,
+`skip_special_tokens`, raw and token prompts) work everywhere the frontend detokenizes (Backend
+models); a text-level engine (Chat / Completion) must declare them to get them.
 
 An engine whose output does not come from sampling at all (the echo engines, the mocker)
 declares `UNSAMPLED`: the sampling knobs are then accepted and have no effect, which is the right
@@ -48,6 +50,20 @@ class Feature(StrEnum):
     GUIDED_GRAMMAR = "guided_grammar"
     # Stop conditions the frontend cannot enforce alone.
     MAX_THINKING_TOKENS = "max_thinking_tokens"
+    # What the frontend does itself for token-level (Backend) models, but a text-level (Chat /
+    # Completion) engine must do for its own: needed only by requests to such engines.
+    STOP = "stop"
+    STOP_TOKEN_IDS = "stop_token_ids"
+    MIN_TOKENS = "min_tokens"
+    IGNORE_EOS = "ignore_eos"
+    INCLUDE_STOP_STR = "include_stop_str_in_output"
+    SKIP_SPECIAL_TOKENS = "skip_special_tokens"
+    RAW_PROMPT = "use_raw_prompt"
+    TOKEN_PROMPT = "token_prompt"
+    #: The engine renders `tools` (and `chat_template_kwargs`, `reasoning_effort`) into its
+    #: prompt itself.
+    TOOLS = "tools"
+    TEMPLATE_ARGS = "chat_template_kwargs"
     #: The engine does not sample: every sampling knob is accepted and has no effect.
     UNSAMPLED = "unsampled"
 

@@ -101,7 +101,8 @@ class ServedModel:
     def _check(self, request: ChatCompletionRequest | CompletionRequest) -> None:
         refuse_unsupported(request)
         engine = self.card.runtime_config.get("engine") if self.card is not None else None
-        check_features(needed_features(request), self.features, self.name, engine)
+        needed = needed_features(request, detokenized=self.model_type is ModelType.Backend)
+        check_features(needed, self.features, self.name, engine)
 
     def _echoed(self, request: CompletionRequest, context: Context) -> AsyncIterator[StreamDelta]:
         stream = self._completion_one(request, context)

@@ -49,6 +49,9 @@ class OpenAIPreprocessor:
             return "".join(m.text() for m in request.messages)
         messages = [m.model_dump(exclude_none=True) for m in request.messages]
         kwargs = {**(request.chat_template_kwargs or {}), **(request.chat_template_args or {})}
+        if request.reasoning_effort is not None:
+            # As vLLM: templates of reasoning models read it (gpt-oss); others ignore it.
+            kwargs.setdefault("reasoning_effort", request.reasoning_effort)
         # Template arguments may also name these two; the request's own `tools` wins.
         add_generation_prompt = bool(kwargs.pop("add_generation_prompt", True))
         kwarg_tools = kwargs.pop("tools", None)

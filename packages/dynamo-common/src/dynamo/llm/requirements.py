@@ -65,13 +65,40 @@ def refuse_unsupported(request: _CommonRequest) -> None:
             raise _refuse("suffix", "fill-in-the-middle is not implemented")
 
 
-def needed_features(request: _CommonRequest) -> dict[Feature, str]:
-    """The engine features this request needs, each with the request field that needs it."""
+def needed_features(request: _CommonRequest, detokenized: bool = True) -> dict[Feature, str]:
+    """The engine features this request needs, each with the request field that needs it.
+
+    `detokenized`: the frontend tokenizes and detokenizes for this model (a Backend engine), so
+    it applies the stop conditions and prompt forms itself; a text-level engine needs them.
+    """
     needed: dict[Feature, str] = {}
 
     def need(feature: Feature, param: str, value: Any) -> None:
         if value is not None and feature not in needed:
             needed[feature] = param
+
+    if not detokenized:
+        need(Feature.STOP, "stop", request.stop or None)
+        need(Feature.STOP_TOKEN_IDS, "stop_token_ids", request.stop_token_ids or None)
+        need(Feature.MIN_TOKENS, _where(request, "min_tokens"), request.ext("min_tokens") or None)
+        need(Feature.IGNORE_EOS, _where(request, "ignore_eos"), request.ext("ignore_eos") or None)
+        need(
+            Feature.INCLUDE_STOP_STR,
+            _where(request, "include_stop_str_in_output"),
+            request.ext("include_stop_str_in_output") or None,
+        )
+        need(Feature.SKIP_SPECIAL_TOKENS, "skip_special_tokens", request.skip_special_tokens)
+        if request.nvext is not None:
+            need(Feature.RAW_PROMPT, "nvext.use_raw_prompt", request.nvext.use_raw_prompt or None)
+            need(Feature.TOKEN_PROMPT, "nvext.token_data", request.nvext.token_data)
+        if isinstance(request, CompletionRequest) and not isinstance(request.prompts()[0], str):
+            need(Feature.TOKEN_PROMPT, "prompt", True)
+        if isinstance(request, ChatCompletionRequest):
+            if request.tool_choice != "none":
+                need(Feature.TOOLS, "tools", request.tools or None)
+            need(Feature.TEMPLATE_ARGS, "chat_template_kwargs", request.chat_template_kwargs)
+            need(Feature.TEMPLATE_ARGS, "chat_template_args", request.chat_template_args)
+            need(Feature.TEMPLATE_ARGS, "reasoning_effort", request.reasoning_effort)
 
     need(Feature.TEMPERATURE, "temperature", request.temperature)
     need(Feature.TOP_P, "top_p", request.top_p)

@@ -77,6 +77,7 @@ class EchoFullEngine(Engine):
     requires_model = False
     accepted_flags: ClassVar[frozenset[str]] = frozenset()
     distribution = "dynamo-engine-echo"
+    #: It echoes text: sampling knobs have no effect; it applies no stop conditions of its own.
     features = frozenset({Feature.UNSAMPLED})
 
     @classmethod

@@ -13,6 +13,7 @@ from typing import Any, Self
 
 from dynamo.engines.mistralrs._options import chat_request_kwargs, runner_kwargs, which
 from dynamo.llm import Context, Engine, EngineConfig, EngineError, ModelType
+from dynamo.llm.features import Feature
 from dynamo.llm.threaded import stream_from_thread
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,21 @@ class MistralRsEngine(Engine):
     requires_model = True
     accepted_flags = frozenset({"extra_engine_args", "model_config"})
     distribution = "dynamo-engine-mistralrs"
+    #: What `chat_request_kwargs` passes on to mistral.rs; anything else a request asks for
+    #: (logprobs, seed, structured output, tools, ...) is refused by the frontend.
+    features = frozenset(
+        {
+            Feature.TEMPERATURE,
+            Feature.TOP_P,
+            Feature.TOP_K,
+            Feature.MIN_P,
+            Feature.PRESENCE_PENALTY,
+            Feature.FREQUENCY_PENALTY,
+            Feature.REPETITION_PENALTY,
+            Feature.STOP,
+            Feature.IGNORE_EOS,
+        }
+    )
 
     def __init__(self, runner: Any, model_name: str, max_seqs: int):
         self._runner = runner
