@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dynamo.engines.sglang._output import DeltaMapper, completion_usage, logprob_fields
+from dynamo.engines.sglang._output import DeltaMapper, logprob_fields, usage
 from dynamo.llm.errors import EngineFailedError, InvalidRequestError
 
 
@@ -104,7 +104,7 @@ def test_misaligned_logprobs_are_an_engine_failure() -> None:
 
 
 def test_usage_without_cache_details() -> None:
-    assert completion_usage({"prompt_tokens": 4, "completion_tokens": 1}) == {
+    assert usage({"prompt_tokens": 4, "completion_tokens": 1}) == {
         "prompt_tokens": 4,
         "completion_tokens": 1,
         "total_tokens": 5,

@@ -18,20 +18,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from dynamo.llm.engine_output import completion_usage
 from dynamo.llm.errors import EngineFailedError, InvalidRequestError
 
 
-def completion_usage(meta: Mapping[str, Any]) -> dict[str, Any]:
-    prompt = int(meta.get("prompt_tokens") or 0)
-    completion = int(meta.get("completion_tokens") or 0)
-    out: dict[str, Any] = {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
-    if meta.get("cached_tokens") is not None:
-        out["prompt_tokens_details"] = {"cached_tokens": int(meta["cached_tokens"])}
-    return out
+def usage(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """`completion_usage` from SGLang's counts (with its prefix-cache hits)."""
+    return completion_usage(
+        int(meta.get("prompt_tokens") or 0),
+        int(meta.get("completion_tokens") or 0),
+        meta.get("cached_tokens"),
+    )
 
 
 def top_logprobs(entries: Sequence[Sequence[Any]] | None) -> list[dict[str, Any]]:
@@ -91,10 +88,10 @@ class DeltaMapper:
         if reason is not None:
             self.finished = True
             out["finish_reason"] = self.finish_reason(reason, cancelled)
-            out["completion_usage"] = completion_usage(meta)
+            out["completion_usage"] = usage(meta)
         elif not token_ids:
             return None
         return out
 
 
-__all__ = ["DeltaMapper", "completion_usage", "logprob_fields", "top_logprobs"]
+__all__ = ["DeltaMapper", "logprob_fields", "top_logprobs", "usage"]
