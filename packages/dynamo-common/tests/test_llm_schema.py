@@ -10,6 +10,7 @@ from dynamo.llm.schema import (
     ModelEntry,
     card_key,
     card_record,
+    instance_id_of_model_entry,
     kv_events_subject,
     kv_metrics_subject,
     model_entry_key,
@@ -58,6 +59,9 @@ def test_an_upstream_chat_entry_without_also_serves_takes_completions_too():
 
 def test_keys_and_subjects():
     assert model_entry_key("ns.backend.generate", 0xAB) == "models/ns_backend_generate-ab"
+    # The entry names its worker instance, so a model's requests go only to its own workers.
+    assert instance_id_of_model_entry(model_entry_key("my-ns.back-end.gen", 0x7F3A)) == 0x7F3A
+    assert instance_id_of_model_entry("models/not_ours") is None
     assert card_key("smol") == "mdc/smol"
     assert kv_events_subject("ns", "backend") == "namespace.ns.component.backend.kv_events"
     assert kv_metrics_subject("ns") == "namespace.ns.kv_metrics"

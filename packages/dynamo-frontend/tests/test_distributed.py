@@ -299,3 +299,60 @@ def test_kv_flag_with_text_models_falls_back(runtime_env, start_server):
         assert resp.choices[0].message.content == "hi"
     finally:
         procs.close()
+
+
+async def instances_by_model(prefix: str) -> dict[str, set[int]]:
+    """Model name → the instance ids whose model entries (in etcd) name it, on one endpoint."""
+    from dynamo.llm.schema import MODELS_ROOT, ModelEntry, instance_id_of_model_entry
+    from dynamo.runtime import DistributedRuntime
+
+    runtime = DistributedRuntime()
+    await runtime.ensure_connected()
+    try:
+        found: dict[str, set[int]] = {}
+        for key, value in (await runtime.etcd.get_prefix(f"{MODELS_ROOT}/")).items():
+            entry = ModelEntry.parse(value)
+            if entry.endpoint_path == prefix:
+                found.setdefault(entry.name, set()).add(instance_id_of_model_entry(key))
+        return found
+    finally:
+        await runtime.close()
+
+
+def test_two_models_on_one_endpoint_reach_only_their_own_workers(procs, frontend, smollm2_gguf):
+    """Issue 18 item 5: requests alternated between the endpoint's workers whatever the model
+    (wrong 400s, 502 "'token_ids'"). Also item 13: a backend_instance_id naming no worker of the
+    model is the client's mistake, a 400, not a 503."""
+    path = "dist18.backend.generate"
+    procs.worker(path, "out=echo_core", str(smollm2_gguf), "--model-name", "smol")
+    procs.worker(path, "out=echo_full", "--model-name", "other")
+    wait_models(frontend, {"smol", "other"})
+    asyncio.run(wait_instances(path, 2))
+    for i in range(6):
+        assert chat(frontend, "other", f"hello {i}").choices[0].message.content == f"hello {i}"
+        smol = chat(frontend, "smol", f"story {i}", extra_body={"nvext": {"ignore_eos": True}})
+        assert f"<|im_start|>user\nstory {i}<|im_end|>" in smol.choices[0].message.content
+
+    ids = asyncio.run(instances_by_model(path))
+    [smol_id], [other_id] = ids["smol"], ids["other"]
+    pinned = chat(
+        frontend, "other", "pinned", extra_body={"nvext": {"backend_instance_id": other_id}}
+    )
+    assert pinned.choices[0].message.content == "pinned"
+    for wrong in (smol_id, 0x5EED):
+        with pytest.raises(openai.BadRequestError, match="backend_instance_id"):
+            chat(frontend, "other", "x", extra_body={"nvext": {"backend_instance_id": wrong}})
+
+
+def test_a_request_bigger_than_nats_takes_is_a_413(procs, frontend):
+    """Issue 18 item 9: a body over NATS's max_payload (1 MiB by default) to a distributed model
+    was a 500 (MaxPayloadError)."""
+    procs.worker("dist19.backend.generate", "out=echo_full", "--model-name", "big")
+    wait_models(frontend, {"big"})
+    asyncio.run(wait_instances("dist19.backend.generate", 1))
+    body = {"model": "big", "messages": [{"role": "user", "content": "x" * (2 << 20)}]}
+    response = httpx.post(f"{frontend.v1}/chat/completions", json=body, timeout=60)
+    assert response.status_code == 413, response.text
+    error = response.json()["error"]
+    assert "at most" in error["message"] and error["code"] == "request_too_large"
+    assert chat(frontend, "big", "small is fine").choices[0].message.content == "small is fine"

@@ -4,6 +4,9 @@ A model is *added* when the first worker entry for its name appears and *removed
 one goes (lease revoked on shutdown, or expired after a crash). Its card is rebuilt from the
 `mdc/` key and the NATS object store, so the frontend needs no local copy of the model.
 
+Several models may share one endpoint (each worker serving one): a model's client routes only to
+the instances whose entries name that model, never to a worker of another model.
+
 Two ways to listen: callbacks (`ModelWatcher(runtime, on_added, on_removed).start()`), or
 `async for event in watcher.events()` yielding `ModelAdded` / `ModelRemoved`.
 """
@@ -21,7 +24,12 @@ import orjson
 
 from dynamo.llm.model_card import ModelDeploymentCard
 from dynamo.llm.model_type import ModelType
-from dynamo.llm.schema import MODELS_ROOT, ModelEntry, parse_card_record
+from dynamo.llm.schema import (
+    MODELS_ROOT,
+    ModelEntry,
+    instance_id_of_model_entry,
+    parse_card_record,
+)
 from dynamo.runtime.backoff import Backoff
 from dynamo.runtime.tasks import stop_tasks
 
@@ -51,6 +59,12 @@ class DiscoveredModel:
 
     def __post_init__(self) -> None:
         self.serves = self.serves or frozenset({self.model_type})
+
+    def route_to_entries(self) -> None:
+        """Point the client at the instances whose entries name this model. An entry key that
+        names no instance (not written by us) leaves the client on the whole endpoint."""
+        ids = {instance_id_of_model_entry(key) for key in self.entry_keys}
+        self.client.limit_to(None if None in ids else ids)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -195,12 +209,14 @@ class ModelWatcher:
                 )
                 return
             model.entry_keys.add(key)
+            model.route_to_entries()
             self._key_to_model[key] = name
             return
         card = await fetch_card(self.runtime, entry.mdc)
         client = await self.runtime.endpoint(path).client()
         model = DiscoveredModel(name, entry.model_type, card, client, path, serves=entry.serves())
         model.entry_keys.add(key)
+        model.route_to_entries()
         self.models[name] = model
         self._key_to_model[key] = name
         log.info("model '%s' is available (%s on %s)", name, model.model_type.value, path)
@@ -215,6 +231,7 @@ class ModelWatcher:
         model = self.models[name]
         model.entry_keys.discard(key)
         if model.entry_keys:
+            model.route_to_entries()
             return
         del self.models[name]
         await model.client.close()

@@ -4,6 +4,7 @@ RequestError                    a request ends in it; the client sees its status
 ├── InvalidRequestError         400: malformed, or asks for something impossible
 │   └── ContextLengthExceededError  400 `context_length_exceeded`: the prompt does not fit
 ├── ModelNotFoundError          404 `model_not_found`: no served model has that name
+├── RequestTooLargeError        413 `request_too_large`: too big for the request plane
 ├── ServiceUnavailableError     503: no worker can take the request now
 ├── ClientDisconnectedError     499 `client_closed`: the client left before the answer was ready
 └── EngineFailedError           502: the engine failed while generating
@@ -57,6 +58,16 @@ class ModelNotFoundError(RequestError):
         super().__init__(
             f"The model '{model}' does not exist", param="model", code="model_not_found"
         )
+
+
+class RequestTooLargeError(RequestError):
+    """The request is bigger than a worker can be sent (413): NATS's `max_payload`."""
+
+    status_code = 413
+    error_type = "invalid_request_error"
+
+    def __init__(self, message: str):
+        super().__init__(message, code="request_too_large")
 
 
 class ServiceUnavailableError(RequestError):

@@ -11,21 +11,30 @@ from typing import Any
 
 from dynamo.llm.errors import (
     EngineFailedError,
+    InvalidRequestError,
     RequestError,
+    RequestTooLargeError,
     ServiceUnavailableError,
     WorkerLostError,
 )
 from dynamo.runtime.client import Client
 from dynamo.runtime.context import Context
-from dynamo.runtime.errors import InstanceGoneError, NoInstancesError, RemoteError
+from dynamo.runtime.errors import (
+    InstanceGoneError,
+    NoInstancesError,
+    PayloadTooLargeError,
+    RemoteError,
+    UnknownInstanceError,
+)
 
 
 class RouterEngine:
     """An engine over a client: what the frontend pipeline calls for `out=dyn`.
 
     Network failures become the pipeline's request errors here, so the HTTP layer maps them
-    like any other: no workers is a 503, a worker that died is a 502, and a worker's own 4xx
-    passes through.
+    like any other: no workers is a 503, a worker that died is a 502, a `backend_instance_id`
+    naming no worker of the model is a 400, a request too big for NATS is a 413, and a
+    worker's own 4xx passes through.
     """
 
     def __init__(self, client: Client, mode: str = "round-robin"):
@@ -35,9 +44,9 @@ class RouterEngine:
     def open_stream(self, request: dict[str, Any], context: Context) -> AsyncIterator[Any]:
         """The worker's response stream: to `nvext.backend_instance_id` if the request names one,
         else to the instance the router mode picks. Subclasses choose instances differently."""
-        target = request.get("backend_instance_id")
+        target = pinned_instance(request)
         if target is not None:
-            return self.client.stream(request, context, instance_id=int(target))
+            return self.client.stream(request, context, instance_id=target)
         return self.client.stream(request, context, mode=self.mode)
 
     async def generate(self, request: dict[str, Any], context: Context) -> AsyncIterator[Any]:
@@ -45,8 +54,14 @@ class RouterEngine:
         try:
             async for item in stream:
                 yield item
+        except UnknownInstanceError as e:
+            raise InvalidRequestError(
+                f"nvext.backend_instance_id: {e}", param="nvext.backend_instance_id"
+            ) from None
         except NoInstancesError as e:
             raise ServiceUnavailableError(str(e)) from None
+        except PayloadTooLargeError as e:
+            raise RequestTooLargeError(str(e)) from None
         except InstanceGoneError as e:
             raise WorkerLostError(str(e)) from None
         except RemoteError as e:
@@ -59,6 +74,16 @@ class RouterEngine:
             await stream.aclose()  # type: ignore[attr-defined]
 
 
+def pinned_instance(request: dict[str, Any]) -> int | None:
+    """The worker a request names: `backend_instance_id` of a preprocessed request, or
+    `nvext.backend_instance_id` of an OpenAI request passed whole to a Chat/Completion engine."""
+    target = request.get("backend_instance_id")
+    if target is None:
+        nvext = request.get("nvext")
+        target = nvext.get("backend_instance_id") if isinstance(nvext, dict) else None
+    return None if target is None else int(target)
+
+
 def _request_error(e: RemoteError) -> RequestError:
     """The worker's request error as the worker raised it: status, type, code and param kept, so
     a worker's `context_length_exceeded` reaches the client as exactly that."""
@@ -69,4 +94,4 @@ def _request_error(e: RemoteError) -> RequestError:
     return error
 
 
-__all__ = ["RouterEngine"]
+__all__ = ["RouterEngine", "pinned_instance"]

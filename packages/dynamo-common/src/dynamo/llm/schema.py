@@ -47,6 +47,15 @@ def model_entry_key(endpoint_path: str, instance_id: int) -> str:
     return f"{MODELS_ROOT}/{slugify(f'{endpoint_path}-{instance_id:x}')}"
 
 
+def instance_id_of_model_entry(key: str) -> int | None:
+    """The worker instance a model entry key names (its last `-`-separated part, in hex), or
+    None for a key not written by `model_entry_key`."""
+    try:
+        return int(key.rsplit("-", 1)[1], 16)
+    except (IndexError, ValueError):
+        return None
+
+
 def card_key(service_name: str) -> str:
     return f"{MDC_ROOT}/{service_name}"
 
@@ -160,6 +169,7 @@ __all__ = [
     "card_file_url",
     "card_key",
     "card_record",
+    "instance_id_of_model_entry",
     "kv_events_subject",
     "kv_metrics_subject",
     "model_entry_key",

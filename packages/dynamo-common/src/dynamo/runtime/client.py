@@ -10,11 +10,11 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from dynamo.runtime.context import Context
-from dynamo.runtime.errors import InstanceGoneError, NoInstancesError
+from dynamo.runtime.errors import InstanceGoneError, NoInstancesError, UnknownInstanceError
 from dynamo.runtime.request_plane import stream_request
 from dynamo.runtime.schema import InstanceRecord, instance_id_of
 from dynamo.runtime.tasks import stop_tasks
@@ -58,6 +58,8 @@ class Client:
         self.endpoint = endpoint
         self.runtime = endpoint.runtime
         self._instances: dict[int, str] = {}
+        #: Only these instances take requests, when set (`limit_to`).
+        self._allowed: frozenset[int] | None = None
         self._down: dict[int, float] = {}  # instance id -> when to try it again
         self._changed = asyncio.Event()
         self._watch: asyncio.Task | None = None
@@ -103,9 +105,25 @@ class Client:
             except Exception:  # one failing hook must not keep the others from running
                 log.exception("closing %s: a close hook failed", self.endpoint.path)
 
+    def limit_to(self, instance_ids: Iterable[int] | None) -> None:
+        """Route only to these instances (None: to all of the endpoint's).
+
+        Several models can share one endpoint, each worker serving one of them: a model's
+        client must then reach only the workers that registered that model.
+        """
+        self._allowed = None if instance_ids is None else frozenset(instance_ids)
+        self._changed.set()
+
+    def _routable(self, instance_id: int) -> bool:
+        return instance_id in self._instances and (
+            self._allowed is None or instance_id in self._allowed
+        )
+
     def instance_ids(self) -> list[int]:
         now = time.monotonic()
-        return sorted(i for i in self._instances if self._down.get(i, 0.0) <= now)
+        return sorted(
+            i for i in self._instances if self._routable(i) and self._down.get(i, 0.0) <= now
+        )
 
     async def wait_for_instances(self, timeout: float | None = None) -> list[int]:  # noqa: ASYNC109 - upstream's signature
         """Wait until at least one instance is routable (a new one, or one marked down whose
@@ -183,9 +201,9 @@ class Client:
     async def _to_instance(
         self, request: Any, instance_id: int, context: Context
     ) -> AsyncIterator[Any]:
-        subject = self._instances.get(instance_id)
-        if subject is None:
-            raise NoInstancesError(f"{self.endpoint.path} instance {instance_id:x}")
+        if not self._routable(instance_id):
+            raise UnknownInstanceError(self.endpoint.path, instance_id)
+        subject = self._instances[instance_id]
         try:
             async for item in stream_request(
                 self.runtime.nats, subject, instance_id, request, context

@@ -1,7 +1,9 @@
 """Errors of the distributed runtime. Each carries what a user needs to act on it.
 
 DynamoRuntimeError
-├── NoInstancesError     nobody serves the endpoint (or the instance asked for) right now
+├── NoInstancesError     nobody serves the endpoint right now
+│   └── UnknownInstanceError   the instance asked for is not one of the endpoint's
+├── PayloadTooLargeError the request is bigger than NATS takes in one message
 ├── InstanceGoneError    no responders, or the stream stopped without its final message
 └── RemoteError          the worker's handler raised; its message, status, type, code and param
                          travel here
@@ -22,6 +24,27 @@ class NoInstancesError(DynamoRuntimeError):
     def __init__(self, endpoint: str):
         super().__init__(f"no instances of {endpoint} are running")
         self.endpoint = endpoint
+
+
+class UnknownInstanceError(NoInstancesError):
+    """A request named an instance the client does not route to (none such, or one serving
+    something else): the caller's mistake, unlike an endpoint with no instances at all."""
+
+    def __init__(self, endpoint: str, instance_id: int):
+        DynamoRuntimeError.__init__(self, f"{endpoint} has no instance {instance_id:x}")
+        self.endpoint = endpoint
+        self.instance_id = instance_id
+
+
+class PayloadTooLargeError(DynamoRuntimeError):
+    """The encoded request exceeds the NATS server's `max_payload`: no worker can receive it."""
+
+    def __init__(self, size: int, limit: int):
+        super().__init__(
+            f"the request is {size} bytes; the request plane takes at most {limit} bytes"
+        )
+        self.size = size
+        self.limit = limit
 
 
 class InstanceGoneError(DynamoRuntimeError):

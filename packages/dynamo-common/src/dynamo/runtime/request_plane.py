@@ -12,10 +12,11 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.errors import MaxPayloadError
 
 from dynamo.runtime import codec
 from dynamo.runtime.context import Context
-from dynamo.runtime.errors import InstanceGoneError, RemoteError
+from dynamo.runtime.errors import InstanceGoneError, PayloadTooLargeError, RemoteError
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +228,11 @@ async def stream_request(
     sub = await nc.subscribe(inbox, cb=on_frame)
     finished = False
     try:
-        await nc.publish(subject, codec.encode_request(context.id(), request), reply=inbox)
+        payload = codec.encode_request(context.id(), request)
+        try:
+            await nc.publish(subject, payload, reply=inbox)
+        except MaxPayloadError:
+            raise PayloadTooLargeError(len(payload), nc.max_payload) from None
         expected = 1
         timeout = FIRST_FRAME_TIMEOUT_SECONDS
         stop_sent = False

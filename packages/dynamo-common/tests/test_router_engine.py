@@ -1,0 +1,48 @@
+"""`RouterEngine`: which worker a request names, and the runtime's errors as request errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from dynamo.llm.errors import InvalidRequestError, RequestTooLargeError, ServiceUnavailableError
+from dynamo.llm.router_engine import RouterEngine, pinned_instance
+from dynamo.runtime.context import Context
+from dynamo.runtime.errors import NoInstancesError, PayloadTooLargeError, UnknownInstanceError
+
+
+def test_the_pinned_instance_of_either_request_shape():
+    assert pinned_instance({"token_ids": [1], "backend_instance_id": 7}) == 7
+    # A Chat/Completion engine's request is the OpenAI body: the id is still under nvext.
+    assert pinned_instance({"messages": [], "nvext": {"backend_instance_id": 9}}) == 9
+    assert pinned_instance({"messages": [], "nvext": {}}) is None
+    assert pinned_instance({"token_ids": [1]}) is None
+
+
+class _FailingClient:
+    """Stands in for a runtime Client whose stream fails as the real one does."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+    def stream(self, request, context, **kw):
+        async def fail():
+            raise self.error
+            yield  # pragma: no cover
+
+        return fail()
+
+
+@pytest.mark.parametrize(
+    ("error", "expected", "status"),
+    [
+        (UnknownInstanceError("ns.c.e", 0x5EED), InvalidRequestError, 400),
+        (NoInstancesError("ns.c.e"), ServiceUnavailableError, 503),
+        (PayloadTooLargeError(2 << 20, 1 << 20), RequestTooLargeError, 413),
+    ],
+)
+async def test_runtime_errors_become_request_errors(error, expected, status):
+    engine = RouterEngine(_FailingClient(error))  # type: ignore[arg-type]
+    with pytest.raises(expected) as raised:
+        async for _ in engine.generate({"token_ids": [1]}, Context()):
+            pass
+    assert type(raised.value) is expected and raised.value.status_code == status
