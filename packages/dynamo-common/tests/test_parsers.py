@@ -7,8 +7,6 @@ import random
 from pathlib import Path
 
 import pytest
-from tokenizers import Tokenizer, models, pre_tokenizers
-from tokenizers import decoders as tk_decoders
 
 from dynamo.llm.decoder import Decoder
 from dynamo.llm.parsers import (
@@ -25,19 +23,7 @@ TOOL_CASES = json.loads((GOLDEN / "tool_calls.json").read_text(encoding="utf-8")
 REASONING_CASES = json.loads((GOLDEN / "reasoning.json").read_text(encoding="utf-8"))
 
 
-def byte_tokenizer() -> Tokenizer:
-    """Every byte its own token: markup and multi-byte characters split across tokens."""
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    tok = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(sorted(alphabet))}, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    tok.decoder = tk_decoders.ByteLevel()
-    return tok
-
-
-TOKENIZER = byte_tokenizer()
-
-
-def chunkings(text: str):
+def chunkings(text: str, tokenizer):
     yield "whole", [text]
     yield "chars", list(text)
     rng = random.Random(7)
@@ -49,8 +35,8 @@ def chunkings(text: str):
             i += k
         yield f"random{n}", pieces
     # One token at a time through the real decoder, bytes split mid-character.
-    ids = TOKENIZER.encode(text).ids
-    decoder = Decoder(TOKENIZER)
+    ids = tokenizer.encode(text).ids
+    decoder = Decoder(tokenizer)
     pieces = [decoder.step([t]).text for t in ids] + [decoder.finish()]
     assert "".join(pieces) == text
     yield "byte-tokens", pieces
@@ -68,8 +54,8 @@ def run_tool_parser(name: str, pieces: list[str]):
 
 
 @pytest.mark.parametrize("case", TOOL_CASES, ids=lambda c: c["name"])
-def test_tool_call_golden(case):
-    for how, pieces in chunkings(case["text"]):
+def test_tool_call_golden(case, byte_tokenizer):
+    for how, pieces in chunkings(case["text"], byte_tokenizer):
         content, deltas = run_tool_parser(case["parser"], pieces)
         assert content == case["content"], how
         calls = merge_calls(deltas)
@@ -109,8 +95,8 @@ def test_plain_text_streams_without_delay():
 
 
 @pytest.mark.parametrize("case", REASONING_CASES, ids=lambda c: c["name"])
-def test_reasoning_golden(case):
-    for how, pieces in chunkings(case["text"]):
+def test_reasoning_golden(case, byte_tokenizer):
+    for how, pieces in chunkings(case["text"], byte_tokenizer):
         parser = reasoning_parser(case["parser"])
         reasoning = content = ""
         for piece in pieces:

@@ -10,7 +10,6 @@ from dynamo.llm.protocols import (
     LLMEngineOutput,
 )
 
-
 MSG = [{"role": "user", "content": "x"}]
 
 
@@ -186,3 +185,16 @@ def test_a_stop_string_longer_than_the_limit_is_refused():
     assert ChatCompletionRequest.model_validate(ok).stop == ["x" * MAX_STOP_LENGTH]
     with pytest.raises(ValidationError, match="at most 1024 characters"):
         ChatCompletionRequest.model_validate({**ok, "stop": ["x" * (MAX_STOP_LENGTH + 1)]})
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
+@pytest.mark.parametrize("value", [0, -1])
+def test_max_tokens_below_one_is_refused(field, value):
+    """Issue 18 item 8: max_tokens 0 returned a token (llama.cpp) or the whole text (echo_full);
+    OpenAI and vLLM refuse it, for every engine."""
+    with pytest.raises(ValidationError, match=field):
+        ChatCompletionRequest.model_validate({"model": "m", "messages": MSG, field: value})
+    if field == "max_tokens":
+        with pytest.raises(ValidationError, match=field):
+            CompletionRequest.model_validate({"model": "m", "prompt": "p", field: value})
+    assert ChatCompletionRequest.model_validate({"model": "m", "messages": MSG, field: 1})

@@ -13,7 +13,10 @@ import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import Any, TypeVar
 
+from dynamo.llm.protocols.openai import ChatCompletionRequest, CompletionRequest
 from dynamo.llm.stream_delta import StreamDelta
 from dynamo.runtime.context import Context
 
@@ -98,3 +101,96 @@ def child_context(parent: Context, index: int) -> tuple[Context, asyncio.Future[
             child.stop_generating()
 
     return child, asyncio.ensure_future(follow())
+
+
+Req = TypeVar("Req", ChatCompletionRequest, CompletionRequest)
+
+
+def for_choice(request: Req, i: int, update: dict[str, Any]) -> Req:
+    """Choice `i`'s own request: one choice, and its own seed so the choices differ."""
+    update = {"n": None, **update}
+    if request.seed is not None:
+        update["seed"] = request.seed + i
+    return request.model_copy(update=update)
+
+
+def fan_out(
+    subs: list[tuple[int, int, Req]],
+    one: Callable[[Req, Context], AsyncIterator[StreamDelta]],
+    context: Context,
+) -> AsyncIterator[StreamDelta]:
+    async def run() -> AsyncIterator[StreamDelta]:
+        watchers = []
+        choices = []
+        for index, prompt, req in subs:
+            ctx, watcher = child_context(context, index)
+            watchers.append(watcher)
+            choices.append(Choice(index, prompt, partial(one, req, ctx)))
+        try:
+            async for delta in merge_choices(choices):
+                yield delta
+        finally:
+            for w in watchers:
+                w.cancel()
+
+    return run()
+
+
+def _total_logprob(deltas: list[StreamDelta]) -> float:
+    return sum(e.logprob for d in deltas for e in d.logprobs or ())
+
+
+async def echo_prompt(
+    stream: AsyncIterator[StreamDelta], prompt: str
+) -> AsyncIterator[StreamDelta]:
+    """Completions `echo`: the prompt's text (and its tokens' log probabilities, when asked for
+    and the engine sent them) ahead of the answer."""
+    first = True
+    async for delta in stream:
+        if first:
+            first = False
+            logprobs = delta.logprobs
+            if delta.prompt_logprobs is not None:
+                logprobs = delta.prompt_logprobs + (delta.logprobs or [])
+            delta = dataclasses.replace(
+                delta, text=prompt + delta.text, logprobs=logprobs, prompt_logprobs=None
+            )
+        yield delta
+
+
+async def best_of_choices(
+    request: CompletionRequest,
+    prompts: list[str | list[int]],
+    n: int,
+    best_of: int,
+    one: Callable[[CompletionRequest, Context], AsyncIterator[StreamDelta]],
+    context: Context,
+) -> AsyncIterator[StreamDelta]:
+    """`best_of` candidates per prompt; the `n` with the highest total log probability are
+    returned (not streamable: the best are known only at the end)."""
+    keep_logprobs = request.logprobs is not None
+    update = {"logprobs": request.logprobs or 0, "best_of": None}
+    subs = [
+        (p * best_of + j, p, for_choice(request, j, {"prompt": prompt, **update}))
+        for p, prompt in enumerate(prompts)
+        for j in range(best_of)
+    ]
+    per_choice: dict[int, list[StreamDelta]] = {}
+    last: StreamDelta | None = None
+    async for delta in fan_out(subs, one, context):
+        per_choice.setdefault(delta.index, []).append(delta)
+        last = delta
+    if last is None:
+        return
+    for p in range(len(prompts)):
+        candidates = [per_choice.get(p * best_of + j, []) for j in range(best_of)]
+        ranked = sorted(candidates, key=_total_logprob, reverse=True)[:n]
+        for rank, deltas in enumerate(ranked):
+            for d in deltas:
+                yield dataclasses.replace(
+                    d,
+                    index=p * n + rank,
+                    logprobs=d.logprobs if keep_logprobs else None,
+                    prompt_tokens=last.prompt_tokens,
+                    completion_tokens=last.completion_tokens,
+                )

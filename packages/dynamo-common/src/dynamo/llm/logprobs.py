@@ -86,7 +86,7 @@ class TokenLogprob:
 
     token_id: int
     token: str
-    logprob: float
+    logprob: float | None  # None only for a prompt's first token
     bytes: list[int]
     top: list[Candidate] = field(default_factory=list)
 
@@ -115,6 +115,29 @@ def from_engine(
                 craw = cand.get("bytes") or list(ctext.encode())
             candidates.append(Candidate(ctext or "", float(cand["logprob"]), craw))
         entries.append(TokenLogprob(token_id, text, float(logprob), raw, candidates))
+    return entries
+
+
+def prompt_from_engine(
+    positions: list[Any], prompt: list[int], texts: TokenTexts, as_ids: bool = False
+) -> list[TokenLogprob]:
+    """Entries for the prompt's tokens from an engine's `prompt_logprobs`: one list of
+    candidates per prompt token (None for the first), holding the prompt token itself (its
+    log probability) and the position's best alternatives (the top list)."""
+    entries = []
+    for i, token_id in enumerate(prompt):
+        text, raw = _text(token_id, texts, as_ids)
+        candidates = positions[i] if i < len(positions) else None
+        if not candidates:
+            entries.append(TokenLogprob(token_id, text, None, raw))
+            continue
+        own = next((c for c in candidates if c.get("token_id") == token_id), None)
+        top = []
+        for cand in sorted(candidates, key=lambda c: c.get("rank", 0)):
+            ctext, craw = _text(cand["token_id"], texts, as_ids)
+            top.append(Candidate(ctext, float(cand["logprob"]), craw))
+        logprob = float(own["logprob"]) if own is not None else None
+        entries.append(TokenLogprob(token_id, text, logprob, raw, top))
     return entries
 
 
@@ -152,6 +175,8 @@ def completion_logprobs(entries: list[TokenLogprob], text_offset: int) -> dict[s
     return {
         "tokens": [e.token for e in entries],
         "token_logprobs": [e.logprob for e in entries],
-        "top_logprobs": [{c.token: c.logprob for c in e.top} for e in entries],
+        "top_logprobs": [
+            None if e.logprob is None else {c.token: c.logprob for c in e.top} for e in entries
+        ],
         "text_offset": offsets,
     }

@@ -8,16 +8,15 @@ which, and that is the point.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from dynamo.llm.decoder import Decoder
 from dynamo.llm.errors import EngineFailedError, InvalidRequestError
-from dynamo.llm.fanout import Choice, child_context, merge_choices
+from dynamo.llm.fanout import best_of_choices, echo_prompt, fan_out, for_choice
 from dynamo.llm.features import Feature, check_features, parse_features
-from dynamo.llm.logprobs import TokenTexts, from_engine
+from dynamo.llm.logprobs import TokenTexts, from_engine, prompt_from_engine
 from dynamo.llm.model_card import ModelDeploymentCard
 from dynamo.llm.model_type import ModelType
 from dynamo.llm.postprocess import OutputParsers, check_tools, parse_chat_stream, parsers_for
@@ -76,8 +75,8 @@ class ServedModel:
         n = request.choices_per_prompt
         if n == 1:
             return one(request, context)
-        subs = [(i, 0, _for_choice(request, i, {})) for i in range(n)]
-        return _fan_out(subs, one, context)
+        subs = [(i, 0, for_choice(request, i, {})) for i in range(n)]
+        return fan_out(subs, one, context)
 
     def completion(
         self, request: CompletionRequest, context: Context
@@ -90,13 +89,13 @@ class ServedModel:
         if len(prompts) == 1 and best_of == 1:
             return self._echoed(request, context)
         if best_of > n:
-            return self._best_of(request, prompts, n, best_of, context)
+            return best_of_choices(request, prompts, n, best_of, self._echoed, context)
         subs = [
-            (p * n + j, p, _for_choice(request, j, {"prompt": prompt}))
+            (p * n + j, p, for_choice(request, j, {"prompt": prompt}))
             for p, prompt in enumerate(prompts)
             for j in range(n)
         ]
-        return _fan_out(subs, self._echoed, context)
+        return fan_out(subs, self._echoed, context)
 
     def _check(self, request: ChatCompletionRequest | CompletionRequest) -> None:
         refuse_unsupported(request)
@@ -106,7 +105,7 @@ class ServedModel:
 
     def _echoed(self, request: CompletionRequest, context: Context) -> AsyncIterator[StreamDelta]:
         stream = self._completion_one(request, context)
-        return _echo(stream, self._prompt_text(request)) if request.echo else stream
+        return echo_prompt(stream, self._prompt_text(request)) if request.echo else stream
 
     def _prompt_text(self, request: CompletionRequest) -> str:
         prompt = request.single_prompt()
@@ -115,43 +114,6 @@ class ServedModel:
         if self.card is None or not self.card.has_tokenizer():
             return ""
         return self.card.tokenizer().decode(list(prompt), skip_special_tokens=False)
-
-    async def _best_of(
-        self,
-        request: CompletionRequest,
-        prompts: list[str | list[int]],
-        n: int,
-        best_of: int,
-        context: Context,
-    ) -> AsyncIterator[StreamDelta]:
-        """`best_of` candidates per prompt; the `n` with the highest total log probability are
-        returned (not streamable: the best are known only at the end)."""
-        keep_logprobs = request.logprobs is not None
-        update = {"logprobs": request.logprobs or 0, "best_of": None}
-        subs = [
-            (p * best_of + j, p, _for_choice(request, j, {"prompt": prompt, **update}))
-            for p, prompt in enumerate(prompts)
-            for j in range(best_of)
-        ]
-        per_choice: dict[int, list[StreamDelta]] = {}
-        last: StreamDelta | None = None
-        async for delta in _fan_out(subs, self._echoed, context):
-            per_choice.setdefault(delta.index, []).append(delta)
-            last = delta
-        if last is None:
-            return
-        for p in range(len(prompts)):
-            candidates = [per_choice.get(p * best_of + j, []) for j in range(best_of)]
-            ranked = sorted(candidates, key=_total_logprob, reverse=True)[:n]
-            for rank, deltas in enumerate(ranked):
-                for d in deltas:
-                    yield dataclasses.replace(
-                        d,
-                        index=p * n + rank,
-                        logprobs=d.logprobs if keep_logprobs else None,
-                        prompt_tokens=last.prompt_tokens,
-                        completion_tokens=last.completion_tokens,
-                    )
 
     def _chat_one(
         self, request: ChatCompletionRequest, context: Context
@@ -170,53 +132,6 @@ class ServedModel:
         if self.card is None or not self.card.has_tokenizer():
             return 0
         return len(self.card.tokenizer().encode(text, add_special_tokens=False).ids)
-
-
-Req = TypeVar("Req", ChatCompletionRequest, CompletionRequest)
-
-
-def _for_choice(request: Req, i: int, update: dict[str, Any]) -> Req:
-    """Choice `i`'s own request: one choice, and its own seed so the choices differ."""
-    update = {"n": None, **update}
-    if request.seed is not None:
-        update["seed"] = request.seed + i
-    return request.model_copy(update=update)
-
-
-def _fan_out(
-    subs: list[tuple[int, int, Req]],
-    one: Callable[[Req, Context], AsyncIterator[StreamDelta]],
-    context: Context,
-) -> AsyncIterator[StreamDelta]:
-    async def run() -> AsyncIterator[StreamDelta]:
-        watchers = []
-        choices = []
-        for index, prompt, req in subs:
-            ctx, watcher = child_context(context, index)
-            watchers.append(watcher)
-            choices.append(Choice(index, prompt, partial(one, req, ctx)))
-        try:
-            async for delta in merge_choices(choices):
-                yield delta
-        finally:
-            for w in watchers:
-                w.cancel()
-
-    return run()
-
-
-def _total_logprob(deltas: list[StreamDelta]) -> float:
-    return sum(e.logprob for d in deltas for e in d.logprobs or ())
-
-
-async def _echo(stream: AsyncIterator[StreamDelta], prompt: str) -> AsyncIterator[StreamDelta]:
-    """Completions `echo`: the prompt's text ahead of the answer."""
-    first = True
-    async for delta in stream:
-        if first:
-            first = False
-            delta = dataclasses.replace(delta, text=prompt + delta.text)
-        yield delta
 
 
 def _engine_error(out: dict[str, Any]) -> str | None:
@@ -271,6 +186,7 @@ class BackendModel(ServedModel):
         texts = self._token_texts() if output_options.get("logprobs") is not None else None
         as_ids = bool(output_options.get("return_tokens_as_token_ids"))
         cached: int | None = None
+        prompt_logprobs = None  # sent once, with the first piece of the answer
         stream = self.engine.generate(preq, context)
         engine_reason: FinishReason | None = None
         try:
@@ -279,6 +195,10 @@ class BackendModel(ServedModel):
                 if error is not None:
                     raise EngineFailedError(error)
                 cached = _cached_tokens(out, cached)
+                if texts is not None and out.get("prompt_logprobs") is not None:
+                    prompt_logprobs = prompt_from_engine(
+                        out["prompt_logprobs"], preq["token_ids"], texts, as_ids
+                    )
                 token_ids = out.get("token_ids")
                 if token_ids:
                     before = decoder.completion_tokens
@@ -300,6 +220,7 @@ class BackendModel(ServedModel):
                             result.stop_reason,
                             logprobs=logprobs,
                             cached_tokens=cached,
+                            prompt_logprobs=prompt_logprobs,
                         )
                         return
                     if result.text or logprobs:
@@ -310,7 +231,9 @@ class BackendModel(ServedModel):
                             decoder.completion_tokens,
                             logprobs=logprobs,
                             cached_tokens=cached,
+                            prompt_logprobs=prompt_logprobs,
                         )
+                        prompt_logprobs = None
                 reason = out.get("finish_reason")
                 if reason is not None:
                     engine_reason = FinishReason.parse(reason)
@@ -326,6 +249,7 @@ class BackendModel(ServedModel):
             prompt_tokens,
             decoder.completion_tokens,
             cached_tokens=cached,
+            prompt_logprobs=prompt_logprobs,
         )
 
     def _token_texts(self) -> TokenTexts:

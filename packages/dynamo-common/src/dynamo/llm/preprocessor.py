@@ -153,7 +153,6 @@ class OpenAIPreprocessor:
         sampling = self._sampling(request)
         output = {
             "logprobs": _logprobs(request),
-            "prompt_logprobs": getattr(request, "prompt_logprobs", None),
             "skip_special_tokens": request.skip_special_tokens,
         }
         if isinstance(request, CompletionRequest) and request.echo and request.logprobs is not None:

@@ -123,7 +123,6 @@ def needed_features(request: _CommonRequest, detokenized: bool = True) -> dict[F
     else:
         assert isinstance(request, CompletionRequest)
         need(Feature.LOGPROBS, "logprobs", request.logprobs)
-        need(Feature.PROMPT_LOGPROBS, "prompt_logprobs", request.prompt_logprobs)
         if request.echo and request.logprobs is not None:
             need(Feature.PROMPT_LOGPROBS, "echo", True)
         if request.best_of is not None and request.best_of > request.choices_per_prompt:

@@ -30,6 +30,9 @@ class StreamDelta:
     tool_calls: list[ToolCallDelta] | None = None
     #: Log probabilities of the tokens behind this piece (when the request asked for them).
     logprobs: list[TokenLogprob] | None = None
+    #: Log probabilities of the prompt's tokens (completions `echo` with `logprobs`), on the
+    #: first piece; the first token's `logprob` is None (nothing precedes it).
+    prompt_logprobs: list[TokenLogprob] | None = None
     #: Prompt tokens the engine served from its prefix cache, when it reports them.
     cached_tokens: int | None = None
     #: Tokens of reasoning (on the last piece, when a reasoning parser ran).
