@@ -5,7 +5,9 @@ RequestError                    a request ends in it; the client sees its status
 │   └── ContextLengthExceededError  400 `context_length_exceeded`: the prompt does not fit
 ├── ModelNotFoundError          404 `model_not_found`: no served model has that name
 ├── RequestTooLargeError        413 `request_too_large`: too big for the request plane
-├── ServiceUnavailableError     503: no worker can take the request now
+├── TooManyRequestsError        429: the model's queue is full (with Retry-After)
+├── ServiceUnavailableError     503: no worker can take the request now (maybe with Retry-After)
+├── RequestTimeoutError         504 `request_timeout`: the request outlived --request-timeout
 ├── ClientDisconnectedError     499 `client_closed`: the client left before the answer was ready
 └── EngineFailedError           502: the engine failed while generating
     └── WorkerLostError         the worker went away mid-stream (migration resumes it)
@@ -30,11 +32,20 @@ class RequestError(Exception):
     status_code = 400
     error_type = "invalid_request_error"
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.param = param
         self.code = code
+        #: Seconds after which trying again may succeed (HTTP `Retry-After`), for overload.
+        self.retry_after = retry_after
 
 
 class InvalidRequestError(RequestError):
@@ -75,6 +86,26 @@ class ServiceUnavailableError(RequestError):
 
     status_code = 503
     error_type = "service_unavailable"
+
+
+class TooManyRequestsError(RequestError):
+    """The model has as many requests running and waiting as it may (429, with Retry-After)."""
+
+    status_code = 429
+    error_type = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float | None = 1):
+        super().__init__(message, code="queue_full", retry_after=retry_after)
+
+
+class RequestTimeoutError(RequestError):
+    """The request took longer than the server allows (504); the engine was told to stop."""
+
+    status_code = 504
+    error_type = "timeout_error"
+
+    def __init__(self, message: str):
+        super().__init__(message, code="request_timeout")
 
 
 class ClientDisconnectedError(RequestError):

@@ -51,6 +51,7 @@ async def _run_local(inv: Invocation) -> None:
 async def run_input(inv: Invocation, model, ignore_eos: bool) -> None:
     args = inv.args
     if inv.input == "http":
+        from dynamo.frontend.admission import AdmissionOptions
         from dynamo.frontend.http.app import AppState
         from dynamo.frontend.http.options import HttpOptions
         from dynamo.frontend.http.server import serve_http
@@ -58,6 +59,7 @@ async def run_input(inv: Invocation, model, ignore_eos: bool) -> None:
         state = AppState(
             request_template=RequestTemplate.load(args.request_template),
             options=HttpOptions.from_args(args),
+            admission_options=AdmissionOptions.from_args(args),
         )
         state.models.add(model)
         await serve_http(state, args.http_host, args.http_port)

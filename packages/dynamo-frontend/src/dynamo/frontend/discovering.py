@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from dynamo.frontend.admission import AdmissionOptions, AdmittedEngine
 from dynamo.frontend.flags import Invocation
 from dynamo.frontend.http.app import AppState
 from dynamo.frontend.http.options import HttpOptions
@@ -95,7 +96,8 @@ def register_kv_metrics(state: AppState) -> None:
     def engines():
         for name in state.models.names():
             engine = getattr(state.models.get(name), "engine", None)
-            if isinstance(engine, Migration):
+            # Admission control and migration wrap the router: look through them.
+            while isinstance(engine, AdmittedEngine | Migration):
                 engine = engine.engine
             if isinstance(engine, KvRouterEngine):
                 yield name, engine
@@ -121,6 +123,9 @@ async def run_discovering(inv: Invocation) -> None:
     state = AppState(
         request_template=RequestTemplate.load(args.request_template),
         options=HttpOptions.from_args(args) if inv.input == "http" else HttpOptions(),
+        admission_options=(
+            AdmissionOptions.from_args(args) if inv.input == "http" else AdmissionOptions()
+        ),
     )
     if args.router_mode == "kv":
         register_kv_metrics(state)

@@ -156,6 +156,32 @@ def build_parser(prog: str = "dynamo-run") -> argparse.ArgumentParser:
         metavar="SIZE",
         help="largest request body, e.g. 512KiB, 8MiB (default 8MiB): 413 beyond",
     )
+    s.add_argument(
+        "--max-concurrent-requests",
+        type=int,
+        metavar="N",
+        help="requests per model in the engine at once; more wait in a FIFO queue (default: "
+        "what the engines publish as max_num_seqs, else no limit)",
+    )
+    s.add_argument(
+        "--queue-size",
+        type=int,
+        metavar="M",
+        help="requests per model waiting for a slot; beyond: 429 with Retry-After (default 100)",
+    )
+    s.add_argument(
+        "--queue-timeout",
+        type=float,
+        metavar="S",
+        help="seconds a request may wait for a slot; then 503 with Retry-After (default: no limit)",
+    )
+    s.add_argument(
+        "--request-timeout",
+        type=float,
+        metavar="S",
+        help="seconds a whole request may take; then the engine stops and the client gets a 504 "
+        "(default: no limit)",
+    )
     h.add_argument(
         "--router-mode",
         choices=["round-robin", "random", "kv"],
@@ -226,7 +252,11 @@ def parse_command_line(argv: list[str], prog: str = "dynamo-run") -> Invocation:
 
     check_http_only_flags(args, inp)
     if inp == "http":
-        HttpOptions.from_args(args)  # a bad value is a usage error now, not after the engine loads
+        from dynamo.frontend.admission import AdmissionOptions
+
+        # A bad value is a usage error now, not after the engine loads.
+        HttpOptions.from_args(args)
+        AdmissionOptions.from_args(args)
     return Invocation(inp, out, args)
 
 

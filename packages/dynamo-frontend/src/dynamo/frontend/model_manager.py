@@ -7,6 +7,7 @@ watcher adds and removes models as workers come and go. Readers never lock: a di
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from dynamo.llm.errors import ModelNotFoundError
 from dynamo.llm.pipeline import ServedModel
@@ -16,8 +17,12 @@ class ModelManager:
     def __init__(self) -> None:
         self._models: dict[str, ServedModel] = {}
         self._created: dict[str, int] = {}
+        #: Called with each model before it is served (admission control wraps its engine).
+        self.on_add: list[Callable[[ServedModel], None]] = []
 
     def add(self, model: ServedModel) -> None:
+        for hook in self.on_add:
+            hook(model)
         self._created.setdefault(model.name, int(time.time()))
         self._models = {**self._models, model.name: model}
 

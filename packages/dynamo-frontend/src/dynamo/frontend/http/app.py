@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from dynamo.frontend.admission import Admission, AdmissionOptions
 from dynamo.frontend.http.errors import error_body
 from dynamo.frontend.http.guards import add_guards
 from dynamo.frontend.http.metrics import FrontendMetrics
@@ -28,6 +29,13 @@ class AppState:
     shutting_down: bool = False
     request_template: RequestTemplate | None = None
     options: HttpOptions = field(default_factory=HttpOptions)
+    admission_options: AdmissionOptions = field(default_factory=AdmissionOptions)
+
+    def __post_init__(self) -> None:
+        self.admission = Admission(
+            self.admission_options, self.metrics.registry, self.metrics.prefix
+        )
+        self.models.on_add.append(self.admission.guard)
 
 
 def build_app(state: AppState | None = None) -> FastAPI:

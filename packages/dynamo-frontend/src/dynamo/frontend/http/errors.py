@@ -8,6 +8,7 @@ unknown route is a 404 `not_found_error`, a wrong method a 405), and anything el
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import orjson
@@ -49,6 +50,14 @@ def to_error(exc: BaseException) -> tuple[int, dict]:
         return exc.status_code, error_body(str(exc.detail), kind, code=exc.status_code)
     log.exception("internal error while handling a request", exc_info=exc)
     return 500, error_body("internal server error", "internal_error", code=500)
+
+
+def error_headers(exc: BaseException) -> dict[str, str]:
+    """Headers an error response carries: `Retry-After` (whole seconds) on overload."""
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is None:
+        return {}
+    return {"Retry-After": str(max(1, math.ceil(retry_after)))}
 
 
 def sse_error(exc: BaseException) -> bytes:

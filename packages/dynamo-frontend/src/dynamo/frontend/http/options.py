@@ -27,6 +27,10 @@ HTTP_ONLY_FLAGS = {
     "tls_key_path": "--tls-key-path",
     "allowed_origins": "--allowed-origins",
     "max_request_body_size": "--max-request-body-size",
+    "max_concurrent_requests": "--max-concurrent-requests",
+    "queue_size": "--queue-size",
+    "queue_timeout": "--queue-timeout",
+    "request_timeout": "--request-timeout",
 }
 
 
@@ -97,5 +101,6 @@ def check_http_only_flags(args: argparse.Namespace, input_name: str) -> None:
     if input_name == "http":
         return
     for dest, flag in HTTP_ONLY_FLAGS.items():
-        if getattr(args, dest, None):
+        value = getattr(args, dest, None)
+        if value is not None and value is not False and value != []:
             raise UsageError(f"{flag} is a flag of the HTTP server: it needs in=http")

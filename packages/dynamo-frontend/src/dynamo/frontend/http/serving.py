@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from dynamo.frontend.http.chunks import Answer, ResponseBuilder
-from dynamo.frontend.http.errors import error_body, sse_error, to_error
+from dynamo.frontend.http.errors import error_body, error_headers, sse_error, to_error
 from dynamo.frontend.http.metrics import FrontendMetrics, RequestTimer
 from dynamo.frontend.model_manager import ModelManager
 from dynamo.frontend.request_template import RequestTemplate
@@ -42,7 +42,7 @@ class JSONResponse(Response):
 
 def error_response(exc: BaseException) -> JSONResponse:
     status, body = to_error(exc)
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=error_headers(exc))
 
 
 async def parse_body(
