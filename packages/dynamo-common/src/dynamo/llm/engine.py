@@ -38,6 +38,11 @@ if TYPE_CHECKING:
     from dynamo.llm.model_card import ModelDeploymentCard
 
 ENTRY_POINT_GROUP = "dynamo.engines"
+#: Engines of model type `Embedding` (`dynamo-run out=NAME --embedding`), by the same `out=` name
+#: as the engine package's generation engine. An entry point here names an `Engine` subclass with
+#: `model_type = ModelType.Embedding` whose `generate` takes a `PreprocessedEmbeddingRequest` dict
+#: and yields one `EmbeddingsEngineOutput` dict (`dynamo.llm.protocols.embeddings`).
+EMBEDDING_ENTRY_POINT_GROUP = "dynamo.embedding_engines"
 
 # Flags of `dynamo-run` that an engine may or may not use. A flag the user set that is not in the
 # engine's `accepted_flags` is an error, not silently ignored.
@@ -141,4 +146,24 @@ def load_engine_class(name: str) -> type[Engine]:
         raise EngineError(f"engine '{name}' failed to import ({e}); reinstall {dist}") from e
     if not (isinstance(cls, type) and issubclass(cls, Engine)):
         raise EngineError(f"entry point '{name}' does not name an Engine subclass")
+    return cls
+
+
+def load_embedding_engine_class(name: str) -> type[Engine]:
+    """The Embedding engine of `out=name` (`--embedding`), or an `EngineError` saying which
+    engines can embed."""
+    eps = {ep.name: ep for ep in entry_points(group=EMBEDDING_ENTRY_POINT_GROUP)}
+    if name not in eps:
+        can = ", ".join(sorted(eps)) or "none installed"
+        raise EngineError(
+            f"out={name} cannot serve embeddings (--embedding); engines that can: {can}"
+        )
+    try:
+        cls = eps[name].load()
+    except ImportError as e:
+        raise EngineError(f"the embedding engine of '{name}' failed to import ({e})") from e
+    if not (isinstance(cls, type) and issubclass(cls, Engine)):
+        raise EngineError(f"embedding entry point '{name}' does not name an Engine subclass")
+    if cls.model_type is not ModelType.Embedding:
+        raise EngineError(f"embedding entry point '{name}' names a {cls.model_type.value} engine")
     return cls
