@@ -1,0 +1,28 @@
+"""The engine class without TensorRT-LLM: how it plugs in, and the error when it is missing."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from dynamo.engines.trtllm import TrtllmEngine
+from dynamo.llm import EngineConfig, EngineError, ModelType
+from dynamo.llm.engine import load_engine_class
+
+HAS_TRTLLM = importlib.util.find_spec("tensorrt_llm") is not None
+
+
+def test_entry_point_names_the_engine() -> None:
+    assert load_engine_class("trtllm") is TrtllmEngine
+    assert TrtllmEngine.model_type is ModelType.Backend
+    assert TrtllmEngine.distribution == "dynamo-engine-trtllm"
+    # MPI assigns ranks: the flags of SGLang's and vLLM's own multi-node launch do not apply.
+    assert {"tensor_parallel_size", "num_nodes", "base_gpu_id"} <= TrtllmEngine.accepted_flags
+    assert not {"node_rank", "leader_addr"} & TrtllmEngine.accepted_flags
+
+
+@pytest.mark.skipif(HAS_TRTLLM, reason="TensorRT-LLM is installed here")
+async def test_without_trtllm_start_says_what_to_install() -> None:
+    with pytest.raises(EngineError, match="pip install dynamo-engine-trtllm"):
+        await TrtllmEngine.start(EngineConfig(model_name="m", model_path="/nowhere"))
