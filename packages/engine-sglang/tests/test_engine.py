@@ -10,13 +10,13 @@ import pytest
 from dynamo.engines.sglang import SGLangEngine
 from dynamo.engines.sglang._engine import free_port_range
 from dynamo.llm import EngineConfig, EngineError, ModelType
-from dynamo.llm.engine import load_engine_class
+from dynamo.llm.engine import installed_engines, load_engine_class
 
 HAS_SGLANG = importlib.util.find_spec("sglang") is not None
 
 
 def test_entry_point_names_the_engine() -> None:
-    assert load_engine_class("sglang") is SGLangEngine
+    assert installed_engines()["sglang"].load() is SGLangEngine
     assert SGLangEngine.model_type is ModelType.Backend
     assert SGLangEngine.distribution == "dynamo-engine-sglang"
     assert {"tensor_parallel_size", "num_nodes", "node_rank", "leader_addr", "base_gpu_id"} <= (
@@ -35,3 +35,11 @@ def test_free_port_range_is_free() -> None:
     for port in range(base, base + 3):
         with socket.socket() as s:
             s.bind(("127.0.0.1", port))
+
+
+@pytest.mark.skipif(HAS_SGLANG, reason="the library is installed here")
+def test_a_missing_library_is_named_before_any_model_loads() -> None:
+    with pytest.raises(
+        EngineError, match="out=sglang needs sglang, which is not installed: pip install sglang"
+    ):
+        load_engine_class("sglang")

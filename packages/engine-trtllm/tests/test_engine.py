@@ -8,13 +8,13 @@ import pytest
 
 from dynamo.engines.trtllm import TrtllmEngine
 from dynamo.llm import EngineConfig, EngineError, ModelType
-from dynamo.llm.engine import load_engine_class
+from dynamo.llm.engine import installed_engines, load_engine_class
 
 HAS_TRTLLM = importlib.util.find_spec("tensorrt_llm") is not None
 
 
 def test_entry_point_names_the_engine() -> None:
-    assert load_engine_class("trtllm") is TrtllmEngine
+    assert installed_engines()["trtllm"].load() is TrtllmEngine
     assert TrtllmEngine.model_type is ModelType.Backend
     assert TrtllmEngine.distribution == "dynamo-engine-trtllm"
     # MPI assigns ranks: the flags of SGLang's and vLLM's own multi-node launch do not apply.
@@ -26,3 +26,12 @@ def test_entry_point_names_the_engine() -> None:
 async def test_without_trtllm_start_says_what_to_install() -> None:
     with pytest.raises(EngineError, match="pip install dynamo-engine-trtllm"):
         await TrtllmEngine.start(EngineConfig(model_name="m", model_path="/nowhere"))
+
+
+@pytest.mark.skipif(HAS_TRTLLM, reason="the library is installed here")
+def test_a_missing_library_is_named_before_any_model_loads() -> None:
+    with pytest.raises(
+        EngineError,
+        match="out=trtllm needs tensorrt-llm, which is not installed: pip install tensorrt-llm",
+    ):
+        load_engine_class("trtllm")

@@ -24,6 +24,7 @@ request for Chat/Completion engines (and yields OpenAI stream chunk dicts).
 from __future__ import annotations
 
 import abc
+import importlib.util
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
@@ -97,6 +98,12 @@ class Engine(abc.ABC):
     features: ClassVar[frozenset[Feature]] = UNDECLARED
     #: The distribution to `pip install` for this engine (for error messages and `--help`).
     distribution: ClassVar[str] = ""
+    #: The module of the library this engine runs on, for engines that import it lazily (vLLM,
+    #: SGLang, TensorRT-LLM); `load_engine_class` checks it is there before any model is loaded,
+    #: so a missing library is one line, not a model download followed by an ImportError.
+    library: ClassVar[str | None] = None
+    #: What to `pip install` for `library` (default: its module name).
+    library_requirement: ClassVar[str | None] = None
 
     @classmethod
     @abc.abstractmethod
@@ -146,7 +153,18 @@ def load_engine_class(name: str) -> type[Engine]:
         raise EngineError(f"engine '{name}' failed to import ({e}); reinstall {dist}") from e
     if not (isinstance(cls, type) and issubclass(cls, Engine)):
         raise EngineError(f"entry point '{name}' does not name an Engine subclass")
+    check_library(name, cls)
     return cls
+
+
+def check_library(name: str, cls: type[Engine]) -> None:
+    """An `EngineError` naming the package to install when `cls.library` is missing."""
+    if cls.library is None or importlib.util.find_spec(cls.library) is not None:
+        return
+    requirement = cls.library_requirement or cls.library
+    raise EngineError(
+        f"out={name} needs {requirement}, which is not installed: pip install {requirement}"
+    )
 
 
 def load_embedding_engine_class(name: str) -> type[Engine]:
@@ -166,4 +184,5 @@ def load_embedding_engine_class(name: str) -> type[Engine]:
         raise EngineError(f"embedding entry point '{name}' does not name an Engine subclass")
     if cls.model_type is not ModelType.Embedding:
         raise EngineError(f"embedding entry point '{name}' names a {cls.model_type.value} engine")
+    check_library(name, cls)
     return cls

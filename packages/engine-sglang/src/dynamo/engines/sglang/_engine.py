@@ -104,6 +104,7 @@ class SGLangEngine(Engine):
     )
     distribution = "dynamo-engine-sglang"
     features = FEATURES
+    library = "sglang"
 
     def __init__(self, engine: Any, plan: ServerPlan) -> None:
         self._engine = engine

@@ -82,6 +82,8 @@ class TrtllmEngine(Engine):
     )
     distribution = "dynamo-engine-trtllm"
     features = FEATURES
+    library = "tensorrt_llm"
+    library_requirement = "tensorrt-llm"
 
     def __init__(self, llm: Any, plan: LlmPlan, max_seq_len: int | None) -> None:
         self._llm = llm
