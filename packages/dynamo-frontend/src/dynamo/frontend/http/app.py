@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from dynamo.frontend.admission import Admission, AdmissionOptions
+from dynamo.frontend.http import openapi
 from dynamo.frontend.http.errors import error_body
 from dynamo.frontend.http.guards import add_guards
 from dynamo.frontend.http.metrics import FrontendMetrics
@@ -101,4 +102,5 @@ def build_app(state: AppState | None = None) -> FastAPI:
     async def unexpected(request: Request, exc: Exception) -> Response:
         return error_response(exc)
 
+    openapi.install(app)
     return app
