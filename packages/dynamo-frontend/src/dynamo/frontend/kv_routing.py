@@ -19,10 +19,10 @@ from typing import Any
 import nats.errors
 
 from dynamo.llm.discovery import DiscoveredModel
-from dynamo.llm.kv.load_metrics import WorkerLoads, kv_metrics_subject
-from dynamo.llm.kv.publisher import kv_events_subject
+from dynamo.llm.kv.load_metrics import WorkerLoads
 from dynamo.llm.kv.router import KvRouter
 from dynamo.llm.router_engine import RouterEngine
+from dynamo.llm.schema import kv_events_subject, kv_metrics_subject
 from dynamo.runtime import DistributedRuntime, NoInstancesError
 from dynamo.runtime.client import Client
 from dynamo.runtime.context import Context

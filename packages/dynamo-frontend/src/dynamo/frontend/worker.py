@@ -42,6 +42,7 @@ async def run_worker(inv: Invocation) -> None:
             name,
             card=card or ModelDeploymentCard.for_name_only(name),
             migration_limit=inv.args.migration_limit,
+            also_serves=cls.also_serves,
         )
         await endpoint.serve_endpoint(engine.generate)
     finally:
