@@ -65,8 +65,8 @@ def ask(client: httpx.AsyncClient, name: str, stream: bool = False):
     return client.post("/v1/chat/completions", json=body)
 
 
-async def wait_for(predicate, timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
+async def wait_for(predicate) -> None:
+    async with asyncio.timeout(5.0):
         while not predicate():  # noqa: ASYNC110 - polling the engine's own counters
             await asyncio.sleep(0.01)
 
@@ -118,7 +118,7 @@ async def test_queue_timeout_is_503_with_retry_after():
 
 
 async def test_request_timeout_stops_the_engine():
-    engine, state, client = setup(AdmissionOptions(request_timeout=0.3))
+    engine, _, client = setup(AdmissionOptions(request_timeout=0.3))
     async with client:
         r = await ask(client, "slow")
         assert r.status_code == 504
@@ -173,7 +173,7 @@ async def test_client_leaving_the_queue_gives_back_its_place():
 
 async def test_engine_capacity_is_the_default_limit():
     card = ModelDeploymentCard("m", runtime_config={"max_num_seqs": 1})
-    engine, state, client = setup(AdmissionOptions(queue_size=0), card=card)
+    engine, _, client = setup(AdmissionOptions(queue_size=0), card=card)
     async with client:
         running = asyncio.create_task(ask(client, "a"))
         await wait_for(lambda: engine.arrived == ["a"])

@@ -29,6 +29,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from dynamo.frontend.flags import UsageError
+from dynamo.frontend.readiness import model_workers
 from dynamo.llm.errors import RequestTimeoutError, ServiceUnavailableError, TooManyRequestsError
 from dynamo.runtime.context import Context
 
@@ -245,13 +246,8 @@ def served_capacity(model: Any) -> int | None:
     per_engine = (card.runtime_config.get("max_num_seqs") if card is not None else None) or None
     if not isinstance(per_engine, int):
         return None
-    engine = getattr(model, "engine", None)
-    while engine is not None:
-        client = getattr(engine, "client", None)
-        if client is not None and hasattr(client, "instance_ids"):
-            return per_engine * len(client.instance_ids())
-        engine = getattr(engine, "engine", None)
-    return per_engine
+    workers = model_workers(model)
+    return per_engine if workers is None else per_engine * len(workers)
 
 
 class Admission:
