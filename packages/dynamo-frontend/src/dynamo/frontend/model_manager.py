@@ -1,7 +1,8 @@
 """The models this frontend serves right now, by name.
 
-A static `dynamo-run in=http out=<engine>` adds one model at start; with `out=dyn` the model
-watcher adds and removes models as workers come and go. Readers never lock: a dict swap is atomic.
+A static `dynamo-run in=http out=<engine>` adds one model at start (under each of its
+`--served-model-name` names, the first the canonical one); with `out=dyn` the model watcher adds
+and removes models as workers come and go. Readers never lock: a dict swap is atomic.
 """
 
 from __future__ import annotations
@@ -15,21 +16,28 @@ from dynamo.llm.pipeline import ServedModel
 
 class ModelManager:
     def __init__(self) -> None:
-        self._models: dict[str, ServedModel] = {}
+        self._models: dict[str, ServedModel] = {}  # every name, aliases included
         self._created: dict[str, int] = {}
         #: Called with each model before it is served (admission control wraps its engine).
         self.on_add: list[Callable[[ServedModel], None]] = []
 
-    def add(self, model: ServedModel) -> None:
+    def add(self, model: ServedModel, aliases: tuple[str, ...] | list[str] = ()) -> None:
+        """Serve `model` under its name and `aliases` (other names for the same model)."""
         for hook in self.on_add:
             hook(model)
-        self._created.setdefault(model.name, int(time.time()))
-        self._models = {**self._models, model.name: model}
+        names = [model.name, *(a for a in aliases if a != model.name)]
+        for name in names:
+            self._created.setdefault(name, int(time.time()))
+        self._models = {**self._models, **dict.fromkeys(names, model)}
 
     def remove(self, name: str) -> ServedModel | None:
-        models = dict(self._models)
-        removed = models.pop(name, None)
-        self._created.pop(name, None)
+        """Stop serving the model called `name`, under all its names."""
+        removed = self._models.get(name)
+        if removed is None:
+            return None
+        models = {k: v for k, v in self._models.items() if v is not removed}
+        for gone in self._models.keys() - models.keys():
+            self._created.pop(gone, None)
         self._models = models
         return removed
 
@@ -40,13 +48,19 @@ class ModelManager:
             raise ModelNotFoundError(name) from None
 
     def names(self) -> list[str]:
+        """Every name a request may use, aliases included."""
         return sorted(self._models)
+
+    def served(self) -> list[ServedModel]:
+        """Each served model once (aliases not repeated), by canonical name."""
+        unique = {id(m): m for m in self._models.values()}
+        return sorted(unique.values(), key=lambda m: m.name)
 
     def created(self, name: str) -> int:
         return self._created.get(name, 0)
 
     def __len__(self) -> int:
-        return len(self._models)
+        return len({id(m) for m in self._models.values()})
 
     def __contains__(self, name: object) -> bool:
         return name in self._models

@@ -16,6 +16,10 @@ import orjson
 from dynamo.frontend.flags import UsageError
 
 
+#: `RequestTemplate.apply`'s default: the token limit of chat or completions, whichever the body is.
+AUTO = "auto"
+
+
 @dataclass(frozen=True)
 class RequestTemplate:
     model: str | None = None
@@ -39,17 +43,23 @@ class RequestTemplate:
             raise UsageError(f"--request-template: unknown fields {', '.join(sorted(unknown))}")
         return cls(**data)
 
-    def apply(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Fill the body's missing fields in place and return it."""
+    def apply(self, body: dict[str, Any], max_tokens_key: str | None = AUTO) -> dict[str, Any]:
+        """Fill the body's missing fields in place and return it. `max_tokens_key` names the
+        body's token limit: by default chat's or completions', `max_output_tokens` for the
+        Responses API; None for a request that generates nothing (embeddings), which only
+        takes the model."""
         if self.model is not None and not body.get("model"):
             body["model"] = self.model
+        if max_tokens_key is None:
+            return body
         if self.temperature is not None and body.get("temperature") is None:
             body["temperature"] = self.temperature
-        if (
-            self.max_completion_tokens is not None
-            and body.get("max_tokens") is None
-            and body.get("max_completion_tokens") is None
-        ):
+        if self.max_completion_tokens is None:
+            return body
+        if max_tokens_key != AUTO:
+            if body.get(max_tokens_key) is None:
+                body[max_tokens_key] = self.max_completion_tokens
+        elif body.get("max_tokens") is None and body.get("max_completion_tokens") is None:
             key = "max_completion_tokens" if "messages" in body else "max_tokens"
             body[key] = self.max_completion_tokens
         return body

@@ -10,15 +10,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from dynamo.frontend.admission import Admission, AdmissionOptions
-from dynamo.frontend.http import openapi
+from dynamo.frontend.http import anthropic, embeddings, models, openapi, responses, tokenize
+from dynamo.frontend.http.anthropic import AnthropicServing
+from dynamo.frontend.http.embeddings import EmbeddingsServing
 from dynamo.frontend.http.errors import error_body
 from dynamo.frontend.http.guards import add_guards
 from dynamo.frontend.http.metrics import FrontendMetrics
 from dynamo.frontend.http.options import HttpOptions
+from dynamo.frontend.http.responses import ResponsesServing, ResponseStore
 from dynamo.frontend.http.serving import JSONResponse, OpenAIServing, error_response
+from dynamo.frontend.http.tokenize import TokenizeServing
 from dynamo.frontend.http.tokenizer_metrics import TokenizerCacheCollector
 from dynamo.frontend.model_manager import ModelManager
-from dynamo.frontend.readiness import readiness
 from dynamo.frontend.request_template import RequestTemplate
 
 
@@ -30,6 +33,10 @@ class AppState:
     metrics: FrontendMetrics = field(default_factory=FrontendMetrics)
     shutting_down: bool = False
     request_template: RequestTemplate | None = None
+    #: `--enable-anthropic-api`: serve Anthropic Messages at `/v1/messages`.
+    anthropic_api: bool = False
+    #: Responses kept for `previous_response_id` (in memory, bounded, expiring).
+    response_store: ResponseStore = field(default_factory=ResponseStore)
     options: HttpOptions = field(default_factory=HttpOptions)
     admission_options: AdmissionOptions = field(default_factory=AdmissionOptions)
 
@@ -38,6 +45,20 @@ class AppState:
             self.admission_options, self.metrics.registry, self.metrics.prefix
         )
         self.models.on_add.append(self.admission.guard)
+
+
+def _attach_endpoint_families(app: FastAPI, state: AppState) -> None:
+    """The routes beyond chat and completions, one router per endpoint family, all over the
+    same served models (and, for Responses and Anthropic, the same chat pipeline)."""
+    template = state.request_template
+    models.attach_router(app, state.models)
+    responses.attach_router(
+        app, ResponsesServing(state.models, state.metrics, template, state.response_store)
+    )
+    embeddings.attach_router(app, EmbeddingsServing(state.models, state.metrics, template))
+    tokenize.attach_router(app, TokenizeServing(state.models))
+    if state.anthropic_api:
+        anthropic.attach_router(app, AnthropicServing(state.models, state.metrics, template))
 
 
 def build_app(state: AppState | None = None) -> FastAPI:
@@ -63,22 +84,12 @@ def build_app(state: AppState | None = None) -> FastAPI:
     async def completions(request: Request) -> Response:
         return await serving.handle("completion", request)
 
-    @app.get("/v1/models")
-    async def list_models() -> Response:
-        data = [
-            {
-                "id": name,
-                "object": "model",
-                "created": state.models.created(name),
-                "owned_by": "dynamo",
-            }
-            for name in state.models.names()
-        ]
-        return JSONResponse({"object": "list", "data": data})
+    _attach_endpoint_families(app, state)
 
     @app.get("/health")
     async def health() -> Response:
-        ready, body = readiness(state.models, state.shutting_down)
+        ready = len(state.models) > 0 and not state.shutting_down
+        body = {"status": "healthy" if ready else "not_ready", "models": state.models.names()}
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/live")

@@ -17,7 +17,7 @@ from dynamo.frontend.http.chunks import Answer, ResponseBuilder
 from dynamo.frontend.http.errors import error_body, error_headers, sse_error, to_error
 from dynamo.frontend.http.metrics import FrontendMetrics, RequestTimer
 from dynamo.frontend.model_manager import ModelManager
-from dynamo.frontend.request_template import RequestTemplate
+from dynamo.frontend.request_template import AUTO, RequestTemplate
 from dynamo.llm.errors import InvalidRequestError
 from dynamo.llm.pipeline import StreamDelta
 from dynamo.llm.protocols.openai import ChatCompletionRequest, CompletionRequest
@@ -46,7 +46,10 @@ def error_response(exc: BaseException) -> JSONResponse:
 
 
 async def parse_body(
-    request: Request, model_cls: type, template: RequestTemplate | None = None
+    request: Request,
+    model_cls: type,
+    template: RequestTemplate | None = None,
+    max_tokens_key: str | None = AUTO,
 ) -> Any:
     raw = await request.body()
     try:
@@ -56,7 +59,7 @@ async def parse_body(
     if not isinstance(data, dict):
         raise InvalidRequestError("the request body must be a JSON object")
     if template is not None:
-        template.apply(data)
+        template.apply(data, max_tokens_key)
     return model_cls.model_validate(data)
 
 

@@ -24,11 +24,10 @@ class TokenizerCacheCollector(Collector):
         self._prefix = prefix
 
     def _encoders(self) -> Iterator[tuple[str, SegmentedEncoder]]:
-        for name in self._models.names():
-            preprocessor = getattr(self._models.get(name), "preprocessor", None)
-            encoder = getattr(preprocessor, "encoder", None)
+        for model in self._models.served():
+            encoder = getattr(getattr(model, "preprocessor", None), "encoder", None)
             if isinstance(encoder, SegmentedEncoder):
-                yield name, encoder
+                yield model.name, encoder
 
     def collect(self) -> Iterator:
         p = f"{self._prefix}_tokenizer_cache"

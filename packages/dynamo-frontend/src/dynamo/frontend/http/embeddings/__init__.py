@@ -1,0 +1,6 @@
+"""OpenAI embeddings (`/v1/embeddings`) for models of type `Embedding`."""
+
+from dynamo.frontend.http.embeddings.api_router import attach_router
+from dynamo.frontend.http.embeddings.serving import EmbeddingsServing
+
+__all__ = ["EmbeddingsServing", "attach_router"]

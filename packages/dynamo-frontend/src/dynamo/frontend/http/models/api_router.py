@@ -1,0 +1,56 @@
+"""`GET /v1/models`, `GET /v1/models/{id}` (OpenAI's, with vLLM's `max_model_len`) and
+`GET /version`."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from starlette.responses import Response
+
+from dynamo.frontend.http.serving import JSONResponse, error_response
+from dynamo.frontend.model_manager import ModelManager
+
+
+def model_row(models: ModelManager, name: str) -> dict[str, Any]:
+    """One model as `/v1/models` lists it; an alias names its canonical model as `root`."""
+    served = models.get(name)
+    return {
+        "id": name,
+        "object": "model",
+        "created": models.created(name),
+        "owned_by": "dynamo",
+        "root": served.name,
+        "parent": None,
+        "max_model_len": served.card.context_length if served.card is not None else None,
+    }
+
+
+def frontend_version() -> str:
+    try:
+        return version("dynamo-frontend")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
+
+
+def attach_router(app: FastAPI, models: ModelManager) -> None:
+    router = APIRouter(tags=["models"])
+
+    @router.get("/v1/models")
+    async def list_models() -> Response:
+        data = [model_row(models, name) for name in models.names()]
+        return JSONResponse({"object": "list", "data": data})
+
+    @router.get("/v1/models/{model_id:path}")
+    async def retrieve_model(model_id: str) -> Response:
+        try:
+            return JSONResponse(model_row(models, model_id))
+        except Exception as e:
+            return error_response(e)
+
+    @router.get("/version")
+    async def get_version() -> Response:
+        return JSONResponse({"version": frontend_version()})
+
+    app.include_router(router)

@@ -1,0 +1,33 @@
+"""The Responses API routes: create, retrieve and delete."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI, Request
+from starlette.responses import Response
+
+from dynamo.frontend.http.responses.serving import ResponsesServing
+
+JSON_BODY = {
+    "requestBody": {
+        "content": {"application/json": {"schema": {"type": "object"}}},
+        "required": True,
+    }
+}
+
+
+def attach_router(app: FastAPI, serving: ResponsesServing) -> None:
+    router = APIRouter(tags=["responses"])
+
+    @router.post("/v1/responses", openapi_extra=JSON_BODY)
+    async def create_response(request: Request) -> Response:
+        return await serving.create(request)
+
+    @router.get("/v1/responses/{response_id}")
+    async def retrieve_response(response_id: str) -> Response:
+        return await serving.retrieve(response_id)
+
+    @router.delete("/v1/responses/{response_id}")
+    async def delete_response(response_id: str) -> Response:
+        return await serving.delete(response_id)
+
+    app.include_router(router)

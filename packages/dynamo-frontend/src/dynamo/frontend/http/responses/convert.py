@@ -1,0 +1,193 @@
+"""Responses API input → the chat request our pipeline runs, and output items → chat messages.
+
+Input items map onto chat messages the way OpenAI documents their meaning: `instructions` is a
+system message (not carried to the next turn), `developer` is `system`, a `function_call` item is
+an assistant tool call, a `function_call_output` a `tool` message, and a `reasoning` item the
+reasoning of the assistant turn that follows it. The same mapping turns a stored response's
+output items into the conversation a later `previous_response_id` continues.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dynamo.frontend.http.responses.protocol import ResponsesRequest
+from dynamo.llm.errors import InvalidRequestError
+from dynamo.llm.protocols.openai import ChatCompletionRequest
+
+_ROLES = {"user": "user", "system": "system", "developer": "system", "assistant": "assistant"}
+_TEXT_PARTS = {"input_text", "output_text", "text", "refusal"}
+#: The reasoning efforts a chat request takes.
+CHAT_EFFORTS = ("minimal", "low", "medium", "high")
+
+
+def _text(content: Any, param: str) -> str:
+    """A message's content: a string, or text parts joined (images and files are refused)."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise InvalidRequestError(f"{param} must be a string or a list of parts", param=param)
+    parts = []
+    for i, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind not in _TEXT_PARTS:
+            raise InvalidRequestError(
+                f"{param}[{i}]: content of type {kind!r} is not supported (text only)",
+                param=f"{param}[{i}].type",
+            )
+        parts.append(part.get("refusal") if kind == "refusal" else part.get("text", ""))
+    return "".join(p or "" for p in parts)
+
+
+def _reasoning_text(item: dict[str, Any]) -> str:
+    parts = item.get("content") or item.get("summary") or []
+    return "".join(p.get("text", "") for p in parts if isinstance(p, dict))
+
+
+def items_to_messages(items: str | list[dict[str, Any]], param: str = "input") -> list[dict]:
+    """Chat messages for Responses input (or output) items."""
+    if isinstance(items, str):
+        return [{"role": "user", "content": items}]
+    messages: list[dict[str, Any]] = []
+    reasoning: str | None = None
+    for i, item in enumerate(items):
+        where = f"{param}[{i}]"
+        if not isinstance(item, dict):
+            raise InvalidRequestError(f"{where} must be an object", param=where)
+        kind = item.get("type") or ("message" if "role" in item else None)
+        if kind == "message":
+            role = _ROLES.get(item.get("role", ""))
+            if role is None:
+                raise InvalidRequestError(
+                    f"{where}.role must be user, system, developer or assistant",
+                    param=f"{where}.role",
+                )
+            message: dict[str, Any] = {
+                "role": role,
+                "content": _text(item.get("content", ""), f"{where}.content"),
+            }
+            if role == "assistant" and reasoning is not None:
+                message["reasoning_content"], reasoning = reasoning, None
+            messages.append(message)
+        elif kind == "function_call":
+            call = {
+                "id": item.get("call_id") or item.get("id"),
+                "type": "function",
+                "function": {"name": item.get("name"), "arguments": item.get("arguments", "")},
+            }
+            last = messages[-1] if messages else None
+            if last is not None and last["role"] == "assistant" and "tool_calls" in last:
+                last["tool_calls"].append(call)
+            elif last is not None and last["role"] == "assistant" and reasoning is None:
+                last["tool_calls"] = [call]  # the text of the same turn, then its calls
+            else:
+                message = {"role": "assistant", "content": None, "tool_calls": [call]}
+                if reasoning is not None:
+                    message["reasoning_content"], reasoning = reasoning, None
+                messages.append(message)
+        elif kind == "function_call_output":
+            output = item.get("output", "")
+            messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": item.get("call_id"),
+                    "content": _text(output, f"{where}.output"),
+                }
+            )
+        elif kind == "reasoning":
+            reasoning = (reasoning or "") + _reasoning_text(item)
+        else:
+            raise InvalidRequestError(
+                f"{where}: input items of type {kind!r} are not supported "
+                "(message, function_call, function_call_output and reasoning are)",
+                param=f"{where}.type",
+            )
+    return messages
+
+
+def _tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    if tools is None:
+        return None
+    out = []
+    for i, tool in enumerate(tools):
+        if tool.get("type") != "function":
+            raise InvalidRequestError(
+                f"tools[{i}]: only function tools are supported, not {tool.get('type')!r}",
+                param=f"tools[{i}].type",
+            )
+        function = {
+            k: tool[k] for k in ("name", "description", "parameters", "strict") if k in tool
+        }
+        out.append({"type": "function", "function": function})
+    return out
+
+
+def _tool_choice(choice: str | dict[str, Any] | None) -> Any:
+    if choice is None or isinstance(choice, str):
+        return choice
+    if choice.get("type") == "function" and choice.get("name"):
+        return {"type": "function", "function": {"name": choice["name"]}}
+    raise InvalidRequestError(
+        f"tool_choice of type {choice.get('type')!r} is not supported "
+        "(auto, none, required or a function are)",
+        param="tool_choice",
+    )
+
+
+def reasoning_effort(effort: str, param: str) -> str:
+    """An effort the chat request takes (and hands its chat template, as vLLM does)."""
+    if effort not in CHAT_EFFORTS:
+        raise InvalidRequestError(
+            f"{param} {effort!r} is not supported ({', '.join(CHAT_EFFORTS)} are)", param=param
+        )
+    return effort
+
+
+def to_chat_request(
+    request: ResponsesRequest, history: list[dict[str, Any]]
+) -> tuple[ChatCompletionRequest, list[dict[str, Any]]]:
+    """The chat request to run, and the conversation so far (history + this input, without the
+    instructions) for the next turn to continue."""
+    conversation = [*history, *items_to_messages(request.input)]
+    messages = list(conversation)
+    if request.instructions:
+        messages.insert(0, {"role": "system", "content": request.instructions})
+    if not messages:
+        raise InvalidRequestError("input must not be empty", param="input")
+    body: dict[str, Any] = {
+        "model": request.model,
+        "messages": messages,
+        "stream": request.stream,
+        "max_completion_tokens": request.max_output_tokens,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "tools": _tools(request.tools),
+        "tool_choice": _tool_choice(request.tool_choice),
+        "user": request.user,
+    }
+    if request.parallel_tool_calls is not None:
+        body["parallel_tool_calls"] = request.parallel_tool_calls
+    if request.text is not None:
+        if request.text.verbosity is not None:
+            raise InvalidRequestError("text.verbosity is not supported", param="text.verbosity")
+        fmt = request.text.format.wire()
+        if fmt["type"] == "json_object":
+            body["response_format"] = {"type": "json_object"}
+        elif fmt["type"] == "json_schema":
+            schema = {k: v for k, v in fmt.items() if k != "type" and v is not None}
+            body["response_format"] = {"type": "json_schema", "json_schema": schema}
+    if request.reasoning is not None:
+        summary = request.reasoning.summary or request.reasoning.generate_summary
+        if summary not in (None, "auto"):
+            raise InvalidRequestError(
+                f"reasoning.summary {summary!r} is not supported: reasoning is returned as "
+                "reasoning text, never summarized",
+                param="reasoning.summary",
+            )
+        if request.reasoning.effort is not None:
+            body["reasoning_effort"] = reasoning_effort(
+                request.reasoning.effort, "reasoning.effort"
+            )
+    return ChatCompletionRequest.model_validate(
+        {k: v for k, v in body.items() if v is not None}
+    ), conversation

@@ -1,0 +1,86 @@
+"""Stored responses (`store: true`), for `previous_response_id` and `GET /v1/responses/{id}`.
+
+Kept in this process's memory only, with a bound and an expiry: at most `max_entries` responses,
+the least recently used dropped first, and none older than `ttl_seconds`. A frontend restart
+forgets them all, and several frontends behind a load balancer do not share them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dynamo.llm.errors import RequestError
+
+DEFAULT_MAX_ENTRIES = 1000
+DEFAULT_TTL_SECONDS = 3600.0
+
+
+class ResponseNotFoundError(RequestError):
+    """No stored response has that id (never stored, deleted, evicted or expired): 404."""
+
+    status_code = 404
+    error_type = "invalid_request_error"
+
+    def __init__(self, response_id: str, param: str | None = None):
+        super().__init__(
+            f"Response with id '{response_id}' not found.",
+            param=param,
+            code="response_not_found",
+        )
+
+
+@dataclass
+class StoredResponse:
+    response: dict[str, Any]
+    #: The chat messages of the whole conversation, this response's answer included (without
+    #: instructions, which OpenAI does not carry to the next turn).
+    messages: list[dict[str, Any]]
+    expires_at: float
+
+
+class ResponseStore:
+    def __init__(
+        self,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        ttl_seconds: float = DEFAULT_TTL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.max_entries = max_entries
+        self.ttl_seconds = ttl_seconds
+        self._clock = clock
+        self._entries: OrderedDict[str, StoredResponse] = OrderedDict()
+
+    def put(self, response: dict[str, Any], messages: list[dict[str, Any]]) -> None:
+        self._expire()
+        self._entries[response["id"]] = StoredResponse(
+            response, messages, self._clock() + self.ttl_seconds
+        )
+        self._entries.move_to_end(response["id"])
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def get(self, response_id: str, param: str | None = None) -> StoredResponse:
+        self._expire()
+        entry = self._entries.get(response_id)
+        if entry is None:
+            raise ResponseNotFoundError(response_id, param)
+        self._entries.move_to_end(response_id)
+        return entry
+
+    def delete(self, response_id: str) -> None:
+        if self._entries.pop(response_id, None) is None:
+            raise ResponseNotFoundError(response_id)
+
+    def __len__(self) -> int:
+        self._expire()
+        return len(self._entries)
+
+    def _expire(self) -> None:
+        now = self._clock()
+        expired = [key for key, entry in self._entries.items() if entry.expires_at <= now]
+        for key in expired:
+            del self._entries[key]
