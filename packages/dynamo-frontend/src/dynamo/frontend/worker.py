@@ -15,9 +15,9 @@ log = logging.getLogger(__name__)
 
 async def run_worker(inv: Invocation) -> None:
     if inv.output is None:
-        from dynamo.frontend.cli import default_engine
+        from dynamo.frontend.default_engine import default_engine
 
-        inv.output = default_engine()
+        inv.output = default_engine(inv.args.model_path)
     namespace, component_name, endpoint_name = parse_dyn_path(inv.input)
     # Signals first: a SIGTERM while connecting or loading the model is a clean stop too.
     runtime = DistributedRuntime()
