@@ -60,8 +60,9 @@ async def run_input(inv: Invocation, model, ignore_eos: bool) -> None:
             request_template=RequestTemplate.load(args.request_template),
             options=HttpOptions.from_args(args),
             admission_options=AdmissionOptions.from_args(args),
+            anthropic_api=args.enable_anthropic_api,
         )
-        state.models.add(model)
+        state.models.add(model, args.model_aliases)
         await serve_http(state, args.http_host, args.http_port)
     elif inv.input == "text":
         from dynamo.frontend.inputs.text import run_text
@@ -109,12 +110,37 @@ def _check_input(inv: Invocation) -> None:
         raise UsageError("in=batch: needs a file, e.g. in=batch:prompts.jsonl")
     if inv.output == "dyn" and inv.input.startswith("dyn://"):
         raise UsageError("in=dyn://... serves an engine; it cannot also be out=dyn")
+    _check_serving_flags(inv)
     if inv.output == "dyn":
         for flag in ("context_length", "kv_cache_block_size"):
             if getattr(inv.args, flag) is not None:
                 raise UsageError(
                     f"--{flag.replace('_', '-')} is a worker flag; it cannot be used with out=dyn"
                 )
+
+
+def _check_serving_flags(inv: Invocation) -> None:
+    """Refuse the model-serving flags where they would mean nothing."""
+    args = inv.args
+    if args.enable_anthropic_api and inv.input != "http":
+        raise UsageError("--enable-anthropic-api serves HTTP: it needs in=http")
+    if args.embedding and not (inv.input == "http" or inv.input.startswith("dyn://")):
+        raise UsageError("--embedding serves POST /v1/embeddings: it needs in=http or in=dyn://")
+    if inv.output == "dyn":
+        for dest, flag in (
+            ("embedding", "--embedding"),
+            ("chat_template", "--chat-template"),
+            ("served_model_name", "--served-model-name"),
+        ):
+            if getattr(args, dest):
+                raise UsageError(
+                    f"{flag} is a flag of the engine's side; out=dyn serves the "
+                    "models its workers registered"
+                )
+    if args.model_aliases and inv.input != "http":
+        raise UsageError(
+            "several --served-model-name names need in=http (a worker registers one name)"
+        )
 
 
 def _run(inv: Invocation) -> None:

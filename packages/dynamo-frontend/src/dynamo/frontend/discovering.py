@@ -14,6 +14,7 @@ from dynamo.frontend.http.options import HttpOptions
 from dynamo.frontend.model_manager import ModelManager
 from dynamo.frontend.request_template import RequestTemplate
 from dynamo.llm.discovery import DiscoveredModel, ModelWatcher
+from dynamo.llm.embedding_model import EmbeddingModel
 from dynamo.llm.migration import Migration
 from dynamo.llm.model_type import ModelType
 from dynamo.llm.pipeline import BackendModel, OpenAIEngineModel, ServedModel
@@ -41,6 +42,8 @@ def served_from_discovery(
                 model.name, model.card, Migration(engine, limit, hook), parsers=parsers
             )
         return BackendModel(model.name, model.card, engine, parsers=parsers)
+    if model.model_type is ModelType.Embedding:
+        return EmbeddingModel(model.name, model.card, engine)
     serves = frozenset({model.model_type})
     if model.model_type is ModelType.Chat:
         serves |= {ModelType.Completion}  # Chat workers (echo_full, upstream's) take both
@@ -126,6 +129,7 @@ async def run_discovering(inv: Invocation) -> None:
         admission_options=(
             AdmissionOptions.from_args(args) if inv.input == "http" else AdmissionOptions()
         ),
+        anthropic_api=args.enable_anthropic_api,
     )
     if args.router_mode == "kv":
         register_kv_metrics(state)

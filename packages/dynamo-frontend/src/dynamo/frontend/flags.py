@@ -92,6 +92,24 @@ def build_parser(prog: str = "dynamo-run") -> argparse.ArgumentParser:
     m = p.add_argument_group("model")
     m.add_argument("--model-path", help="same as the positional MODEL")
     m.add_argument("--model-name", help="name to serve the model as (default: from the model path)")
+    m.add_argument(
+        "--served-model-name",
+        nargs="+",
+        metavar="NAME",
+        help="names to serve the model as (in=http); the first is its id in responses and "
+        "/v1/models, the others are aliases (vLLM's flag; instead of --model-name)",
+    )
+    m.add_argument(
+        "--chat-template",
+        metavar="FILE",
+        help="a Jinja chat template file to use instead of the model's own",
+    )
+    m.add_argument(
+        "--embedding",
+        action="store_true",
+        help="serve the model for POST /v1/embeddings (model type Embedding) instead of "
+        "generating text",
+    )
     m.add_argument("--model-config", help="HF folder with tokenizer and template, for a GGUF file")
     m.add_argument(
         "--tool-call-parser",
@@ -130,6 +148,11 @@ def build_parser(prog: str = "dynamo-run") -> argparse.ArgumentParser:
     h = p.add_argument_group("serving")
     h.add_argument("--http-host", default="0.0.0.0", help="HTTP bind address (default 0.0.0.0)")
     h.add_argument("--http-port", type=tcp_port, default=8080, help="HTTP port (default 8080)")
+    h.add_argument(
+        "--enable-anthropic-api",
+        action="store_true",
+        help="also serve Anthropic Messages at POST /v1/messages (in=http)",
+    )
     s = p.add_argument_group("HTTP security and limits (in=http)")
     s.add_argument(
         "--api-key",
@@ -240,6 +263,11 @@ def parse_command_line(argv: list[str], prog: str = "dynamo-run") -> Invocation:
     if args.model and args.model_path and args.model != args.model_path:
         raise UsageError("give the model once: either positionally or with --model-path")
     args.model_path = args.model_path or args.model
+    args.model_aliases = []
+    if args.served_model_name:
+        if args.model_name:
+            raise UsageError("give the name once: --model-name or --served-model-name")
+        args.model_name, *args.model_aliases = args.served_model_name
     if inp is None:
         inp = "text" if sys.stdin.isatty() else "stdin"
     if not inp:

@@ -12,7 +12,9 @@ import orjson
 
 from dynamo.frontend.default_model import DEFAULT_MODEL_PACKAGE, embedded_default_model
 from dynamo.frontend.flags import UsageError
-from dynamo.llm.engine import Engine, EngineConfig, load_engine_class
+from dynamo.llm.embedding_model import EmbeddingModel
+from dynamo.llm.engine import Engine, EngineConfig, load_embedding_engine_class, load_engine_class
+from dynamo.llm.errors import TemplateError
 from dynamo.llm.features import declare, engine_features
 from dynamo.llm.model_card import ModelDeploymentCard, load_card
 from dynamo.llm.model_source import default_model_name
@@ -101,7 +103,7 @@ def engine_config(
 
 
 async def load_model_card(model_path: str, args: argparse.Namespace) -> ModelDeploymentCard:
-    return await asyncio.to_thread(
+    card = await asyncio.to_thread(
         load_card,
         model_path,
         model_name=args.model_name,
@@ -109,6 +111,27 @@ async def load_model_card(model_path: str, args: argparse.Namespace) -> ModelDep
         context_length=args.context_length,
         kv_cache_block_size=args.kv_cache_block_size or 16,
     )
+    if getattr(args, "chat_template", None):
+        card.chat_template = read_chat_template(args.chat_template)
+    return card
+
+
+def read_chat_template(path: str) -> str:
+    """`--chat-template FILE`: the Jinja template to use instead of the model's own. It goes
+    on the model card, so a worker's frontend (out=dyn) renders with it too."""
+    from dynamo.llm.chat_template import compile_template
+
+    try:
+        source = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"--chat-template: cannot read {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--chat-template: {path} is not UTF-8 text") from None
+    try:
+        compile_template(source)
+    except TemplateError as e:
+        raise UsageError(f"--chat-template: {e}") from None
+    return source
 
 
 async def start_engine(
@@ -116,8 +139,14 @@ async def start_engine(
 ) -> tuple[type[Engine], Engine, ModelDeploymentCard | None, str]:
     """Load the card (if the engine needs a model) and start the engine; `endpoint` is the
     worker's `dynamo.runtime` Endpoint under `in=dyn://` (None in-process)."""
-    cls = load_engine_class(engine_name)
+    if getattr(args, "embedding", False):
+        cls = load_embedding_engine_class(engine_name)
+    else:
+        cls = load_engine_class(engine_name)
     check_engine_flags(engine_name, cls, args)
+    if getattr(args, "chat_template", None) and cls.model_type is not ModelType.Backend:
+        does = "embeds" if cls.model_type is ModelType.Embedding else "renders its own prompts"
+        raise UsageError(f"--chat-template: out={engine_name} {does}; it uses no chat template")
     model_path = resolve_model_arg(engine_name, cls, args)
     card = await load_model_card(model_path, args) if model_path else None
     name = args.model_name or (card.display_name if card else None)
@@ -145,5 +174,8 @@ def served_model(
     if cls.model_type is ModelType.Backend:
         assert card is not None, "a Backend engine always has a model card"
         return BackendModel(name, card, engine, features, parsers)
+    if cls.model_type is ModelType.Embedding:
+        assert card is not None, "an Embedding engine always has a model card"
+        return EmbeddingModel(name, card, engine)
     serves = frozenset({cls.model_type}) | cls.also_serves
     return OpenAIEngineModel(name, card, engine, serves, features, parsers)
