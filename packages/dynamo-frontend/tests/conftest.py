@@ -19,6 +19,7 @@ from dynamo.llm import ModelType
 from dynamo.llm.errors import EngineFailedError
 from dynamo.llm.features import Feature
 from dynamo.llm.pipeline import OpenAIEngineModel
+from dynamo.llm.postprocess import OutputParsers
 from dynamo.runtime.context import Context
 
 CHAT_MODELS = frozenset({ModelType.Chat, ModelType.Completion})
@@ -47,6 +48,21 @@ class ReportingEngine:
         yield _chunk("", "stop")
 
 
+class ScriptedEngine:
+    """A chat engine that answers every request with the same text, a few characters a chunk
+    (for tool-call and reasoning markup that the model's parsers must find)."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    async def generate(
+        self, request: dict[str, Any], context: Context
+    ) -> AsyncIterator[dict[str, Any]]:
+        for i in range(0, len(self.text), 7):
+            yield _chunk(self.text[i : i + 7])
+        yield _chunk("", "stop")
+
+
 class FailingEngine:
     """A chat engine that fails after its first piece of text."""
 
@@ -65,6 +81,14 @@ def app_state(**kw: Any) -> tuple[AppState, ReportingEngine]:
     # It "honours" every option: it only reports them.
     state.models.add(OpenAIEngineModel("report", None, reporter, CHAT_MODELS, frozenset(Feature)))
     state.models.add(OpenAIEngineModel("failing", None, FailingEngine(), CHAT_MODELS))
+    # A "model" that thinks, then calls a tool, in Qwen3's markup (hermes tool calls).
+    tooled = ScriptedEngine(
+        "<think>The user wants weather.</think>Let me check."
+        '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'
+    )
+    parsers = OutputParsers(tool_call_parser="hermes", reasoning_parser="qwen3")
+    everything = frozenset(Feature)
+    state.models.add(OpenAIEngineModel("tooled", None, tooled, CHAT_MODELS, everything, parsers))
     return state, reporter
 
 
