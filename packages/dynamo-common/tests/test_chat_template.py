@@ -234,12 +234,42 @@ def test_request_arguments_cannot_replace_the_conversation():
 
 def test_template_failing_on_unexpected_input_is_a_template_error(template_source):
     card = template_card(template_source("mistral.jinja"))
-    multimodal = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+    odd = [{"role": "user", "content": {"not": "a string"}}]
     with pytest.raises(TemplateError, match="failed on this conversation"):
-        formatter(card).render(multimodal)
+        formatter(card).render(odd)
+    # Text parts are not unexpected: a string template gets them joined (issue 18 item 10).
+    parts = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+    assert formatter(card).render(parts) == formatter(card).render(
+        [{"role": "user", "content": "hi"}]
+    )
 
 
 def test_sandbox_refuses_unsafe_attribute_access():
     card = template_card("{{ messages.__class__.__mro__ }}")
     with pytest.raises(TemplateError):
         formatter(card).render(CONVERSATIONS["single"])
+
+
+def test_string_templates_and_part_templates_are_told_apart():
+    from dynamo.llm.chat_template import takes_content_parts
+
+    assert not takes_content_parts("{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    assert not takes_content_parts("{% for m in messages %}{{ m.content + '!' }}{% endfor %}")
+    assert takes_content_parts(
+        "{% for m in messages %}{% for c in m['content'] %}{{ c.text }}{% endfor %}{% endfor %}"
+    )
+    assert takes_content_parts(
+        "{% for m in messages %}{% for c in m.content | selectattr('type', 'equalto', 'text') %}"
+        "{{ c.text }}{% endfor %}{% endfor %}"
+    )
+
+
+def test_text_parts_reach_a_template_that_loops_over_them_unchanged():
+    card = template_card(
+        "{% for m in messages %}{% if m.content is string %}{{ m.content }}"
+        "{% else %}{% for c in m.content %}[{{ c.text }}]{% endfor %}{% endif %}{% endfor %}"
+    )
+    parts = [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
+    assert formatter(card).render([{"role": "user", "content": parts}]) == "[a][b]"
+    card = template_card("{% for m in messages %}<{{ m.content }}>{% endfor %}")
+    assert formatter(card).render([{"role": "user", "content": parts}]) == "<a\nb>"

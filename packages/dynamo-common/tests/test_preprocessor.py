@@ -155,3 +155,52 @@ async def test_long_prompt_is_tokenized_off_the_event_loop(pre):
     await task
     assert len(ids) > 20_000
     assert ticks - start > 10
+
+
+def test_text_parts_render_as_the_string_they_spell(pre):
+    """Issue 18 item 10: `[{"type": "text", "text": "Hi"}]` (LangChain, many SDKs) was a 400
+    chat-template TypeError on SmolLM2, whose template adds content to strings."""
+    parts = [{"type": "text", "text": "Hi"}, {"type": "text", "text": "there"}]
+    as_parts = chat(messages=[{"role": "user", "content": parts}])
+    as_string = chat(messages=[{"role": "user", "content": "Hi\nthere"}])
+    assert pre.preprocess_chat(as_parts)["token_ids"] == pre.preprocess_chat(as_string)["token_ids"]
+
+
+@pytest.mark.parametrize(
+    ("part", "needle"),
+    [
+        ({"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}, "images"),
+        ({"type": "input_audio", "input_audio": {"data": "AA==", "format": "wav"}}, "audio"),
+        ({"type": "hologram"}, "'hologram'"),
+    ],
+)
+def test_parts_that_are_not_text_are_refused_by_name(pre, part, needle):
+    """Issue 18 item 10: a token-level prompt is text only; an image must not vanish silently."""
+    content = [{"type": "text", "text": "what is this?"}, part]
+    request = chat(messages=[{"role": "user", "content": content}])
+    with pytest.raises(InvalidRequestError, match=needle) as refused:
+        pre.preprocess_chat(request)
+    assert refused.value.param == "messages[0].content[1]"
+    with pytest.raises(InvalidRequestError, match=needle):  # raw prompts too
+        pre.preprocess_chat(chat(messages=request.messages, nvext={"use_raw_prompt": True}))
+
+
+@pytest.mark.parametrize("ids", [[5, -1], [5, 10**9]])
+def test_token_data_outside_the_vocabulary_is_refused(pre, ids):
+    """Issue 18 item 9: a negative id was a 500, ids past the vocabulary were passed on."""
+    with pytest.raises(InvalidRequestError, match="token ids") as refused:
+        pre.preprocess_chat(chat(nvext={"token_data": ids}))
+    assert refused.value.param == "nvext.token_data"
+
+
+def test_context_length_exceeded_names_the_prompt_field(smollm2_card):
+    """Issue 18 item 13: on /v1/completions it said `param: "messages"`."""
+    card = ModelDeploymentCard.from_json(smollm2_card.to_json())
+    card.context_length = 20
+    pre = OpenAIPreprocessor(card)
+    with pytest.raises(ContextLengthExceededError) as completion:
+        pre.preprocess_completion(CompletionRequest(model="m", prompt="word " * 50))
+    assert completion.value.param == "prompt"
+    with pytest.raises(ContextLengthExceededError) as chat_error:
+        pre.preprocess_chat(chat(messages=[{"role": "user", "content": "word " * 50}]))
+    assert chat_error.value.param == "messages"

@@ -198,3 +198,20 @@ def test_max_tokens_below_one_is_refused(field, value):
         with pytest.raises(ValidationError, match=field):
             CompletionRequest.model_validate({"model": "m", "prompt": "p", field: value})
     assert ChatCompletionRequest.model_validate({"model": "m", "messages": MSG, field: 1})
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        [{"type": "text", "text": None}],
+        [{"type": "text", "text": 5}],
+        [{"type": "text"}],
+        [{"text": "no type"}],
+    ],
+)
+def test_malformed_content_parts_are_refused(content):
+    """Issue 18 item 9: `"text": null` reached the templates (and `m.text()`) and was a 500."""
+    with pytest.raises(ValidationError, match="content part 0"):
+        ChatCompletionRequest.model_validate(
+            {"model": "m", "messages": [{"role": "user", "content": content}]}
+        )

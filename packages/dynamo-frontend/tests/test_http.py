@@ -168,6 +168,38 @@ def test_prompt_over_context_length_is_400(start_server, smollm2_gguf):
     r = httpx.post(f"{server.v1}/completions", json={"model": "s", "prompt": "word " * 100})
     assert r.status_code == 400
     assert "context length" in r.json()["error"]["message"]
+    assert r.json()["error"]["param"] == "prompt"  # not "messages" (issue 18 item 13)
+
+
+def _chat_status(server, model: str, content, **extra) -> httpx.Response:
+    body = {"model": model, "messages": [{"role": "user", "content": content}], **extra}
+    return httpx.post(f"{server.v1}/chat/completions", json=body, timeout=30)
+
+
+def test_content_parts_on_a_token_level_engine(echo_core):
+    """Issue 18 items 9 and 10 over HTTP: text parts are the string they spell, an image is a
+    clear 400, and malformed parts or token ids are 400s, not 500s."""
+    parts = [{"type": "text", "text": "Hi"}, {"type": "text", "text": "there"}]
+    resp = client(echo_core).chat.completions.create(
+        model="smol",
+        messages=[{"role": "user", "content": parts}],
+        extra_body={"nvext": {"ignore_eos": True}},
+    )
+    assert "<|im_start|>user\nHi\nthere<|im_end|>" in resp.choices[0].message.content
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}
+    r = _chat_status(echo_core, "smol", [parts[0], image])
+    assert r.status_code == 400 and "does not take images" in r.json()["error"]["message"]
+    for extra in ({}, {"nvext": {"use_raw_prompt": True}}):
+        r = _chat_status(echo_core, "smol", [{"type": "text", "text": None}], **extra)
+        assert r.status_code == 400, r.text
+    for ids in ([-1], [10**9]):
+        r = _chat_status(echo_core, "smol", "x", nvext={"token_data": ids})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "nvext.token_data"
+
+
+def test_null_text_part_on_a_chat_engine_is_400(echo_full):
+    r = _chat_status(echo_full, "echo", [{"type": "text", "text": None}])
+    assert r.status_code == 400 and "content part 0" in r.json()["error"]["message"]
 
 
 def test_metrics(echo_full):

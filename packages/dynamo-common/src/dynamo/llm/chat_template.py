@@ -9,8 +9,11 @@ plain dicts, keys whose value is None are dropped (OpenAI clients send `content:
 under all the names templates read it by. Upstream Dynamo uses minijinja and its users keep hitting
 differences (#9608, #6294).
 
-One deliberate difference: a model with no chat template gets a plain one (each message's content
-on its own line) where transformers raises, so base models still answer chat requests.
+Two deliberate differences: a model with no chat template gets a plain one (each message's content
+on its own line) where transformers raises, so base models still answer chat requests; and a
+template that reads `content` as a string (most text models') gets a message's list of text parts
+(`[{"type": "text", "text": "Hi"}]`, what LangChain and many SDKs send) joined into one string,
+as vLLM does (its "string" content format), where transformers would fail adding a list to a str.
 """
 
 from __future__ import annotations
@@ -113,6 +116,41 @@ class _Namespace(jinja2.utils.Namespace):
             )
 
 
+def _names_content(node: jinja2.nodes.Node) -> bool:
+    """`x.content` or `x['content']`, maybe through filters (`x['content'] | selectattr(...)`)."""
+    while isinstance(node, jinja2.nodes.Filter | jinja2.nodes.Test) and node.node is not None:
+        node = node.node
+    if isinstance(node, jinja2.nodes.Getattr):
+        return node.attr == "content"
+    if isinstance(node, jinja2.nodes.Getitem):
+        return isinstance(node.arg, jinja2.nodes.Const) and node.arg.value == "content"
+    return False
+
+
+@lru_cache(maxsize=64)
+def takes_content_parts(source: str) -> bool:
+    """Whether a template loops over a message's content: it takes OpenAI's lists of parts
+    (vLLM's "openai" content format). Otherwise it expects a string ("string" format)."""
+    try:
+        tree = jinja2.Environment(extensions=[_Generation, jinja2.ext.loopcontrols]).parse(source)
+    except jinja2.TemplateSyntaxError:
+        return False  # compile_template reports it
+    return any(_names_content(loop.iter) for loop in tree.find_all(jinja2.nodes.For))
+
+
+def flatten_text_parts(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each message whose content is a list of text parts, with those texts joined by newlines
+    (as vLLM joins them for a string-format template). Other parts must have been refused."""
+    out = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            texts = [p["text"] for p in content if isinstance(p, dict) and p.get("type") == "text"]
+            message = {**message, "content": "\n".join(texts)}
+        out.append(message)
+    return out
+
+
 @lru_cache(maxsize=64)
 def compile_template(source: str) -> jinja2.Template:
     """Compile once per distinct template text."""
@@ -208,10 +246,14 @@ class PromptFormatter:
         if reserved:
             raise TemplateError(f"chat template arguments cannot set {', '.join(sorted(reserved))}")
         documents = template_kwargs.pop("documents", None)
-        template = compile_template(self._source(tools))
+        source = self._source(tools)
+        template = compile_template(source)
+        plain_messages = normalize_messages(messages)
+        if not takes_content_parts(source):
+            plain_messages = flatten_text_parts(plain_messages)
         try:
             return template.render(
-                messages=normalize_messages(messages),
+                messages=plain_messages,
                 tools=_plain(tools),
                 documents=_plain(documents),
                 add_generation_prompt=add_generation_prompt,

@@ -55,8 +55,9 @@ class InvalidRequestError(RequestError):
 class ContextLengthExceededError(InvalidRequestError):
     """The prompt (plus the requested tokens) does not fit the model's context (400)."""
 
-    def __init__(self, message: str):
-        super().__init__(message, param="messages", code="context_length_exceeded")
+    def __init__(self, message: str, param: str = "messages"):
+        # `param` is the request's prompt field: `messages` (chat) or `prompt` (completions).
+        super().__init__(message, param=param, code="context_length_exceeded")
 
 
 class ModelNotFoundError(RequestError):

@@ -22,6 +22,37 @@ from dynamo.llm.tokenizer_cache import SegmentedEncoder
 OFFLOAD_MIN_CHARS = 8192
 
 
+# Content part types a token-level engine can be given: the text goes through the chat template.
+_TEXT_PARTS = frozenset({"text"})
+_MEDIA = {
+    "image_url": "images",
+    "input_image": "images",
+    "image": "images",
+    "input_audio": "audio",
+    "audio_url": "audio",
+    "video_url": "video",
+}
+
+
+def refuse_non_text_parts(request: ChatCompletionRequest, model: str) -> None:
+    """A 400 naming the first content part that is not text: the prompt this preprocessor
+    builds is text only, so an image would otherwise be dropped without a word."""
+    for i, message in enumerate(request.messages):
+        if not isinstance(message.content, list):
+            continue
+        for j, part in enumerate(message.content):
+            kind = part.get("type")
+            if kind in _TEXT_PARTS:
+                continue
+            what = _MEDIA.get(kind)
+            reason = (
+                f"model '{model}' does not take {what}"
+                if what
+                else f"content parts of type '{kind}' are not supported"
+            )
+            raise InvalidRequestError(reason, param=f"messages[{i}].content[{j}]")
+
+
 def _non_empty(token_ids: list[int], param: str) -> list[int]:
     if not token_ids:
         raise InvalidRequestError("the prompt must not be empty", param=param)
@@ -45,6 +76,7 @@ class OpenAIPreprocessor:
 
     def render_chat(self, request: ChatCompletionRequest) -> str:
         """The prompt text for a chat request, as the model's chat template renders it."""
+        refuse_non_text_parts(request, self.card.display_name)
         if request.ext("use_raw_prompt"):
             return "".join(m.text() for m in request.messages)
         messages = [m.model_dump(exclude_none=True) for m in request.messages]
@@ -103,16 +135,22 @@ class OpenAIPreprocessor:
     def _chat_prompt(self, request: ChatCompletionRequest) -> str | list[int]:
         """The request's own token ids (`nvext.token_data`), else its rendered prompt text."""
         token_data = request.ext("token_data")
-        return list(token_data) if token_data else self.render_chat(request)
+        if token_data:
+            return self._in_vocabulary(token_data, "nvext.token_data")
+        return self.render_chat(request)
 
     def _completion_prompt(self, request: CompletionRequest) -> str | list[int]:
         prompt = request.single_prompt()
         if isinstance(prompt, str):
             return prompt
+        return self._in_vocabulary(prompt, "prompt")
+
+    def _in_vocabulary(self, token_ids: list[int], param: str) -> list[int]:
+        """The ids, refused with a 400 naming `param` when one is outside the vocabulary."""
         vocab = self.tokenizer.get_vocab_size(with_added_tokens=True)
-        if any(not 0 <= t < vocab for t in prompt):
-            raise InvalidRequestError(f"prompt token ids must be in [0, {vocab})", param="prompt")
-        return list(prompt)
+        if any(not 0 <= t < vocab for t in token_ids):
+            raise InvalidRequestError(f"{param} token ids must be in [0, {vocab})", param=param)
+        return list(token_ids)
 
     def _token_ids(self, prompt: str | list[int], param: str) -> list[int]:
         return _non_empty(prompt if isinstance(prompt, list) else self.encode(prompt), param)
@@ -131,7 +169,8 @@ class OpenAIPreprocessor:
             if n >= ctx_len:
                 raise ContextLengthExceededError(
                     f"This model's maximum context length is {ctx_len} tokens, but the prompt "
-                    f"has {n} tokens. Shorten the prompt."
+                    f"has {n} tokens. Shorten the prompt.",
+                    "prompt" if isinstance(request, CompletionRequest) else "messages",
                 )
             room = ctx_len - n
             max_tokens = room if max_tokens is None else min(max_tokens, room)

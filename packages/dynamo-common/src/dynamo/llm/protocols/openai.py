@@ -79,6 +79,19 @@ class ChatMessage(BaseModel):
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None
 
+    @field_validator("content")
+    @classmethod
+    def _content_parts(cls, v: str | list[dict[str, Any]] | None) -> Any:
+        """Each part has a string `type`, and a text part a string `text` (OpenAI's shape): a
+        `"text": null` reached the templates and failed there as our 500."""
+        if isinstance(v, list):
+            for i, part in enumerate(v):
+                if not isinstance(part.get("type"), str):
+                    raise ValueError(f"content part {i} needs a string 'type'")
+                if part["type"] == "text" and not isinstance(part.get("text"), str):
+                    raise ValueError(f"content part {i} of type 'text' needs a string 'text'")
+        return v
+
     def text(self) -> str:
         """The message's text; multi-part content is joined from its `text` parts."""
         if self.content is None:
