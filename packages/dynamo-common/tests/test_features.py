@@ -44,3 +44,15 @@ def test_refusal_names_the_field_and_the_model():
 def test_guided_kind_names():
     assert guided_feature("json") is Feature.GUIDED_JSON
     assert guided_feature("choice") is Feature.GUIDED_CHOICE
+
+
+def test_declared_features_travel_with_the_card():
+    from dynamo.llm.features import declare
+    from dynamo.llm.model_card import ModelDeploymentCard
+
+    card = ModelDeploymentCard(display_name="m")
+    declare(card, {Feature.LOGPROBS, Feature.GUIDED_JSON}, "vllm")
+    card.runtime_config["tool_call_parser"] = "hermes"
+    remote = ModelDeploymentCard.from_json(card.to_json())
+    assert parse_features(remote.features) == {Feature.LOGPROBS, Feature.GUIDED_JSON}
+    assert remote.runtime_config == {"engine": "vllm", "tool_call_parser": "hermes"}

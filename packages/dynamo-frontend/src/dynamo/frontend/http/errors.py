@@ -32,7 +32,11 @@ def validation_message(e: ValidationError) -> tuple[str, str | None]:
     for err in e.errors()[:5]:
         loc = ".".join(str(x) for x in err.get("loc", ()) if x not in ("body",))
         param = param or loc or None
-        parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
+        msg = str(err.get("msg"))
+        if err.get("type") == "extra_forbidden":
+            # A field we do not read: refused, never silently dropped.
+            msg = "unrecognized request field (not an OpenAI field or a supported extension)"
+        parts.append(f"{loc}: {msg}" if loc else msg)
     return "; ".join(parts) or "invalid request", param
 
 
