@@ -186,3 +186,28 @@ def test_an_engine_without_parallelism_refuses_each_flag_in_one_line(flag, smoll
     result = run_cli("in=http", "out=llamacpp", str(smollm2_gguf), flag, value)
     assert result.returncode == 2
     assert one_error_line(result.stderr) == f"dynamo-run: error: out=llamacpp does not use {flag}"
+
+
+# -- --extra-engine-args as YAML (the seed's out=trtllm form) ----------------------------------
+
+
+def test_extra_engine_args_from_a_yaml_file(tmp_path) -> None:
+    from dynamo.frontend.local_model import parse_extra_engine_args
+
+    path = tmp_path / "trtllm_extra.yaml"
+    path.write_text("backend: pytorch\nkv_cache_config:\n  event_buffer_max_size: 1024\n")
+    assert parse_extra_engine_args(str(path)) == {
+        "backend": "pytorch",
+        "kv_cache_config": {"event_buffer_max_size": 1024},
+    }
+    bad = tmp_path / "bad.yml"
+    bad.write_text("a: [1, 2\n")
+    with pytest.raises(UsageError, match=r"bad\.yml is not valid YAML"):
+        parse_extra_engine_args(str(bad))
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- 1\n- 2\n")
+    with pytest.raises(UsageError, match="must be a JSON object"):
+        parse_extra_engine_args(str(listed))
+    json_file = tmp_path / "args.json"
+    json_file.write_text('{"dp_size": 2}')
+    assert parse_extra_engine_args(str(json_file)) == {"dp_size": 2}

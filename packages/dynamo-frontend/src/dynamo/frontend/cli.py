@@ -13,33 +13,18 @@ from dynamo.frontend.flags import Invocation, UsageError, parse_command_line
 from dynamo.frontend.inputs.common import InputError
 from dynamo.frontend.logging_setup import setup_logging
 from dynamo.frontend.request_template import RequestTemplate
-from dynamo.llm.engine import EngineError, installed_engines
+from dynamo.llm.engine import EngineError
 from dynamo.llm.errors import RequestError
 
 log = logging.getLogger("dynamo.frontend")
 
-# The default engine when out= is omitted: the first one installed. The seed names mistralrs;
-# llama.cpp is ~10x faster on CPU here, so it goes first (docs/decisions.md, "Default engine").
-DEFAULT_ENGINES = ("llamacpp", "mistralrs")
-
-
-def default_engine() -> str:
-    installed = installed_engines()
-    for name in DEFAULT_ENGINES:
-        if name in installed:
-            log.info("no out= given: using the %s engine", name)
-            return name
-    raise UsageError(
-        "no default engine installed: pip install dynamo-engine-llamacpp (or dynamo-engine-mistralrs), "
-        "or choose one with out=ENGINE"
-    )
-
 
 async def _run_local(inv: Invocation) -> None:
+    from dynamo.frontend.default_engine import default_engine
     from dynamo.frontend.local_model import served_model, start_engine
 
     args = inv.args
-    engine_name = inv.output or default_engine()
+    engine_name = inv.output or default_engine(args.model_path)
     cls, engine, card, name = await start_engine(engine_name, args)
     try:
         model = served_model(cls, engine, card, name)

@@ -39,21 +39,33 @@ _ENGINE_FLAGS = {
 
 
 def parse_extra_engine_args(value: str | None) -> dict[str, Any]:
-    """`--extra-engine-args`: a path to a JSON file, or inline JSON."""
+    """`--extra-engine-args`: inline JSON, a JSON file, or a YAML file (`.yaml`/`.yml`, as
+    upstream's `out=trtllm` took its LLM arguments)."""
     if not value:
         return {}
     text = value
+    yaml_file = False
     if not value.lstrip().startswith("{"):
         path = Path(value)
         if not path.is_file():
             raise UsageError(f"--extra-engine-args: no such file '{value}' (and not inline JSON)")
         text = path.read_text()
-    try:
-        data = orjson.loads(text)
-    except orjson.JSONDecodeError as e:
-        raise UsageError(f"--extra-engine-args is not valid JSON: {e}") from None
+        yaml_file = path.suffix.lower() in (".yaml", ".yml")
+    if yaml_file:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            problem = " ".join(str(e).split())
+            raise UsageError(f"--extra-engine-args: {value} is not valid YAML: {problem}") from None
+    else:
+        try:
+            data = orjson.loads(text)
+        except orjson.JSONDecodeError as e:
+            raise UsageError(f"--extra-engine-args is not valid JSON: {e}") from None
     if not isinstance(data, dict):
-        raise UsageError("--extra-engine-args must be a JSON object")
+        raise UsageError("--extra-engine-args must be a JSON object (a YAML mapping)")
     return data
 
 
