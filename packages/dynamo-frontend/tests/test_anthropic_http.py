@@ -142,3 +142,21 @@ async def test_off_without_the_flag(translated):
             "/v1/messages", json={"model": "echo", "max_tokens": 5, "messages": MESSAGES}
         )
     assert r.status_code == 404
+
+
+async def test_api_key_as_anthropic_sends_it(translated):
+    """`--api-key`: the anthropic SDK sends its key as `x-api-key`."""
+    from dynamo.frontend.http.options import HttpOptions
+
+    state, _ = translated.app_state(anthropic_api=True, options=HttpOptions(api_keys=("sekrit",)))
+    http = translated.http_client(state, httpx2)
+    for key, works in (("sekrit", True), ("wrong", False)):
+        client = anthropic.AsyncAnthropic(
+            base_url="http://test", api_key=key, http_client=http, max_retries=0
+        )
+        if works:
+            message = await client.messages.create(model="echo", max_tokens=9, messages=MESSAGES)
+            assert message.content[0].text == "hello"
+        else:
+            with pytest.raises(anthropic.AuthenticationError):
+                await client.messages.create(model="echo", max_tokens=9, messages=MESSAGES)

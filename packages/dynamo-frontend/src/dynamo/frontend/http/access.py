@@ -50,10 +50,15 @@ class ApiKeys:
 
 
 def _bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The key a request carries: `Authorization: Bearer KEY`, or `x-api-key: KEY` (how the
+    `anthropic` SDK sends it, for `/v1/messages`)."""
     for name, value in headers:
         if name == b"authorization":
             scheme, _, token = value.decode("latin-1").partition(" ")
             return token.strip() if scheme.lower() == "bearer" else ""
+    for name, value in headers:
+        if name == b"x-api-key":
+            return value.decode("latin-1").strip()
     return None
 
 
