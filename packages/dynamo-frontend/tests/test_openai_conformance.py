@@ -80,11 +80,8 @@ async def client(card, monkeypatch):
 
 def raw_echo(text: str, **kw):
     """A chat request whose echo_core answer is exactly `text`."""
-    return {
-        "messages": [{"role": "user", "content": text}],
-        "extra_body": {"nvext": {"use_raw_prompt": True, "ignore_eos": True}},
-        **kw,
-    }
+    extra = {"nvext": {"use_raw_prompt": True, "ignore_eos": True}, **kw.pop("extra_body", {})}
+    return {"messages": [{"role": "user", "content": text}], "extra_body": extra, **kw}
 
 
 async def refused(call, param: str) -> str:
@@ -460,3 +457,22 @@ async def test_text_engine_n_choices(client):
     )
     assert [c.message.content for c in resp.choices] == ["abc", "abc"]
     assert [c.index for c in resp.choices] == [0, 1]
+
+
+async def test_cached_tokens_reported_by_the_engine(client):
+    long = [{"role": "user", "content": "A long shared system prompt for caching. " * 20}]
+    first = await client.chat.completions.create(model="mock", messages=long, max_tokens=2)
+    again = await client.chat.completions.create(model="mock", messages=long, max_tokens=2)
+    assert first.usage.prompt_tokens_details.cached_tokens == 0
+    assert 0 < again.usage.prompt_tokens_details.cached_tokens < again.usage.prompt_tokens
+
+
+async def test_skip_special_tokens(client):
+    text = "<|im_start|>user hi<|im_end|>"
+    kept = await client.chat.completions.create(model="echo", **raw_echo(text))
+    assert kept.choices[0].message.content == text
+    skipped = await client.chat.completions.create(
+        model="echo", **raw_echo(text, extra_body={"skip_special_tokens": True})
+    )
+    assert "<|im_start|>" not in skipped.choices[0].message.content
+    assert "hi" in skipped.choices[0].message.content

@@ -129,6 +129,7 @@ class MockerEngine(Engine):
         self.scheduler.add(seq)
         self._ensure_loop()
         stop_wait = asyncio.ensure_future(context.stopped())
+        usage_sent = False
         try:
             while True:
                 if queue.empty():
@@ -145,15 +146,17 @@ class MockerEngine(Engine):
                         break
                     yield {"token_ids": [], "finish_reason": "length"}
                     return
-                if top is None:
-                    yield {"token_ids": [token]}
-                else:
+                delta: dict[str, Any] = {"token_ids": [token]}
+                if top is not None:
                     logprob, candidates = made_up_logprobs(token, vocab, int(top), rng)
-                    yield {
-                        "token_ids": [token],
-                        "log_probs": [logprob],
-                        "top_logprobs": [candidates],
-                    }
+                    delta["log_probs"] = [logprob]
+                    delta["top_logprobs"] = [candidates]
+                if not usage_sent:
+                    # Prefix-cache hits are known from admission: sent with the first token, so
+                    # a frontend that stops at max_tokens before the last message still has it.
+                    delta["completion_usage"] = _usage(len(prompt), seq)
+                    usage_sent = True
+                yield delta
             if not context.is_killed():
                 yield {"token_ids": [], "finish_reason": "cancelled"}
         finally:
@@ -233,6 +236,16 @@ class MockerEngine(Engine):
             },
             "spec_decode_stats": None,
         }
+
+
+def _usage(prompt_tokens: int, seq: Sequence_) -> dict[str, Any]:
+    """Upstream's `completion_usage` with the prefix-cache hits of `seq`."""
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": seq.generated,
+        "total_tokens": prompt_tokens + seq.generated,
+        "prompt_tokens_details": {"cached_tokens": seq.cached_tokens},
+    }
 
 
 def _publisher_for_endpoint(endpoint: Any, block_size: int) -> KvEventSink | None:

@@ -53,6 +53,8 @@ class Sequence_:
     seq_hashes: list[int] = field(default_factory=list)
     has_partial: bool = False
     cancelled: bool = False
+    #: Prompt tokens found in the prefix cache at admission (reported as `cached_tokens`).
+    cached_tokens: int = 0
 
     @property
     def prefilling(self) -> bool:
@@ -176,6 +178,7 @@ class MockScheduler:
         seq.prefill_target = len(tokens)
         # At least one token is computed, even on a full hit (vLLM recomputes the last one).
         seq.computed = min(cached * bs, len(tokens) - 1)
+        seq.cached_tokens = seq.computed
         self.stats.prompt_tokens += len(tokens)
         self.stats.cached_tokens += seq.computed
         return True
