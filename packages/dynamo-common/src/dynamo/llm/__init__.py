@@ -5,13 +5,22 @@ Upstream's worker-side load metrics (`WorkerMetricsPublisher`, `ForwardPassMetri
 `from dynamo.llm import ...` writes them; they load on first use (they live in `dynamo.llm.kv`).
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dynamo.llm.engine import Engine, EngineConfig
 from dynamo.llm.errors import EngineError
 from dynamo.llm.model_type import ModelType
 from dynamo.llm.register import register_llm
 from dynamo.runtime.context import Context
+
+if TYPE_CHECKING:  # for type checkers; at run time they load on first use (`__getattr__`)
+    from dynamo.llm.kv.load_metrics import (
+        ForwardPassMetrics,
+        KvStats,
+        SpecDecodeStats,
+        WorkerStats,
+    )
+    from dynamo.llm.kv.metrics_publisher import WorkerMetricsPublisher
 
 _LOAD_METRICS = {
     "ForwardPassMetrics": "dynamo.llm.kv.load_metrics",

@@ -103,7 +103,7 @@ async def fetch_card(runtime: DistributedRuntime, mdc_key: str) -> ModelDeployme
     if "tokenizer.json" in files:
         bucket, name = files["tokenizer.json"]
         store = await runtime.nats.jetstream().object_store(bucket)
-        fields["tokenizer_json"] = (await store.get(name)).data.decode()
+        fields["tokenizer_json"] = bytes((await store.get(name)).data or b"").decode()
     return ModelDeploymentCard.from_json(orjson.dumps(fields))
 
 

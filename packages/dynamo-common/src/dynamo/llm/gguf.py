@@ -287,7 +287,7 @@ class GGUFMetadata:
         # A normalizer, not a Metaspace pre-tokenizer: it runs on every stretch of text between
         # special tokens and prepends even when the text already starts with a space, as llama.cpp
         # does (and as Llama 2's own tokenizer.json does).
-        steps_in = [normalizers.Replace(" ", "\u2581")]
+        steps_in: list[normalizers.Normalizer] = [normalizers.Replace(" ", "\u2581")]
         if prefix:
             steps_in.insert(0, normalizers.Prepend("\u2581"))
         tok.normalizer = normalizers.Sequence(steps_in)

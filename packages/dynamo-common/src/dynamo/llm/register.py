@@ -46,6 +46,7 @@ async def _upload_again(runtime: Any, bucket: str, card: ModelDeploymentCard) ->
     from dynamo.runtime.backoff import Backoff  # not at the top: `dynamo.llm` stays light
 
     backoff = Backoff()
+    last: Exception | None = None
     for _ in range(_REUPLOAD_ATTEMPTS):
         try:
             await upload_card_files(runtime.nats.jetstream(), bucket, card)

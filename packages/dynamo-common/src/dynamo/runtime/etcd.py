@@ -126,7 +126,7 @@ class Etcd:
             await asyncio.sleep(interval)
             try:
                 reply = await self._client.refresh_lease(self._lease_id)
-                if reply.TTL > 0:
+                if reply is not None and reply.TTL > 0:
                     continue
                 log.warning("etcd lease %x expired; registering again", self._lease_id)
             except Exception as e:  # any failure here must not end the keeper
@@ -149,7 +149,8 @@ class Etcd:
                 survived = False
                 if old is not None:
                     with contextlib.suppress(aetcd.exceptions.ClientError):
-                        survived = (await self._client.refresh_lease(old)).TTL > 0
+                        reply = await self._client.refresh_lease(old)
+                        survived = reply is not None and reply.TTL > 0
                 if not survived:
                     lease = await self._client.lease(self.config.lease_ttl)
                     self._lease_id = lease.id
@@ -169,8 +170,10 @@ class Etcd:
             old or 0,
             len(self._owned),
         )
+        lease_id = self._lease_id
+        assert lease_id is not None  # taken above
         for callback in self.on_lease_change:
-            await callback(self._lease_id)
+            await callback(lease_id)
 
     # -- keys -----------------------------------------------------------------------------
 

@@ -23,8 +23,14 @@ log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 0.5
 # A stream with no frame for this long means the worker is gone (it heartbeats twice a second).
 IDLE_TIMEOUT_SECONDS = 2.0
-# How long a new request waits for the first frame before the worker counts as unresponsive.
-FIRST_FRAME_TIMEOUT_SECONDS = 5.0
+# A worker acknowledges a request at once (its first frame), so a new request waits this long at
+# most for a worker that died or froze before another one is tried.
+FIRST_FRAME_TIMEOUT_SECONDS = 1.0
+# After this long without a frame the caller asks NATS whether the worker still listens (a
+# message to its control subject, our inbox as the reply): when its process has died, NATS has
+# dropped its subscriptions and answers "no responders" at once, so a SIGKILL is noticed in about
+# this time rather than at the idle timeout.
+PROBE_AFTER_SECONDS = 0.3
 
 Handler = Callable[..., AsyncIterator[Any]]
 
@@ -120,11 +126,12 @@ class EndpointServer:
             body = codec.decode_frame(msg.data)
         except Exception:
             return
-        entry = self._inflight.get(body.get("inbox"))
-        if entry is None:
+        kind = body.get("kind")
+        entry = self._inflight.get(body.get("inbox", ""))
+        if entry is None or kind == "ping":  # a ping only checks that we still listen
             return
         context, task = entry
-        if body.get("kind") == "kill":
+        if kind == "kill":
             context.kill()
             task.cancel()
         else:
@@ -150,6 +157,8 @@ class EndpointServer:
         beat = asyncio.create_task(heartbeat())
         stream = self.handler(data, context) if self._with_context else self.handler(data)
         try:
+            seq += 1
+            await publish(inbox, codec.heartbeat_frame(seq))  # the ack: "I have it"
             async for item in stream:
                 if context.is_killed():
                     break
@@ -183,8 +192,10 @@ class EndpointServer:
         finally:
             beat.cancel()
             self._probes.pop(probe, None)
-            with contextlib.suppress(Exception):
-                await stream.aclose()
+            aclose = getattr(stream, "aclose", None)  # handlers may return any async iterator
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
 
     async def drain(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
         """Stop taking requests and wait for the in-flight ones to finish; those still running
@@ -236,15 +247,33 @@ async def stream_request(
         expected = 1
         timeout = FIRST_FRAME_TIMEOUT_SECONDS
         stop_sent = False
+        streamed = False
+
+        async def next_frame(limit: float) -> Msg:
+            """The next frame within `limit` seconds, asking NATS after a short silence whether
+            the worker still listens (see PROBE_AFTER_SECONDS)."""
+            try:
+                async with asyncio.timeout(PROBE_AFTER_SECONDS):
+                    return await frames.get()
+            except TimeoutError:
+                pass
+            with contextlib.suppress(Exception):
+                await nc.publish(
+                    control_subject(subject),
+                    codec.control(context.id(), inbox, "ping"),
+                    reply=inbox,
+                )
+            try:
+                async with asyncio.timeout(limit - PROBE_AFTER_SECONDS):
+                    return await frames.get()
+            except TimeoutError:
+                raise InstanceGoneError(instance_id, "stopped responding") from None
+
         while True:
             try:
                 msg = frames.get_nowait()
             except asyncio.QueueEmpty:
-                try:
-                    async with asyncio.timeout(timeout):
-                        msg = await frames.get()
-                except TimeoutError:
-                    raise InstanceGoneError(instance_id, "stopped responding") from None
+                msg = await next_frame(timeout)
             timeout = IDLE_TIMEOUT_SECONDS
             if not stop_sent and context.is_stopped():
                 # The caller stopped the request (stop string, client gone) but still reads:
@@ -265,12 +294,17 @@ async def stream_request(
                 )
             expected += 1
             if "data" in frame:
+                streamed = True
                 yield frame["data"]
             elif frame.get("final"):
                 finished = True
                 return
             elif "error" in frame:
                 finished = True
+                if frame.get("status") == 503 and not streamed:
+                    # Shutting down (or stopped) before it sent anything: another worker can
+                    # take the request, as if this one had not been listening.
+                    raise InstanceGoneError(instance_id, str(frame["error"]))
                 raise RemoteError(
                     frame["error"],
                     frame.get("status"),

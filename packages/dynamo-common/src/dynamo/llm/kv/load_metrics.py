@@ -98,7 +98,17 @@ class ForwardPassMetrics(_Positional):
     @classmethod
     def zero(cls) -> ForwardPassMetrics:
         """All counters 0: what a worker that reported nothing yet answers (as upstream)."""
-        return cls(WorkerStats(0, 0, 0), KvStats(0, 0, 0.0, 0.0))
+        return cls(
+            worker_stats=WorkerStats(
+                request_active_slots=0, request_total_slots=0, num_requests_waiting=0
+            ),
+            kv_stats=KvStats(
+                kv_active_blocks=0,
+                kv_total_blocks=0,
+                gpu_cache_usage_perc=0.0,
+                gpu_prefix_cache_hit_rate=0.0,
+            ),
+        )
 
 
 class LoadEvent(BaseModel):
