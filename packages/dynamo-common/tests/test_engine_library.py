@@ -37,3 +37,10 @@ def test_an_installed_library_or_none_passes() -> None:
 
     check_library("present", Present)
     check_library("eager", Eager)
+
+
+def test_first_line_of_an_error() -> None:
+    from dynamo.llm.errors import first_line
+
+    assert first_line(ValueError("bad value\n  more detail\n")) == "bad value"
+    assert first_line(RuntimeError()) == "RuntimeError"

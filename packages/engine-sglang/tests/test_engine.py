@@ -26,7 +26,9 @@ def test_entry_point_names_the_engine() -> None:
 
 @pytest.mark.skipif(HAS_SGLANG, reason="SGLang is installed here")
 async def test_without_sglang_start_says_what_to_install() -> None:
-    with pytest.raises(EngineError, match="pip install dynamo-engine-sglang"):
+    with pytest.raises(
+        EngineError, match="out=sglang needs sglang, which is not installed: pip install sglang"
+    ):
         await SGLangEngine.start(EngineConfig(model_name="m", model_path="/nowhere"))
 
 

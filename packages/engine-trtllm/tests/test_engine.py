@@ -24,7 +24,10 @@ def test_entry_point_names_the_engine() -> None:
 
 @pytest.mark.skipif(HAS_TRTLLM, reason="TensorRT-LLM is installed here")
 async def test_without_trtllm_start_says_what_to_install() -> None:
-    with pytest.raises(EngineError, match="pip install dynamo-engine-trtllm"):
+    with pytest.raises(
+        EngineError,
+        match="out=trtllm needs tensorrt-llm, which is not installed: pip install tensorrt-llm",
+    ):
         await TrtllmEngine.start(EngineConfig(model_name="m", model_path="/nowhere"))
 
 

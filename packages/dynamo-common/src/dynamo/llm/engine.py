@@ -24,6 +24,7 @@ request for Chat/Completion engines (and yields OpenAI stream chunk dicts).
 from __future__ import annotations
 
 import abc
+import importlib
 import importlib.util
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -165,6 +166,21 @@ def check_library(name: str, cls: type[Engine]) -> None:
     raise EngineError(
         f"out={name} needs {requirement}, which is not installed: pip install {requirement}"
     )
+
+
+def import_library(name: str, cls: type[Engine]) -> Any:
+    """`cls.library`, imported (for an engine's `start`); an `EngineError` naming what to
+    install when it is missing, or what to reinstall when it is broken."""
+    if cls.library is None:
+        raise TypeError(f"{cls.__name__} names no library")
+    check_library(name, cls)
+    try:
+        return importlib.import_module(cls.library)
+    except ImportError as e:
+        requirement = cls.library_requirement or cls.library
+        raise EngineError(
+            f"out={name}: {requirement} is installed but does not import ({e}); reinstall it"
+        ) from None
 
 
 def load_embedding_engine_class(name: str) -> type[Engine]:

@@ -149,3 +149,10 @@ class GGUFError(EngineError):
 
 class TemplateError(ValueError):
     """The template refused the conversation (`raise_exception`) or failed to render."""
+
+
+def first_line(error: BaseException) -> str:
+    """An exception's message as one line for a user (its first line, or its type's name):
+    library errors often carry a multi-line explanation or a traceback dump."""
+    lines = str(error).strip().splitlines()
+    return lines[0].strip() if lines else type(error).__name__

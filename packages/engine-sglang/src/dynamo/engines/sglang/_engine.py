@@ -34,27 +34,14 @@ from dynamo.engines.sglang._sampling import (
     sampling_params,
 )
 from dynamo.llm import Context, Engine, EngineConfig, EngineError, ModelType
-from dynamo.llm.errors import EngineFailedError, InvalidRequestError
+from dynamo.llm.engine import ENGINE_FLAGS, import_library
+from dynamo.llm.errors import EngineFailedError, InvalidRequestError, first_line
 from dynamo.llm.generation_options import GenerationOptions
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = (
-    "out=sglang needs SGLang, which is not installed: pip install dynamo-engine-sglang "
-    "(it brings sglang) on a machine with NVIDIA GPUs"
-)
 #: How often an abort is repeated until SGLang knows the request.
 _ABORT_RETRY_S = 0.05
-
-
-def import_sglang() -> Any:
-    """The `sglang` module, or the one-line error that says how to install it."""
-    try:
-        import sglang
-        from sglang.srt.server_args import ServerArgs  # noqa: F401 - the part we need
-    except ImportError as e:
-        raise EngineError(f"{INSTALL_HINT} ({e})") from None
-    return sglang
 
 
 def server_arg_names() -> frozenset[str]:
@@ -89,19 +76,7 @@ class SGLangEngine(Engine):
 
     model_type = ModelType.Backend
     requires_model = True
-    accepted_flags = frozenset(
-        {
-            "context_length",
-            "kv_cache_block_size",
-            "tensor_parallel_size",
-            "base_gpu_id",
-            "num_nodes",
-            "node_rank",
-            "leader_addr",
-            "extra_engine_args",
-            "model_config",
-        }
-    )
+    accepted_flags = ENGINE_FLAGS  # every parallelism flag: multi-node as SGLang does it
     distribution = "dynamo-engine-sglang"
     features = FEATURES
     library = "sglang"
@@ -117,7 +92,7 @@ class SGLangEngine(Engine):
 
     @classmethod
     async def start(cls, config: EngineConfig) -> Self:
-        sglang = import_sglang()
+        sglang = import_library("sglang", cls)
         kv_port = free_port_range(_dp_size(config)) if config.endpoint is not None else None
         plan = plan_server_args(config, server_arg_names(), kv_port)
         if config.card is not None:
@@ -127,7 +102,7 @@ class SGLangEngine(Engine):
         try:
             engine = sglang.Engine(**plan.kwargs)
         except (ValueError, TypeError, RuntimeError, OSError) as e:
-            raise EngineError(f"SGLang could not start: {_one_line(e)}") from None
+            raise EngineError(f"SGLang could not start: {first_line(e)}") from None
         self = cls(engine, plan)
         if config.endpoint is not None:
             self.publishers = Publishers()
@@ -169,7 +144,7 @@ class SGLangEngine(Engine):
                 **generate_kwargs(opts),
             )
         except ValueError as e:
-            raise InvalidRequestError(_one_line(e)) from None
+            raise InvalidRequestError(first_line(e)) from None
         watcher = asyncio.ensure_future(self._abort_when_stopped(context, rid))
         try:
             async with contextlib.aclosing(stream):
@@ -212,16 +187,11 @@ async def _rejections_as_ours(stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
         async for item in stream:
             yield item
     except ValueError as e:
-        raise InvalidRequestError(_one_line(e)) from None
+        raise InvalidRequestError(first_line(e)) from None
 
 
 def _dp_size(config: EngineConfig) -> int:
     return int((config.extra_engine_args or {}).get("dp_size") or 1)
 
 
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
-
-
-__all__ = ["INSTALL_HINT", "SGLangEngine", "free_port_range", "import_sglang", "server_arg_names"]
+__all__ = ["SGLangEngine", "free_port_range", "server_arg_names"]

@@ -26,29 +26,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from dynamo.llm.errors import InvalidRequestError
-from dynamo.llm.features import Feature
+from dynamo.llm.features import SAMPLING_KNOBS, Feature, guided_feature
 from dynamo.llm.generation_options import GenerationOptions, guided_constraint
 
 #: The optional request fields this engine honours (`GenerationOptions.from_request`).
 SUPPORTED_FIELDS = frozenset({"guided_decoding", "logit_bias", "logprobs"})
 #: What the frontend may send this engine (`dynamo.llm.features`); `seed` only when SGLang runs
 #: deterministically (`features_for`).
-FEATURES = frozenset(
-    {
-        Feature.TEMPERATURE,
-        Feature.TOP_P,
-        Feature.TOP_K,
-        Feature.MIN_P,
-        Feature.REPETITION_PENALTY,
-        Feature.PRESENCE_PENALTY,
-        Feature.FREQUENCY_PENALTY,
-        Feature.LOGIT_BIAS,
-        Feature.LOGPROBS,
-        Feature.GUIDED_JSON,
-        Feature.GUIDED_REGEX,
-        Feature.GUIDED_CHOICE,
-        Feature.GUIDED_GRAMMAR,
-    }
+FEATURES = (
+    (SAMPLING_KNOBS - {Feature.SEED})
+    | {Feature.LOGPROBS}
+    | {guided_feature(kind) for kind in ("json", "regex", "choice", "grammar")}
 )
 SEED_HINT = (
     "'seed' needs SGLang's deterministic inference: start the worker with "

@@ -34,25 +34,11 @@ from dynamo.engines.trtllm._sampling import (
 )
 from dynamo.llm import Context, Engine, EngineConfig, EngineError, ModelType
 from dynamo.llm.devices import set_visible_devices
-from dynamo.llm.errors import EngineFailedError, InvalidRequestError
+from dynamo.llm.engine import ENGINE_FLAGS, import_library
+from dynamo.llm.errors import EngineFailedError, InvalidRequestError, first_line
 from dynamo.llm.generation_options import GenerationOptions
 
 log = logging.getLogger(__name__)
-
-INSTALL_HINT = (
-    "out=trtllm needs TensorRT-LLM, which is not installed: pip install dynamo-engine-trtllm "
-    "(it brings tensorrt-llm) on a machine with NVIDIA GPUs, or use NVIDIA's TensorRT-LLM image"
-)
-
-
-def import_trtllm() -> Any:
-    """The `tensorrt_llm` module, or the one-line error that says how to install it."""
-    try:
-        import tensorrt_llm
-        from tensorrt_llm import LLM  # noqa: F401 - the part we need
-    except ImportError as e:
-        raise EngineError(f"{INSTALL_HINT} ({e})") from None
-    return tensorrt_llm
 
 
 def llm_arg_names() -> frozenset[str]:
@@ -69,17 +55,8 @@ class TrtllmEngine(Engine):
 
     model_type = ModelType.Backend
     requires_model = True
-    accepted_flags = frozenset(
-        {
-            "context_length",
-            "kv_cache_block_size",
-            "tensor_parallel_size",
-            "base_gpu_id",
-            "num_nodes",
-            "extra_engine_args",
-            "model_config",
-        }
-    )
+    # MPI assigns ranks: the rank and leader address of SGLang's and vLLM's launches mean nothing.
+    accepted_flags = ENGINE_FLAGS - {"node_rank", "leader_addr"}
     distribution = "dynamo-engine-trtllm"
     features = FEATURES
     library = "tensorrt_llm"
@@ -95,7 +72,7 @@ class TrtllmEngine(Engine):
 
     @classmethod
     async def start(cls, config: EngineConfig) -> Self:
-        tensorrt_llm = import_trtllm()
+        tensorrt_llm = import_library("trtllm", cls)
         from tensorrt_llm.llmapi import KvCacheConfig
 
         plan = plan_llm_args(
@@ -114,7 +91,7 @@ class TrtllmEngine(Engine):
         try:
             llm = await asyncio.to_thread(tensorrt_llm.LLM, **kwargs)
         except (ValueError, TypeError, RuntimeError, OSError) as e:
-            raise EngineError(f"TensorRT-LLM could not start: {_one_line(e)}") from None
+            raise EngineError(f"TensorRT-LLM could not start: {first_line(e)}") from None
         max_seq_len = plan.kwargs.get("max_seq_len") or getattr(
             getattr(llm, "args", None), "max_seq_len", None
         )
@@ -156,7 +133,7 @@ class TrtllmEngine(Engine):
             params = SamplingParams(**kwargs)
             result = self._llm.generate_async(opts.prompt, sampling_params=params, streaming=True)
         except (ValueError, TypeError) as e:
-            raise InvalidRequestError(_one_line(e)) from None
+            raise InvalidRequestError(first_line(e)) from None
         mapper = DeltaMapper(len(opts.prompt), visible)
         watcher = asyncio.ensure_future(_abort_when_stopped(context, result))
         try:
@@ -198,14 +175,9 @@ async def _failures_as_ours(result: Any) -> AsyncIterator[Any]:
         async for output in result:
             yield output
     except ValueError as e:
-        raise InvalidRequestError(_one_line(e)) from None
+        raise InvalidRequestError(first_line(e)) from None
     except (RuntimeError, OSError) as e:
-        raise EngineFailedError(f"TensorRT-LLM failed: {_one_line(e)}") from None
+        raise EngineFailedError(f"TensorRT-LLM failed: {first_line(e)}") from None
 
 
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
-
-
-__all__ = ["INSTALL_HINT", "TrtllmEngine", "import_trtllm", "llm_arg_names"]
+__all__ = ["TrtllmEngine", "llm_arg_names"]

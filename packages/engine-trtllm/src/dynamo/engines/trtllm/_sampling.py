@@ -27,27 +27,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from dynamo.llm.errors import ContextLengthExceededError, InvalidRequestError
-from dynamo.llm.features import Feature
+from dynamo.llm.features import SAMPLING_KNOBS, Feature, guided_feature
 from dynamo.llm.generation_options import GenerationOptions, guided_constraint
 
 #: The optional request fields this engine honours (`GenerationOptions.from_request`).
 SUPPORTED_FIELDS = frozenset({"guided_decoding"})
 #: Always honoured; the guided-decoding features only with a grammar backend (`features_for`).
-FEATURES = frozenset(
-    {
-        Feature.TEMPERATURE,
-        Feature.TOP_P,
-        Feature.TOP_K,
-        Feature.MIN_P,
-        Feature.REPETITION_PENALTY,
-        Feature.PRESENCE_PENALTY,
-        Feature.FREQUENCY_PENALTY,
-        Feature.SEED,
-    }
-)
-GUIDED_FEATURES = frozenset(
-    {Feature.GUIDED_JSON, Feature.GUIDED_REGEX, Feature.GUIDED_CHOICE, Feature.GUIDED_GRAMMAR}
-)
+FEATURES = SAMPLING_KNOBS - {Feature.LOGIT_BIAS}
+GUIDED_FEATURES = frozenset(guided_feature(k) for k in ("json", "regex", "choice", "grammar"))
 GUIDED_HINT = (
     "guided decoding needs TensorRT-LLM's grammar backend: start the worker with "
     '--extra-engine-args \'{"guided_decoding_backend": "xgrammar"}\''
