@@ -204,3 +204,34 @@ def test_context_length_exceeded_names_the_prompt_field(smollm2_card):
     with pytest.raises(ContextLengthExceededError) as chat_error:
         pre.preprocess_chat(chat(messages=[{"role": "user", "content": "word " * 50}]))
     assert chat_error.value.param == "messages"
+
+
+def test_generation_config_gives_the_defaults_a_request_leaves_out(smollm2_card):
+    card = ModelDeploymentCard.from_json(smollm2_card.to_json())
+    card.gen_config = {"temperature": 0.6, "top_p": 0.95, "top_k": 20, "do_sample": True}
+    pre = OpenAIPreprocessor(card)
+    sampling = pre.preprocess_chat(chat(temperature=0.1))["sampling_options"]
+    assert sampling == {"temperature": 0.1, "top_p": 0.95, "top_k": 20}
+
+
+def test_wire_options_for_parity_fields(pre):
+    out = pre.preprocess_chat(
+        chat(
+            logprobs=True,
+            top_logprobs=3,
+            logit_bias={"5": -100},
+            stop_token_ids=[7],
+            skip_special_tokens=True,
+            n=4,
+            response_format={"type": "json_object"},
+        )
+    )
+    assert out["output_options"] == {"logprobs": 3, "skip_special_tokens": True}
+    assert out["stop_conditions"]["stop_token_ids"] == [7]
+    assert out["sampling_options"]["logit_bias"] == {5: -100}
+    assert out["sampling_options"]["guided_decoding"] == {"json": {"type": "object"}}
+    assert "n" not in out["sampling_options"]  # choices are fanned out by the pipeline
+    PreprocessedRequest.model_validate(out)
+    completion = pre.preprocess_completion(CompletionRequest(model="m", prompt="x", logprobs=0))
+    assert completion["output_options"] == {"logprobs": 0}
+    assert completion["stop_conditions"]["max_tokens"] == 16

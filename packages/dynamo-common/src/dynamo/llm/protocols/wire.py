@@ -13,7 +13,11 @@ The contract for the OpenAI features an engine may implement (names are upstream
   `token_ids` entry, best first, `rank` from 1). `token` and `bytes` may be left out: the frontend
   fills them from the tokenizer. `output_options.prompt_logprobs: int` asks the same for the
   prompt; the engine sends them once, on its first delta, as `prompt_logprobs` (a list with one
-  entry per prompt token, None for the first, each a list of `TopLogprob`).
+  entry per prompt token, None for the first, each a list of `TopLogprob` holding the prompt
+  token itself and the position's best alternatives).
+- `completion_usage.prompt_tokens_details.cached_tokens`: prompt tokens served from the prefix
+  cache. Send it with the first token: the frontend stops reading at a stop condition it
+  detects itself (`max_tokens`, a stop string), before an engine's last delta.
 - `sampling_options.guided_decoding`: exactly one of `json` (a JSON schema object; `{"type":
   "object"}` for OpenAI's `json_object`), `regex`, `choice` (a list of strings) or `grammar` (a
   GBNF / EBNF string), plus optional `backend` and `whitespace_pattern`. The engine must
