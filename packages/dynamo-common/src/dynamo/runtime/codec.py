@@ -10,8 +10,12 @@ that ends any other way is a failure, never a silently short answer.
               {"seq": n, "final": true}
               {"seq": n, "error": message, "status"?: http status,
                "type"?: error type, "code"?: error code, "param"?: offending field}
-    control   {"id": request_id, "inbox": reply inbox, "kind": "stop" | "kill"}
-              to the instance's control subject; the inbox names the request (ids may repeat)
+    control   {"id": request_id, "inbox": reply inbox, "kind": "stop" | "kill" | "ping"}
+              to the instance's control subject; the inbox names the request (ids may repeat);
+              a ping, sent with the inbox as its reply subject, only checks that the worker
+              still listens (NATS answers "no responders" to the inbox when it does not)
+
+The worker's first frame is a heartbeat sent as soon as the request arrives (its ack).
 """
 
 from __future__ import annotations
