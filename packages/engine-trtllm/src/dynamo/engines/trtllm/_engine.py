@@ -10,7 +10,8 @@ Dynamo's TensorRT-LLM worker.
 - A distributed worker (`in=dyn://`) relays TensorRT-LLM's KV cache events and iteration stats to
   routers (`_publishers`).
 - TensorRT-LLM is imported inside `start`, so this module and the entry point load without it.
-  `LLM(...)` loads the model (and, with several GPUs, starts its MPI workers) in a thread.
+  `LLM(...)` is built on the event loop's thread, as upstream's worker does (its results' async
+  iteration belongs to that loop); the model load blocks the loop meanwhile, before any serving.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class TrtllmEngine(Engine):
         kwargs = {**plan.kwargs, "kv_cache_config": KvCacheConfig(**plan.kwargs["kv_cache_config"])}
         log.info("starting TensorRT-LLM on %s", kwargs["model"])
         try:
-            llm = await asyncio.to_thread(tensorrt_llm.LLM, **kwargs)
+            llm = tensorrt_llm.LLM(**kwargs)
         except (ValueError, TypeError, RuntimeError, OSError) as e:
             raise EngineError(f"TensorRT-LLM could not start: {first_line(e)}") from None
         max_seq_len = plan.kwargs.get("max_seq_len") or getattr(
