@@ -35,37 +35,17 @@ async def engine(card, smollm2_gguf):
     await engine.close()
 
 
-@pytest.fixture(scope="module")
-def reference(smollm2_gguf):
-    """llama-cpp-python's own embedding call on the same model and pooling."""
-    from llama_cpp import Llama
-
-    # The same context and batch sizes as the engine: batched kernels round differently.
-    n = 8192
-    llama = Llama(
-        model_path=str(smollm2_gguf),
-        embedding=True,
-        pooling_type=1,
-        n_ctx=n,
-        n_batch=n,
-        n_ubatch=n,
-        verbose=False,
-    )
-    yield llama
-    llama.close()
-
-
 def test_normalize():
     assert normalize([3.0, 4.0]) == [0.6, 0.8]
     assert normalize([0.0, 0.0]) == [0.0, 0.0]
 
 
 @pytest.mark.asyncio(loop_scope="module")
-async def test_vectors_equal_llama_cpp_embed(engine, card, reference):
+async def test_vectors_equal_llama_cpp_embed(engine, card, embedding_reference):
     ids = [e.ids for e in card.tokenizer().encode_batch(TEXTS, add_special_tokens=True)]
-    assert ids == [reference.tokenize(t.encode()) for t in TEXTS]  # the same tokens...
+    assert ids == [embedding_reference.tokenize(t.encode()) for t in TEXTS]  # the same tokens...
     [out] = [o async for o in engine.generate({"model": "smol", "token_ids": ids}, Context())]
-    expected = reference.embed(TEXTS, normalize=True)
+    expected = embedding_reference.embed(TEXTS, normalize=True)
     assert len(out["embeddings"]) == len(TEXTS)
     for ours, theirs in zip(out["embeddings"], expected, strict=True):  # ...the same vectors
         assert len(ours) == len(theirs) == 576

@@ -24,32 +24,14 @@ def server(start_module_server, smollm2_gguf):
     )
 
 
-@pytest.fixture(scope="module")
-def reference(smollm2_gguf):
-    from llama_cpp import Llama
-
-    n = 8192  # the server's context and batch: batched kernels round differently
-    llama = Llama(
-        model_path=str(smollm2_gguf),
-        embedding=True,
-        pooling_type=1,
-        n_ctx=n,
-        n_batch=n,
-        n_ubatch=n,
-        verbose=False,
-    )
-    yield llama
-    llama.close()
-
-
 def close(ours, theirs, tolerance):
     assert len(ours) == len(theirs)
     return max(abs(a - b) for a, b in zip(ours, theirs, strict=True)) < tolerance
 
 
-def test_vectors_equal_llama_cpp(server, reference):
+def test_vectors_equal_llama_cpp(server, embedding_reference):
     client = openai.OpenAI(base_url=server.v1, api_key="none", max_retries=0)
-    expected = reference.embed(TEXTS, normalize=True)
+    expected = embedding_reference.embed(TEXTS, normalize=True)
     # The SDK asks for base64 (float32) unless told otherwise, and decodes it.
     got = client.embeddings.create(model="smol-embed", input=TEXTS)
     assert [d.index for d in got.data] == [0, 1] and got.model == "smol-embed"
@@ -57,13 +39,13 @@ def test_vectors_equal_llama_cpp(server, reference):
         assert close(ours.embedding, theirs, 1e-6)
     floats = client.embeddings.create(model="smol-embed", input=TEXTS[0], encoding_format="float")
     assert close(floats.data[0].embedding, expected[0], 1e-9)
-    tokens = reference.tokenize(TEXTS[0].encode())
+    tokens = embedding_reference.tokenize(TEXTS[0].encode())
     by_ids = client.embeddings.create(model="smol-embed", input=tokens, encoding_format="float")
     assert close(by_ids.data[0].embedding, expected[0], 1e-9)
     assert (
         got.usage.prompt_tokens
         == got.usage.total_tokens
-        == sum(len(reference.tokenize(t.encode())) for t in TEXTS)
+        == sum(len(embedding_reference.tokenize(t.encode())) for t in TEXTS)
     )
 
 

@@ -19,6 +19,7 @@ from starlette.requests import Request
 
 from dynamo.frontend.http.chunks import ResponseBuilder, usage
 from dynamo.frontend.http.metrics import FrontendMetrics, RequestTimer
+from dynamo.frontend.http.serving import _wait_disconnect
 from dynamo.frontend.model_manager import ModelManager
 from dynamo.llm.errors import ClientDisconnectedError
 from dynamo.llm.pipeline import ServedModel, StreamDelta
@@ -105,14 +106,6 @@ async def until_disconnect(
         return task.result()
     finally:
         watcher.cancel()
-
-
-async def _wait_disconnect(request: Request) -> None:
-    """Returns when the client closes the connection (the body has already been read)."""
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return
 
 
 Event = dict[str, Any]
