@@ -45,3 +45,14 @@ def test_expiry_and_delete():
     store.delete("b")
     with pytest.raises(ResponseNotFoundError):
         store.delete("b")
+
+
+def test_byte_bound():
+    store = ResponseStore(max_entries=100, ttl_seconds=100, max_bytes=250, clock=Clock())
+    for rid in ("a", "b", "c", "d"):
+        store.put({"id": rid, "text": "x" * 30}, [{"role": "user", "content": "y" * 30}])
+    # Each entry is 110 bytes of JSON: only the two most recent fit in 250.
+    assert len(store) == 2
+    assert store.get("d") and store.get("c")
+    with pytest.raises(ResponseNotFoundError):
+        store.get("b")
