@@ -10,10 +10,12 @@ import time
 
 import pytest
 
+from dynamo.llm.errors import ServiceUnavailableError
 from dynamo.llm.migration import Migration
 from dynamo.llm.router_engine import RouterEngine
-from dynamo.runtime import Context, InstanceGoneError
+from dynamo.runtime import Context, DistributedRuntime, InstanceGoneError, RuntimeConfig
 from dynamo.runtime.request_plane import FIRST_FRAME_TIMEOUT_SECONDS
+from dynamo.runtime.testing import EtcdServer, NatsServer
 
 pytestmark = pytest.mark.integration
 
@@ -124,3 +126,48 @@ async def test_migration_pauses_a_stream_for_less_than_a_second(workers, runtime
     pause = time.monotonic() - killed
     await stream.aclose()
     assert pause < 1.0, pause
+
+
+@pytest.fixture
+def own_servers():
+    """etcd and NATS of this test's own, which it may stop and start."""
+    with EtcdServer() as etcd, NatsServer() as nats:
+        yield etcd, nats
+
+
+async def test_nats_down_is_a_503_with_retry_after_within_a_second(
+    own_servers, workers, wait_client, gather
+):
+    etcd, nats = own_servers
+    workers.env.update(ETCD_ENDPOINTS=etcd.url, NATS_SERVER=nats.url)
+    rt = DistributedRuntime(config=RuntimeConfig((etcd.url,), nats.url))
+    try:
+        workers.start()
+        await rt.ensure_connected()
+        client = await wait_client(rt, workers.namespace, 1)
+        engine = RouterEngine(client)
+        assert len(await gather(engine.generate({"n": 2}, Context()))) == 2
+        nats.stop()
+        deadline = time.monotonic() + 5
+        while rt.nats.is_connected:  # the client notices the closed connection at once
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        for _ in range(3):
+            start = time.monotonic()
+            with pytest.raises(ServiceUnavailableError) as failed:
+                await gather(engine.generate({"n": 2}, Context()))
+            assert time.monotonic() - start < 1.0
+            assert failed.value.code == "request_plane_unavailable"
+            assert failed.value.retry_after == 2
+        assert client.instance_ids()  # the workers are not blamed for NATS being away
+        nats.start()
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                assert len(await gather(engine.generate({"n": 2}, Context()))) == 2
+                break
+            except ServiceUnavailableError:
+                assert time.monotonic() < deadline, "serving did not resume within 15 s"
+                await asyncio.sleep(0.2)
+    finally:
+        await rt.close()

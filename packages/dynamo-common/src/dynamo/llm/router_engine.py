@@ -24,8 +24,13 @@ from dynamo.runtime.errors import (
     NoInstancesError,
     PayloadTooLargeError,
     RemoteError,
+    RequestPlaneDownError,
     UnknownInstanceError,
 )
+
+#: Seconds a client is told to wait (`Retry-After`) while NATS is unreachable: about the time the
+#: NATS client takes to reconnect once the server is back.
+REQUEST_PLANE_RETRY_AFTER = 2
 
 
 class RouterEngine:
@@ -60,6 +65,10 @@ class RouterEngine:
             ) from None
         except NoInstancesError as e:
             raise ServiceUnavailableError(str(e)) from None
+        except RequestPlaneDownError as e:
+            raise ServiceUnavailableError(
+                str(e), code="request_plane_unavailable", retry_after=REQUEST_PLANE_RETRY_AFTER
+            ) from None
         except PayloadTooLargeError as e:
             raise RequestTooLargeError(str(e)) from None
         except InstanceGoneError as e:

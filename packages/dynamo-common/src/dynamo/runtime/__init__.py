@@ -10,6 +10,7 @@ from dynamo.runtime.errors import (
     InstanceGoneError,
     NoInstancesError,
     RemoteError,
+    RequestPlaneDownError,
 )
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "Namespace",
     "NoInstancesError",
     "RemoteError",
+    "RequestPlaneDownError",
     "RuntimeConfig",
     "dynamo_worker",
 ]

@@ -4,6 +4,7 @@ DynamoRuntimeError
 ├── NoInstancesError     nobody serves the endpoint right now
 │   └── UnknownInstanceError   the instance asked for is not one of the endpoint's
 ├── PayloadTooLargeError the request is bigger than NATS takes in one message
+├── RequestPlaneDownError  NATS is unreachable: no worker can be asked anything now
 ├── InstanceGoneError    no responders, or the stream stopped without its final message
 └── RemoteError          the worker's handler raised; its message, status, type, code and param
                          travel here
@@ -45,6 +46,15 @@ class PayloadTooLargeError(DynamoRuntimeError):
         )
         self.size = size
         self.limit = limit
+
+
+class RequestPlaneDownError(DynamoRuntimeError):
+    """This process is not connected to NATS (it is reconnecting): a request cannot be sent, and
+    trying the other workers would not help, so the caller learns it at once."""
+
+    def __init__(self, server: str):
+        super().__init__(f"the request plane (NATS at {server}) is unreachable; reconnecting")
+        self.server = server
 
 
 class InstanceGoneError(DynamoRuntimeError):

@@ -16,7 +16,12 @@ from nats.errors import MaxPayloadError
 
 from dynamo.runtime import codec
 from dynamo.runtime.context import Context
-from dynamo.runtime.errors import InstanceGoneError, PayloadTooLargeError, RemoteError
+from dynamo.runtime.errors import (
+    InstanceGoneError,
+    PayloadTooLargeError,
+    RemoteError,
+    RequestPlaneDownError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +233,8 @@ async def stream_request(
     so the caller may retry elsewhere) or when the worker goes quiet mid-stream, and
     `RemoteError` when the worker's handler failed.
     """
+    if not nc.is_connected:
+        raise RequestPlaneDownError(_server_of(nc))
     inbox = nc.new_inbox()
     # Frames go straight into our queue: `Subscription.next_msg` starts two tasks per message,
     # which is most of the client's cost per token.
@@ -267,6 +274,8 @@ async def stream_request(
                 async with asyncio.timeout(limit - PROBE_AFTER_SECONDS):
                     return await frames.get()
             except TimeoutError:
+                if not nc.is_connected:  # it is NATS that went away, not the worker
+                    raise RequestPlaneDownError(_server_of(nc)) from None
                 raise InstanceGoneError(instance_id, "stopped responding") from None
 
         while True:
@@ -323,3 +332,11 @@ async def stream_request(
                 )
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
+
+
+def _server_of(nc: NATS) -> str:
+    """The NATS server this client talks (or last talked) to, for error messages."""
+    uri = getattr(nc.connected_url, "netloc", None) or next(
+        (srv.uri.netloc for srv in getattr(nc, "_server_pool", ())), None
+    )
+    return uri or "the configured server"
