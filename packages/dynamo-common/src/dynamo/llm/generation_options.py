@@ -72,7 +72,7 @@ class GenerationOptions:
         sampling = request.get("sampling_options") or {}
         stop = request.get("stop_conditions") or {}
         output = request.get("output_options") or {}
-        prompt = list(request.get("token_ids") or ())
+        prompt: list[int] = [int(t) for t in request.get("token_ids") or ()]
         if not prompt:
             raise InvalidRequestError("the request has no prompt token ids", param="token_ids")
         _refuse_unsupported(sampling, output, frozenset(supports))

@@ -102,17 +102,16 @@ class KvEventTranslator:
 def forward_pass_metrics(stat: Mapping[str, Any] | str) -> dict[str, Any]:
     """Upstream's `ForwardPassMetrics` for one TensorRT-LLM iteration-stats dict (older
     releases hand out the same dict as JSON text)."""
-    if isinstance(stat, str):
-        stat = json.loads(stat)
-    kv = stat.get("kvCacheStats") or {}
+    values: Mapping[str, Any] = json.loads(stat) if isinstance(stat, str) else stat
+    kv = values.get("kvCacheStats") or {}
     used = int(kv.get("usedNumBlocks") or 0)
     total = int(kv.get("maxNumBlocks") or 0)
     return {
         "worker_stats": {
-            "data_parallel_rank": int(stat.get("attentionDpRank") or 0),
-            "request_active_slots": int(stat.get("numActiveRequests") or 0),
-            "request_total_slots": int(stat.get("maxNumActiveRequests") or 0),
-            "num_requests_waiting": int(stat.get("numQueuedRequests") or 0),
+            "data_parallel_rank": int(values.get("attentionDpRank") or 0),
+            "request_active_slots": int(values.get("numActiveRequests") or 0),
+            "request_total_slots": int(values.get("maxNumActiveRequests") or 0),
+            "num_requests_waiting": int(values.get("numQueuedRequests") or 0),
         },
         "kv_stats": {
             "kv_active_blocks": used,
