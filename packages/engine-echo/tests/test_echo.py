@@ -97,3 +97,37 @@ async def test_echo_full_needs_a_text_user_message(messages):
     engine = await EchoFullEngine.start(EngineConfig(model_name="m"))
     with pytest.raises(InvalidRequestError):
         await collect(engine.generate({"model": "m", "messages": messages}, Context()))
+
+
+async def test_echo_full_ends_at_a_stop_string():
+    """Issue 18 item 13: echo_full ignored `stop`."""
+    engine = await EchoFullEngine.start(EngineConfig(model_name="m"))
+
+    async def echo(**kw) -> tuple[str, str]:
+        body = {"model": "m", "messages": [{"role": "user", "content": "one two three"}], **kw}
+        out = await collect(engine.generate(body, Context()))
+        text = "".join(o["choices"][0]["delta"].get("content", "") for o in out)
+        return text, out[-1]["choices"][0]["finish_reason"]
+
+    assert await echo(stop=[" thr"]) == ("one two", "stop")
+    assert await echo(stop=" two", include_stop_str_in_output=True) == ("one two", "stop")
+    # A partial match held back at the end is released, not lost.
+    assert await echo(stop=["threes"]) == ("one two three", "stop")
+    assert await echo(stop=["threes"], max_tokens=12) == ("one two thre", "length")
+
+
+async def test_echo_full_reports_its_usage_in_characters():
+    """Issue 18 item 13: echo_full reported prompt_tokens 0."""
+    engine = await EchoFullEngine.start(EngineConfig(model_name="m"))
+    out = await collect(
+        engine.generate({"model": "m", "prompt": "abcd", "max_tokens": 3}, Context())
+    )
+    assert out[-1]["usage"] == {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}
+
+
+async def test_echo_full_takes_text_parts():
+    engine = await EchoFullEngine.start(EngineConfig(model_name="m"))
+    parts = [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
+    body = {"model": "m", "messages": [{"role": "user", "content": parts}]}
+    out = await collect(engine.generate(body, Context()))
+    assert "".join(o["choices"][0]["delta"].get("content", "") for o in out) == "a\nb"

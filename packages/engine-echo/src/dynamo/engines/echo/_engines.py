@@ -2,7 +2,8 @@
 
 `echo_core` is a Backend engine: it streams the prompt's token ids back, so a client sees the
 fully templated prompt (send `ignore_eos`, or the template's end-of-turn token stops it early).
-`echo_full` is a Chat engine: it streams the last user message back one character per chunk.
+`echo_full` is a Chat engine: it streams the last user message back one character per chunk
+(its tokens are characters: usage counts them), and ends at a `stop` string as any engine must.
 Both pace themselves with `DYN_TOKEN_ECHO_DELAY_MS` (default 10 ms, read once).
 """
 
@@ -18,6 +19,7 @@ from typing import Any, ClassVar, Self
 from dynamo.llm import Context, Engine, EngineConfig, ModelType
 from dynamo.llm.errors import InvalidRequestError
 from dynamo.llm.features import Feature
+from dynamo.llm.stop_strings import StopStringJail
 
 DEFAULT_DELAY_MS = 10.0
 
@@ -77,8 +79,8 @@ class EchoFullEngine(Engine):
     requires_model = False
     accepted_flags: ClassVar[frozenset[str]] = frozenset()
     distribution = "dynamo-engine-echo"
-    #: It echoes text: sampling knobs have no effect; it applies no stop conditions of its own.
-    features = frozenset({Feature.UNSAMPLED})
+    #: It echoes text: sampling knobs have no effect; stop strings end the echo.
+    features = frozenset({Feature.UNSAMPLED, Feature.STOP, Feature.INCLUDE_STOP_STR})
 
     @classmethod
     async def start(cls, config: EngineConfig) -> Self:
@@ -90,6 +92,8 @@ class EchoFullEngine(Engine):
         if "messages" in request:
             last = request["messages"][-1] if request["messages"] else {}
             content = last.get("content")
+            if isinstance(content, list) and all(p.get("type") == "text" for p in content):
+                content = "\n".join(p["text"] for p in content)  # as a string template sees it
             if last.get("role") != "user" or not isinstance(content, str):
                 raise InvalidRequestError(
                     "echo_full needs the last message to be a text user message", param="messages"
@@ -115,19 +119,39 @@ class EchoFullEngine(Engine):
             "model": request.get("model", ""),
         }
         max_tokens = request.get("max_completion_tokens") or request.get("max_tokens")
-        for n, char in enumerate(text, start=1):
+        stop = request.get("stop")
+        jail = StopStringJail(
+            [stop] if isinstance(stop, str) else stop or (),
+            bool(request.get("include_stop_str_in_output")),
+        )
+        finish = "stop"
+        matched = None
+        n = 0
+        for char in text:
             if context.is_stopped():
                 break
             await _pace(delay)
-            piece: Any = {"role": "assistant", "content": char} if chat else char
-            yield {**base, "choices": [{"index": 0, field: piece, "finish_reason": None}]}
+            n += 1
+            emit, matched = jail.feed(char) if jail else (char, None)
+            if emit:
+                piece: Any = {"role": "assistant", "content": emit} if chat else emit
+                yield {**base, "choices": [{"index": 0, field: piece, "finish_reason": None}]}
+            if matched is not None:
+                break
             if max_tokens and n >= max_tokens:
-                yield {
-                    **base,
-                    "choices": [{"index": 0, field: _empty(chat), "finish_reason": "length"}],
-                }
-                return
-        yield {**base, "choices": [{"index": 0, field: _empty(chat), "finish_reason": "stop"}]}
+                finish = "length"
+                break
+        held = jail.release()
+        if held and matched is None:  # it was not a stop string after all
+            piece = {"role": "assistant", "content": held} if chat else held
+            yield {**base, "choices": [{"index": 0, field: piece, "finish_reason": None}]}
+        # Its tokens are characters: the prompt it echoes, and the characters it went through.
+        usage = {"prompt_tokens": len(text), "completion_tokens": n, "total_tokens": len(text) + n}
+        yield {
+            **base,
+            "choices": [{"index": 0, field: _empty(chat), "finish_reason": finish}],
+            "usage": usage,
+        }
 
 
 def _empty(chat: bool) -> Any:
