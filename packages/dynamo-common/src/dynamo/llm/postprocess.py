@@ -155,21 +155,24 @@ class _ChoiceParser:
         )
 
 
-async def parse_chat_stream(
+def parse_chat_stream(
     stream: AsyncIterator[StreamDelta],
     request: ChatCompletionRequest,
     parsers: OutputParsers,
     count_tokens: Callable[[str], int],
 ) -> AsyncIterator[StreamDelta]:
-    """One choice's deltas with reasoning and tool calls split out (see the module docstring).
-
-    Deltas left with nothing to say (markup held back) are dropped, except the last.
-    """
+    """One choice's deltas with reasoning and tool calls split out (see the module docstring);
+    `stream` itself when there is nothing to split (no extra step per token)."""
     state = _ChoiceParser(request, parsers, count_tokens)
     if state.reasoning is None and state.tools is None and not state.forced:
-        async for delta in stream:
-            yield delta
-        return
+        return stream
+    return _parsed(stream, state)
+
+
+async def _parsed(
+    stream: AsyncIterator[StreamDelta], state: _ChoiceParser
+) -> AsyncIterator[StreamDelta]:
+    """Deltas left with nothing to say (markup held back) are dropped, except the last."""
     try:
         async for delta in stream:
             out = state.step(delta)
