@@ -171,3 +171,20 @@ async def test_nats_down_is_a_503_with_retry_after_within_a_second(
                 await asyncio.sleep(0.2)
     finally:
         await rt.close()
+
+
+async def test_a_full_instance_is_skipped_while_another_has_room(workers, runtime, wait_client):
+    """With `instance_capacity` (an engine's published max_num_seqs), round-robin sends no
+    request to a worker that is already running as many as it can."""
+    workers.start()
+    workers.start()
+    client = await wait_client(runtime, workers.namespace, 2)
+    client.instance_capacity = 1
+    long = client.round_robin({"n": 1000, "delay": 0.01})
+    busy_id = (await anext(long))["instance"]
+    try:
+        for _ in range(4):
+            short = [item async for item in client.round_robin({"n": 1})]
+            assert short[0]["instance"] != busy_id
+    finally:
+        await long.aclose()

@@ -6,6 +6,7 @@ runtime knows nothing of LLM errors or requests."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -61,6 +62,11 @@ class Client:
         #: Only these instances take requests, when set (`limit_to`).
         self._allowed: frozenset[int] | None = None
         self._down: dict[int, float] = {}  # instance id -> when to try it again
+        self._busy: collections.Counter[int] = collections.Counter()  # requests in flight
+        #: Requests one instance can run at once (its engine's published capacity); None: no
+        #: limit. Round-robin and random skip a full instance while another one has room, so
+        #: no request queues behind a worker that cannot serve it yet.
+        self.instance_capacity: int | None = None
         self._changed = asyncio.Event()
         self._watch: asyncio.Task | None = None
         self._rr = 0
@@ -164,6 +170,8 @@ class Client:
         ids = [i for i in self.instance_ids() if i not in exclude]
         if not ids:
             raise NoInstancesError(self.endpoint.path)
+        if self.instance_capacity is not None:
+            ids = [i for i in ids if self._busy[i] < self.instance_capacity] or ids
         if mode == "random":
             return random.choice(ids)
         self._rr += 1
@@ -204,6 +212,7 @@ class Client:
         if not self._routable(instance_id):
             raise UnknownInstanceError(self.endpoint.path, instance_id)
         subject = self._instances[instance_id]
+        self._busy[instance_id] += 1
         try:
             async for item in stream_request(
                 self.runtime.nats, subject, instance_id, request, context
@@ -212,6 +221,10 @@ class Client:
         except InstanceGoneError:
             self.mark_down(instance_id)
             raise
+        finally:
+            self._busy[instance_id] -= 1
+            if not self._busy[instance_id]:
+                del self._busy[instance_id]
 
     async def _routed(
         self, request: Any, context: Context, mode: str, pick: Callable[[set[int]], int] | None

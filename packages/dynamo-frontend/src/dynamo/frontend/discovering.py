@@ -74,6 +74,11 @@ async def watch_models(
 ) -> ModelWatcher:
     async def added(model: DiscoveredModel) -> None:
         engine = await router_for(runtime, model, args)
+        # A worker whose engine runs a fixed number of sequences publishes it (upstream's
+        # runtime_config.max_num_seqs): the router sends no worker more than that.
+        capacity = model.card.runtime_config.get("max_num_seqs")
+        if isinstance(capacity, int) and capacity > 0:
+            model.client.instance_capacity = capacity
         # The frontend's parser flags win over the ones the worker published on its card.
         parsers = parsers_for(
             model.card,
