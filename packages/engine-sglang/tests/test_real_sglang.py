@@ -214,3 +214,57 @@ def test_sglangs_load_report_decodes_and_maps() -> None:
     assert metrics["kv_stats"]["kv_active_blocks"] == 20
     assert metrics["kv_stats"]["kv_total_blocks"] == 200
     assert metrics["worker_stats"]["request_total_slots"] == 32
+
+
+async def test_sglangs_own_zmq_publisher_reaches_our_kv_events() -> None:
+    """SGLang's ZmqEventPublisher (the one its scheduler uses, made from the kv_events_config
+    our worker passes) -> our relay -> our KvEventPublisher, over a real ZMQ socket."""
+    import asyncio
+
+    from sglang.srt.disaggregation.kv_events import EventPublisherFactory
+
+    from dynamo.engines.sglang._args import kv_events_config
+    from dynamo.engines.sglang._engine import free_port_range
+    from dynamo.llm.kv.events import Stored, StoredBlock, parse_router_event
+    from dynamo.llm.kv.publisher import KvEventPublisher
+    from dynamo.llm.kv.zmq_events import ZmqKvEventRelay, subscriber_endpoint
+
+    port = free_port_range(1)
+    engine_side = EventPublisherFactory.create(kv_events_config(port), 0)
+    sent: list[bytes] = []
+
+    async def send(subject: str, payload: bytes) -> None:
+        sent.append(payload)
+
+    ours = KvEventPublisher(send, "ns", "comp", worker_id=1, kv_block_size=4)
+    relay = ZmqKvEventRelay(subscriber_endpoint(f"tcp://*:{port}"), ours)
+    relay.start()
+    tokens = [7, 8, 9, 10]
+    try:
+        await relay.ready()
+        for _ in range(100):  # until the subscription has reached the publisher
+            engine_side.publish(
+                KVEventBatch(
+                    ts=1.0,
+                    events=[
+                        BlockStored(
+                            block_hashes=[42],
+                            parent_block_hash=None,
+                            token_ids=tokens,
+                            block_size=4,
+                            lora_id=None,
+                        )
+                    ],
+                )
+            )
+            await asyncio.sleep(0.05)
+            if relay.batches:
+                break
+        await ours.flush()
+        assert sent, "no event went through"
+        event = parse_router_event(sent[0])
+        assert event.data == Stored(None, (StoredBlock(42, block_hash(tokens)),))
+    finally:
+        await relay.close()
+        await ours.close()
+        engine_side.shutdown()
