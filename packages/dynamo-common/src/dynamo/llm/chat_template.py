@@ -28,6 +28,7 @@ from typing import Any
 import jinja2
 import jinja2.ext
 import jinja2.nodes
+import jinja2.parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from dynamo.llm.errors import TemplateError
@@ -190,8 +191,9 @@ def _plain(value: Any) -> Any:
         return tuple(_plain(v) for v in value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if callable(getattr(value, "model_dump", None)):
-        return _plain(value.model_dump())
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return _plain(dump())
     return f"<{type(value).__name__}>"
 
 
@@ -231,7 +233,7 @@ class PromptFormatter:
         messages: list[dict[str, Any]],
         /,
         *,
-        tools: list[dict[str, Any]] | None = None,
+        tools: list[Any] | None = None,
         add_generation_prompt: bool = True,
         **template_kwargs: Any,
     ) -> str:

@@ -44,7 +44,7 @@ def refuse_non_text_parts(request: ChatCompletionRequest, model: str) -> None:
             kind = part.get("type")
             if kind in _TEXT_PARTS:
                 continue
-            what = _MEDIA.get(kind)
+            what = _MEDIA.get(str(kind))
             reason = (
                 f"model '{model}' does not take {what}"
                 if what
