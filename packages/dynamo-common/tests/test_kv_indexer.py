@@ -121,3 +121,49 @@ def test_sequence_matches_equal_local_matches(idx: RadixIndexer) -> None:
         by_seq = idx.find_sequence_matches(sequence_hashes(local), with_tree_sizes=False)
         assert by_seq.scores == idx.find_matches(local).scores
     assert idx.find_sequence_matches([]).scores == {}
+
+
+# -- the budget ----------------------------------------------------------------------------------
+
+
+def test_budget_drops_the_least_recently_announced_of_the_largest_worker() -> None:
+    i = RadixIndexer(max_blocks=4)
+    assert i.apply_event(stored(10, None, (101, 1), (102, 2), (103, 3)))
+    assert i.apply_event(stored(20, None, (201, 1)))
+    assert i.num_entries() == 4 and i.evicted_blocks == 0
+    # Worker 10 announces its first block again (it moves last), then a fifth entry arrives:
+    # worker 10 holds the most, and its oldest announcement is now block 102.
+    assert i.apply_event(stored(10, None, (101, 1)))
+    assert i.apply_event(stored(20, 201, (202, 2)))
+    assert i.num_entries() == 4 and i.evicted_blocks == 1
+    assert i.blocks_of(10) == {101, 103} and i.blocks_of(20) == {201, 202}
+    assert i.find_matches([1, 2]).scores == {10: 1, 20: 2}
+    # Removing and clearing keep the count right.
+    assert i.apply_event(removed(20, 202))
+    i.clear_worker(10)
+    assert i.num_entries() == 1 == i.num_nodes()
+
+
+def test_churn_stays_within_the_budget() -> None:
+    """A long run of stored events whose `removed` never come (lost, or a worker that does not
+    send them): the index stays at its budget, in entries and in distinct blocks."""
+    budget = 2_000
+    i = RadixIndexer(max_blocks=budget)
+    for n in range(200_000):
+        worker = n % 8
+        parent = None if n % 50 < 8 else n - 8  # chains of blocks per worker, restarting
+        i.apply_event(stored(worker, parent, (n, n * 7 + 1)))
+        if n % 3 == 0:
+            i.apply_event(removed(worker, n - 24))  # some removals, of blocks maybe evicted
+        assert i.num_entries() <= budget
+    assert i.num_nodes() <= budget
+    assert i.evicted_blocks > 100_000
+    assert sum(i.tree_sizes().values()) == i.num_entries()
+
+
+def test_default_budget_and_no_limit() -> None:
+    assert RadixIndexer().max_blocks == 1_000_000
+    unbounded = RadixIndexer(max_blocks=None)
+    for n in range(100):
+        unbounded.apply_event(stored(1, None, (n, n)))
+    assert unbounded.num_entries() == 100 and unbounded.evicted_blocks == 0

@@ -14,6 +14,7 @@ from dynamo.frontend.http.options import HttpOptions
 from dynamo.frontend.model_manager import ModelManager
 from dynamo.frontend.request_template import RequestTemplate
 from dynamo.llm.discovery import DiscoveredModel, ModelWatcher
+from dynamo.llm.kv.indexer import DEFAULT_MAX_BLOCKS
 from dynamo.llm.embedding_model import EmbeddingModel
 from dynamo.llm.migration import Migration
 from dynamo.llm.model_type import ModelType
@@ -59,7 +60,11 @@ async def router_for(
         from dynamo.frontend.kv_routing import start_kv_router
 
         return await start_kv_router(
-            runtime, model, args.kv_overlap_score_weight, args.router_temperature
+            runtime,
+            model,
+            args.kv_overlap_score_weight,
+            args.router_temperature,
+            args.kv_index_max_blocks or DEFAULT_MAX_BLOCKS,
         )
     if args.router_mode == "kv":
         log.warning("model '%s' takes text, not tokens: routing it round-robin", model.name)

@@ -231,6 +231,13 @@ def build_parser(prog: str = "dynamo-run") -> argparse.ArgumentParser:
         help="KV router: softmax temperature, 0 = best (default 0)",
     )
     h.add_argument(
+        "--kv-index-max-blocks",
+        type=positive_int,
+        metavar="N",
+        help="KV router: most (worker, block) entries its index keeps; the least recently "
+        "announced go first beyond it (default 1000000, about 200 MB)",
+    )
+    h.add_argument(
         "--batch-concurrency",
         type=positive_int,
         default=16,
@@ -279,6 +286,8 @@ def parse_command_line(argv: list[str], prog: str = "dynamo-run") -> Invocation:
     from dynamo.frontend.http.options import HttpOptions, check_http_only_flags
 
     check_http_only_flags(args, inp)
+    if args.kv_index_max_blocks is not None and args.router_mode != "kv":
+        raise UsageError("--kv-index-max-blocks is a KV router flag: it needs --router-mode kv")
     if inp == "http":
         from dynamo.frontend.admission import AdmissionOptions
 

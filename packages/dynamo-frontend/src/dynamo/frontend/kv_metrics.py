@@ -75,6 +75,16 @@ class KvRouterCollector(Collector):
             "Prompt tokens not yet prefilled",
             labels=["model", "worker"],
         )
+        index_blocks = GaugeMetricFamily(
+            f"{p}_kv_index_blocks",
+            "(worker, block) entries in the KV router's index (bounded by --kv-index-max-blocks)",
+            labels=["model"],
+        )
+        evicted = CounterMetricFamily(
+            f"{p}_kv_index_evicted_blocks",
+            "Index entries dropped to stay within --kv-index-max-blocks",
+            labels=["model"],
+        )
         silent = GaugeMetricFamily(
             f"{p}_kv_workers_without_events",
             "Workers that published no KV event (routed by load alone)",
@@ -86,6 +96,8 @@ class KvRouterCollector(Collector):
             overlap.add_metric([model], stats.overlap_blocks)
             blocks.add_metric([model], stats.request_blocks)
             events.add_metric([model], stats.events_received)
+            index_blocks.add_metric([model], router.indexer.num_entries())
+            evicted.add_metric([model], router.indexer.evicted_blocks)
             for worker, count in stats.decisions.items():
                 decisions.add_metric([model, f"{worker:x}"], count)
             for worker in workers:
@@ -103,6 +115,8 @@ class KvRouterCollector(Collector):
             active_blocks,
             active_requests,
             prefill,
+            index_blocks,
+            evicted,
             silent,
         )
 

@@ -19,6 +19,7 @@ from typing import Any
 import nats.errors
 
 from dynamo.llm.discovery import DiscoveredModel
+from dynamo.llm.kv.indexer import DEFAULT_MAX_BLOCKS
 from dynamo.llm.kv.load_metrics import WorkerLoads
 from dynamo.llm.kv.router import KvRouter
 from dynamo.llm.router_engine import RouterEngine
@@ -75,13 +76,18 @@ class KvRouterEngine(RouterEngine):
 
 
 async def start_kv_router(
-    runtime: DistributedRuntime, model: DiscoveredModel, weight: float, temperature: float
+    runtime: DistributedRuntime,
+    model: DiscoveredModel,
+    weight: float,
+    temperature: float,
+    max_index_blocks: int | None = DEFAULT_MAX_BLOCKS,
 ) -> KvRouterEngine:
     """A KV router for one discovered model, fed by its component's event subject."""
     router = KvRouter(
         block_size=model.card.kv_cache_block_size,
         overlap_score_weight=weight,
         temperature=temperature,
+        max_index_blocks=max_index_blocks,
     )
     loads = WorkerLoads()
     endpoint = model.client.endpoint

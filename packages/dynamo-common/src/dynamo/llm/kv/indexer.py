@@ -16,6 +16,12 @@ worker a bit operation.
 Each worker keeps a map from its engine's opaque `block_hash` to the block's sequence hash, which
 is how `stored` finds its parent and `removed` its blocks. `find_matches` reports, per worker, how
 many consecutive blocks from the first it already holds.
+
+The index has a hard budget, `max_blocks` (worker, block) entries: lost `removed` events, or
+workers that never send them, must not grow the router until it runs out of memory. Beyond the
+budget the least recently announced entry of the worker holding the most is dropped (a block the
+engine stores again counts as new); the router then merely underestimates that worker's cache,
+and `evicted_blocks` counts how often.
 """
 
 from __future__ import annotations
@@ -42,10 +48,19 @@ class OverlapScores:
     tree_sizes: dict[int, int] = field(default_factory=dict)
 
 
+#: The default budget: about 200 bytes an entry, so some 200 MB at most.
+DEFAULT_MAX_BLOCKS = 1_000_000
+
+
 class RadixIndexer:
     """Applies `RouterEvent`s and answers overlap queries. Not thread-safe: one loop owns it."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_blocks: int | None = DEFAULT_MAX_BLOCKS) -> None:
+        #: Most (worker, block) entries kept (None: no limit); see the module docstring.
+        self.max_blocks = max_blocks
+        self._entries = 0
+        #: Entries dropped to stay within `max_blocks`.
+        self.evicted_blocks = 0
         #: sequence hash → bitmask of the workers (by bit) holding that block.
         self._holders: dict[int, int] = {}
         #: worker → its engine's block hash → sequence hash.
@@ -99,8 +114,21 @@ class RadixIndexer:
         for block in data.blocks:
             seq = block.tokens_hash if parent is None else chain_hash(parent, block.tokens_hash)
             holders[seq] = holders.get(seq, 0) | bit
+            if lookup.pop(block.block_hash, None) is None:  # a block stored again moves last
+                self._entries += 1
             lookup[block.block_hash] = seq
             parent = seq
+        if self.max_blocks is not None and self._entries > self.max_blocks:
+            self._evict(self._entries - self.max_blocks)
+
+    def _evict(self, count: int) -> None:
+        """Drop `count` entries: the oldest of whichever worker holds the most, one at a time."""
+        for _ in range(count):
+            worker, lookup = max(self._lookup.items(), key=lambda item: len(item[1]))
+            block_hash = next(iter(lookup))
+            self._drop(lookup.pop(block_hash), self._bit_of[worker])
+            self._entries -= 1
+            self.evicted_blocks += 1
 
     def _removed(self, worker: int, block_hashes: Sequence[int]) -> None:
         lookup = self._lookup.get(worker)
@@ -110,6 +138,7 @@ class RadixIndexer:
         for h in block_hashes:
             seq = lookup.pop(h, None)
             if seq is not None:
+                self._entries -= 1
                 self._drop(seq, bit)
 
     def _drop(self, seq: int, bit: int) -> None:
@@ -128,6 +157,7 @@ class RadixIndexer:
         bit = self._bit_of[worker]
         for seq in lookup.values():
             self._drop(seq, bit)
+        self._entries -= len(lookup)
         lookup.clear()
 
     def remove_worker(self, worker: int) -> None:
@@ -198,9 +228,13 @@ class RadixIndexer:
         """The engine block hashes `worker` holds, as announced."""
         return set(self._lookup.get(worker, ()))
 
+    def num_entries(self) -> int:
+        """(worker, block) entries held: what `max_blocks` bounds."""
+        return self._entries
+
     def num_nodes(self) -> int:
         """Distinct blocks held by at least one worker (a prefix shared by many counts once)."""
         return len(self._holders)
 
 
-__all__ = ["OverlapScores", "ParentBlockNotFound", "RadixIndexer"]
+__all__ = ["DEFAULT_MAX_BLOCKS", "OverlapScores", "ParentBlockNotFound", "RadixIndexer"]

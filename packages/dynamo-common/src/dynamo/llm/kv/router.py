@@ -28,7 +28,7 @@ from typing import Any
 
 from dynamo.llm.kv.events import KvEventError, RouterEvent, parse_router_event
 from dynamo.llm.kv.hashing import local_block_hashes, sequence_hashes
-from dynamo.llm.kv.indexer import OverlapScores, RadixIndexer
+from dynamo.llm.kv.indexer import DEFAULT_MAX_BLOCKS, OverlapScores, RadixIndexer
 from dynamo.llm.kv.scheduler import KvScheduler, RouterConfigOverride
 
 log = logging.getLogger(__name__)
@@ -71,9 +71,10 @@ class KvRouter:
         overlap_score_weight: float = 1.0,
         temperature: float = 0.0,
         seed: int | None = None,
+        max_index_blocks: int | None = DEFAULT_MAX_BLOCKS,
     ) -> None:
         self.block_size = block_size
-        self.indexer = RadixIndexer()
+        self.indexer = RadixIndexer(max_index_blocks)
         self.scheduler = KvScheduler(
             block_size, overlap_score_weight, temperature, random.Random(seed)
         )
