@@ -242,6 +242,23 @@ class GpuServingChecks:
         assert stopped.choices[0].finish_reason == "stop"
 
 
-@pytest.fixture(name="gpu_serving_checks")
-def gpu_serving_checks_fixture() -> type[GpuServingChecks]:
-    return GpuServingChecks
+@pytest.fixture(scope="module")
+def gpu_engine_server(start_module_server, gpu_test_model):
+    """`gpu_engine_server("sglang", '{...extra engine args}')`: the engine serving the test model
+    as `smol` (context 2048) for this module, as `GpuServingChecks`."""
+
+    def start(engine: str, extra_engine_args: str) -> GpuServingChecks:
+        server = start_module_server(
+            f"out={engine}",
+            gpu_test_model,
+            "--model-name",
+            "smol",
+            "--context-length",
+            "2048",
+            "--extra-engine-args",
+            extra_engine_args,
+            timeout=600,
+        )
+        return GpuServingChecks(server)
+
+    return start

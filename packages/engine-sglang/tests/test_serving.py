@@ -1,5 +1,5 @@
-"""`dynamo-run in=http out=sglang` serving a small real model (root conftest: `gpu_test_model`,
-`GpuServingChecks`): needs SGLang and an NVIDIA GPU, skipped otherwise."""
+"""`dynamo-run in=http out=sglang` serving a small real model (root conftest: `gpu_engine_server`):
+needs SGLang and an NVIDIA GPU, skipped otherwise."""
 
 from __future__ import annotations
 
@@ -10,19 +10,10 @@ pytest.importorskip("sglang", reason="needs SGLang")
 
 
 @pytest.fixture(scope="module")
-def checks(start_module_server, gpu_test_model, gpu_serving_checks):
-    server = start_module_server(
-        "out=sglang",
-        gpu_test_model,
-        "--model-name",
-        "smol",
-        "--context-length",
-        "2048",
-        "--extra-engine-args",
-        '{"mem_fraction_static": 0.3, "enable_deterministic_inference": true}',
-        timeout=600,
+def checks(gpu_engine_server):
+    return gpu_engine_server(
+        "sglang", '{"mem_fraction_static": 0.3, "enable_deterministic_inference": true}'
     )
-    return gpu_serving_checks(server)
 
 
 def test_greedy_is_repeatable_and_counts_usage(checks) -> None:

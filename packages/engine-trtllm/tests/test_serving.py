@@ -1,5 +1,5 @@
-"""`dynamo-run in=http out=trtllm` serving a small real model (root conftest: `gpu_test_model`,
-`GpuServingChecks`): needs TensorRT-LLM and an NVIDIA GPU, skipped otherwise."""
+"""`dynamo-run in=http out=trtllm` serving a small real model (root conftest: `gpu_engine_server`):
+needs TensorRT-LLM and an NVIDIA GPU, skipped otherwise."""
 
 from __future__ import annotations
 
@@ -10,19 +10,8 @@ pytest.importorskip("tensorrt_llm", reason="needs TensorRT-LLM")
 
 
 @pytest.fixture(scope="module")
-def checks(start_module_server, gpu_test_model, gpu_serving_checks):
-    server = start_module_server(
-        "out=trtllm",
-        gpu_test_model,
-        "--model-name",
-        "smol",
-        "--context-length",
-        "2048",
-        "--extra-engine-args",
-        '{"kv_cache_config": {"free_gpu_memory_fraction": 0.3}}',
-        timeout=600,
-    )
-    return gpu_serving_checks(server)
+def checks(gpu_engine_server):
+    return gpu_engine_server("trtllm", '{"kv_cache_config": {"free_gpu_memory_fraction": 0.3}}')
 
 
 def test_greedy_is_repeatable_and_counts_usage(checks) -> None:
