@@ -228,7 +228,10 @@ def test_wire_options_for_parity_fields(pre):
     )
     assert out["output_options"] == {"logprobs": 3, "skip_special_tokens": True}
     assert out["stop_conditions"]["stop_token_ids"] == [7]
-    assert out["sampling_options"]["logit_bias"] == {5: -100}
+    assert out["sampling_options"]["logit_bias"] == {"5": -100}
+    from dynamo.runtime.codec import decode_request, encode_request
+
+    assert decode_request(encode_request("r", out))[1] == out  # crosses the network as is
     assert out["sampling_options"]["guided_decoding"] == {"json": {"type": "object"}}
     assert "n" not in out["sampling_options"]  # choices are fanned out by the pipeline
     PreprocessedRequest.model_validate(out)

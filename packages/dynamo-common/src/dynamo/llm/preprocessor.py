@@ -225,7 +225,8 @@ class OpenAIPreprocessor:
             "frequency_penalty": request.frequency_penalty,
             "seed": request.seed,
             "include_stop_str_in_output": request.ext("include_stop_str_in_output"),
-            "logit_bias": request.logit_bias or None,
+            # JSON object keys are strings: token ids travel as "5", as OpenAI's clients send them.
+            "logit_bias": _str_keys(request.logit_bias),
             "guided_decoding": guided_decoding(request),
         }
         defaults = self.card.gen_config or {}
@@ -237,6 +238,10 @@ class OpenAIPreprocessor:
 
 #: Sampling fields a model's generation_config.json may give defaults for.
 _GENERATION_CONFIG_DEFAULTS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
+
+
+def _str_keys(bias: dict[int, float] | None) -> dict[str, float] | None:
+    return {str(k): v for k, v in bias.items()} if bias else None
 
 
 def _logprobs(request: _CommonRequest) -> int | None:

@@ -22,8 +22,9 @@ The contract for the OpenAI features an engine may implement (names are upstream
   "object"}` for OpenAI's `json_object`), `regex`, `choice` (a list of strings) or `grammar` (a
   GBNF / EBNF string), plus optional `backend` and `whitespace_pattern`. The engine must
   constrain its sampling so the text matches; it must never just ignore it.
-- `sampling_options.logit_bias: {token_id: bias}` (vLLM's name; not in upstream's struct, which
-  keeps unknown fields), added to the logits before sampling, -100 bans a token.
+- `sampling_options.logit_bias: {"token_id": bias}` (vLLM's name; not in upstream's struct,
+  which keeps unknown fields; keys are strings, as JSON has them), added to the logits before
+  sampling, -100 bans a token.
 - `n` and `best_of`: the frontend fans a request out into independent engine requests (each with
   `n` unset, and `seed + i` when a seed was given) and indexes the choices itself, so engines
   always produce one sequence per request.
