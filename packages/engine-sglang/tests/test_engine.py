@@ -45,3 +45,12 @@ def test_a_missing_library_is_named_before_any_model_loads() -> None:
         EngineError, match="out=sglang needs sglang, which is not installed: pip install sglang"
     ):
         load_engine_class("sglang")
+
+
+def test_pip_install_brings_sglang() -> None:
+    """The library is a real dependency (the workspace only leaves it out of its own lock)."""
+    from importlib.metadata import requires
+
+    assert any(
+        r.replace(" ", "").startswith("sglang>=") for r in requires("dynamo-engine-sglang") or []
+    )

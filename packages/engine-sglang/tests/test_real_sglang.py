@@ -268,3 +268,50 @@ async def test_sglangs_own_zmq_publisher_reaches_our_kv_events() -> None:
         await relay.close()
         await ours.close()
         engine_side.shutdown()
+
+
+async def test_sglangs_load_reports_are_pulled_over_zmq(tmp_path) -> None:
+    """The scheduler's side (a PUSH socket and SGLang's own sock_send of a KvMetrics) -> our
+    PULL loop -> the metrics publisher, as a worker wires them."""
+    import asyncio
+
+    import zmq
+    from sglang.srt.managers.io_struct import sock_send
+
+    from dynamo.engines.sglang._publishers import Publishers
+
+    class Latest:
+        def __init__(self) -> None:
+            self.metrics: list[dict] = []
+
+        def publish(self, metrics: dict) -> None:
+            self.metrics.append(metrics)
+
+    address = f"ipc://{tmp_path / 'metrics'}"
+    publishers = Publishers()
+    publishers.metrics_publisher = Latest()
+    task = asyncio.ensure_future(publishers._pull_load(address, page_size=16))
+    push = zmq.Context.instance().socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 0)
+    push.connect(address)  # the scheduler connects; we bind
+    try:
+        sock_send(
+            push,
+            KvMetrics(
+                request_active_slots=1,
+                request_total_slots=8,
+                kv_active_blocks=64,
+                kv_total_blocks=1600,
+                num_requests_waiting=0,
+            ),
+        )
+        for _ in range(100):
+            if publishers.metrics_publisher.metrics:
+                break
+            await asyncio.sleep(0.02)
+        (metrics,) = publishers.metrics_publisher.metrics
+        assert metrics["kv_stats"]["kv_active_blocks"] == 4
+        assert metrics["kv_stats"]["kv_total_blocks"] == 100
+    finally:
+        task.cancel()
+        push.close()

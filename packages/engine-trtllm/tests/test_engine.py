@@ -38,3 +38,11 @@ def test_a_missing_library_is_named_before_any_model_loads() -> None:
         match="out=trtllm needs tensorrt-llm, which is not installed: pip install tensorrt-llm",
     ):
         load_engine_class("trtllm")
+
+
+def test_pip_install_brings_tensorrt_llm() -> None:
+    """The library is a real dependency (the workspace only leaves it out of its own lock)."""
+    from importlib.metadata import requires
+
+    reqs = requires("dynamo-engine-trtllm") or []
+    assert any(r.replace(" ", "").startswith("tensorrt-llm>=") for r in reqs)
