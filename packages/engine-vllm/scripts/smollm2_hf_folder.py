@@ -43,7 +43,7 @@ def smollm2_gguf() -> Path:
 
 def convert(gguf: Path, out: Path) -> None:
     import torch
-    from safetensors.torch import save_model
+    from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -58,8 +58,15 @@ def convert(gguf: Path, out: Path) -> None:
     config.save_pretrained(out)
     if model.generation_config is not None:
         model.generation_config.save_pretrained(out)
-    # save_model drops the tied lm_head copy that save_file would refuse.
-    save_model(model, str(out / "model.safetensors"))
+    # With tied embeddings lm_head.weight is embed_tokens.weight: write the embedding only
+    # (safetensors refuses shared tensors, and a loader ties the head to the embedding).
+    tied = getattr(config, "tie_word_embeddings", False)
+    state = {
+        name: tensor.contiguous()
+        for name, tensor in model.state_dict().items()
+        if not (tied and name == "lm_head.weight")
+    }
+    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
     tokenizer.save_pretrained(out)
 
 

@@ -58,6 +58,8 @@ _DEFAULT_CONFIG = EngineConfig(model_name="")
 
 def import_vllm() -> Any:
     """The `vllm` module, or the one-line error that says how to install it."""
+    # vLLM logs its Triton probing at import; on a CPU that is noise before any error line.
+    logging.getLogger("vllm.triton_utils.importing").setLevel(logging.ERROR)
     try:
         import vllm
     except ImportError as e:
@@ -108,6 +110,7 @@ class VllmEngine(Engine):
         }
     )
     distribution = "dynamo-engine-vllm"
+    library = "vllm"
     features = FEATURES
 
     def __init__(self, llm: Any, vllm: Any, max_model_len: int) -> None:
@@ -214,11 +217,13 @@ class VllmEngine(Engine):
             config.card.kv_cache_block_size = block_size
         if kv_endpoint is not None:
             await engine._start_kv_relay(config.endpoint, kv_endpoint, block_size)
+        lease_id = getattr(config.endpoint, "lease_id", None)
         log.info(
-            "vLLM ready: max_model_len %d, %d KV blocks of %d tokens",
+            "vLLM ready: max_model_len %d, %d KV blocks of %d tokens%s",
             max_model_len,
             blocks,
             block_size,
+            f"; worker instance {lease_id():x}" if lease_id is not None else "",
         )
         return engine
 
@@ -241,18 +246,22 @@ class VllmEngine(Engine):
     ) -> AsyncIterator[dict[str, Any]]:
         if self._closed:
             raise EngineFailedError("the vLLM engine is shut down")
-        from vllm import SamplingParams, TokensPrompt
-        from vllm.sampling_params import RequestOutputKind
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
         kwargs = sampling_kwargs(request, self.max_model_len)
         try:
+            if "structured_outputs" in kwargs:
+                kwargs["structured_outputs"] = StructuredOutputsParams(
+                    **kwargs["structured_outputs"]
+                )
             params = SamplingParams(**kwargs, output_kind=RequestOutputKind.DELTA)
         except (TypeError, ValueError) as e:
             raise InvalidRequestError(_one_line(e)) from None
         visible = (request.get("stop_conditions") or {}).get("stop_token_ids") or ()
         top = kwargs.get("logprobs")
         request_id = f"{context.id()}-{next(self._ids)}"
-        prompt = TokensPrompt(prompt_token_ids=list(request["token_ids"]))
+        prompt = _token_prompt(list(request["token_ids"]))
         stream = self._llm.generate(prompt, params, request_id)
         watcher = asyncio.ensure_future(self._abort_when_stopped(context, request_id))
         completion_tokens = 0
@@ -330,7 +339,23 @@ class VllmEngine(Engine):
             await self._kv_publisher.close()
         if self._metrics_publisher is not None:
             await self._metrics_publisher.close()
-        await asyncio.to_thread(self._llm.shutdown)
+        llm, self._llm = self._llm, None
+        await asyncio.to_thread(llm.shutdown)
+        # Collected now, while the interpreter is whole: vLLM's __del__ shuts down again, and at
+        # interpreter exit that fails on torn-down module globals.
+        del llm
+
+
+def _token_prompt(token_ids: list[int]) -> Any:
+    """The prompt as vLLM takes token ids: a rendered `TokensInput` where vLLM has them (0.32+,
+    where a plain `TokensPrompt` is deprecated and re-rendered), else a `TokensPrompt`."""
+    try:
+        from vllm.inputs.engine import tokens_input
+    except ImportError:
+        from vllm import TokensPrompt
+
+        return TokensPrompt(prompt_token_ids=token_ids)
+    return tokens_input(token_ids)
 
 
 async def _metrics_publisher(endpoint: Any) -> Any:

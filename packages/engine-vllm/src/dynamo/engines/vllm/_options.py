@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from dynamo.llm.errors import ContextLengthExceededError, InvalidRequestError
-from dynamo.llm.features import Feature
+from dynamo.llm.features import SAMPLING_KNOBS, Feature
 from dynamo.llm.generation_options import GenerationOptions
 
 #: The optional request fields this engine honours (`GenerationOptions.from_request`).
@@ -30,17 +30,8 @@ SUPPORTED_FIELDS = frozenset(
     {"guided_decoding", "logit_bias", "allowed_token_ids", "logprobs", "prompt_logprobs"}
 )
 #: What the frontend may send this engine (`dynamo.llm.features`).
-FEATURES = frozenset(
+FEATURES = SAMPLING_KNOBS | frozenset(
     {
-        Feature.TEMPERATURE,
-        Feature.TOP_P,
-        Feature.TOP_K,
-        Feature.MIN_P,
-        Feature.REPETITION_PENALTY,
-        Feature.PRESENCE_PENALTY,
-        Feature.FREQUENCY_PENALTY,
-        Feature.SEED,
-        Feature.LOGIT_BIAS,
         Feature.LOGPROBS,
         Feature.PROMPT_LOGPROBS,
         Feature.GUIDED_JSON,
