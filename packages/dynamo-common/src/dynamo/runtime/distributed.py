@@ -14,6 +14,7 @@ import nats
 import nats.errors
 from nats.aio.client import Client as NATS
 
+from dynamo.runtime.auth import ControlPlaneAuthError, is_auth_refusal, nats_options
 from dynamo.runtime.backoff import Backoff
 from dynamo.runtime.component import Endpoint, Namespace
 from dynamo.runtime.config import RuntimeConfig
@@ -43,9 +44,14 @@ async def connect_nats(
         if on_reconnect is not None:
             on_reconnect()
 
+    errors: list[Exception] = []  # what the client reported while connecting
+
     async def error(e: Exception) -> None:
+        errors.append(e)
+        del errors[:-3]
         log.debug("NATS: %s", e)
 
+    credentials = nats_options()
     backoff = Backoff()
     while True:
         try:
@@ -61,12 +67,20 @@ async def connect_nats(
                 disconnected_cb=disconnected,
                 reconnected_cb=reconnected,
                 error_cb=error,
+                **credentials,
             )
             nc.options["max_reconnect_attempts"] = -1
             if warned:
                 log.info("connected to NATS at %s", url)
             return nc
         except (TimeoutError, OSError, nats.errors.Error) as e:
+            refusal = next((x for x in (e, *errors) if is_auth_refusal(x)), None)
+            if refusal is not None:
+                raise ControlPlaneAuthError(
+                    f"NATS at {url} refused our credentials ({refusal}): check NATS_AUTH_USERNAME "
+                    "and NATS_AUTH_PASSWORD, NATS_AUTH_TOKEN, NATS_AUTH_NKEY, "
+                    "NATS_AUTH_CREDENTIALS_FILE or the user in NATS_SERVER"
+                ) from None
             if not warned:
                 log.warning(
                     "cannot reach NATS at %s (%s); retrying (set NATS_SERVER)",

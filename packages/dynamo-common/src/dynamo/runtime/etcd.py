@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import aetcd
 
+from dynamo.runtime.auth import ControlPlaneAuthError, etcd_options, is_auth_refusal
 from dynamo.runtime.backoff import Backoff
 from dynamo.runtime.config import RuntimeConfig, host_port
 from dynamo.runtime.tasks import stop_tasks
@@ -62,7 +63,9 @@ class Etcd:
 
     def _new_client(self) -> aetcd.Client:
         host, port = host_port(self.url, 2379)
-        return aetcd.Client(host=host, port=port, timeout=5, options=_GRPC_OPTIONS)
+        return aetcd.Client(
+            host=host, port=port, timeout=5, options=_GRPC_OPTIONS, **etcd_options()
+        )
 
     @property
     def url(self) -> str:
@@ -88,6 +91,11 @@ class Etcd:
                     log.info("connected to etcd at %s", self.url)
                 return
             except _ERRORS as e:
+                if is_auth_refusal(e):
+                    raise ControlPlaneAuthError(
+                        f"etcd at {self.url} refused our credentials ({e}): check "
+                        "ETCD_AUTH_USERNAME and ETCD_AUTH_PASSWORD"
+                    ) from None
                 if not warned:
                     log.warning(
                         "cannot reach etcd at %s (%s); retrying (set ETCD_ENDPOINTS)",

@@ -15,6 +15,7 @@ from dynamo.frontend.logging_setup import setup_logging
 from dynamo.frontend.request_template import RequestTemplate
 from dynamo.llm.engine import EngineError
 from dynamo.llm.errors import RequestError
+from dynamo.runtime.auth import ControlPlaneAuthError
 
 log = logging.getLogger("dynamo.frontend")
 
@@ -159,8 +160,9 @@ def main(argv: list[str] | None = None, prog: str = "dynamo-run") -> int:
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 0
-    except (UsageError, EngineError) as e:
-        # Unknown or missing engine, unusable flag, missing model: the user's to fix.
+    except (UsageError, EngineError, ControlPlaneAuthError) as e:
+        # Unknown or missing engine, unusable flag, missing model, credentials etcd or NATS
+        # refuse: the user's to fix.
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     except (RequestError, InputError, OSError) as e:
