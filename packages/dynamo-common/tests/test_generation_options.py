@@ -104,6 +104,15 @@ def test_unsupported_fields_are_refused_by_name(sampling, output, param) -> None
     assert e.value.param == param
 
 
+def test_stop_conditions_and_batches_the_engine_cannot_honour_are_refused() -> None:
+    with pytest.raises(InvalidRequestError) as e:
+        GenerationOptions.from_request(request(stop_conditions={"max_thinking_tokens": 64}))
+    assert e.value.param == "max_thinking_tokens"
+    with pytest.raises(InvalidRequestError) as e:
+        GenerationOptions.from_request(request(batch_token_ids=[[1], [2]]))
+    assert e.value.param == "batch_token_ids"
+
+
 def test_unset_optional_fields_pass_an_engine_that_supports_nothing() -> None:
     GenerationOptions.from_request(
         request(

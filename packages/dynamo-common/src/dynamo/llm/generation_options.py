@@ -75,7 +75,12 @@ class GenerationOptions:
         prompt: list[int] = [int(t) for t in request.get("token_ids") or ()]
         if not prompt:
             raise InvalidRequestError("the request has no prompt token ids", param="token_ids")
-        _refuse_unsupported(sampling, output, frozenset(supports))
+        if request.get("batch_token_ids"):
+            raise InvalidRequestError(
+                "batched prompts (batch_token_ids) are not supported; send one prompt per request",
+                param="batch_token_ids",
+            )
+        _refuse_unsupported((sampling, output, stop), frozenset(supports))
 
         def num(d: Mapping[str, Any], key: str, default: float) -> float:
             value = d.get(key)
@@ -128,7 +133,8 @@ def guided_constraint(guided: Mapping[str, Any]) -> tuple[str, Any]:
     )
 
 
-#: Fields an engine must opt into (`supports`); sampling options and output options by name.
+#: Fields an engine must opt into (`supports`): sampling options, output options and stop
+#: conditions by name.
 OPTIONAL_FIELDS = frozenset(
     {
         "guided_decoding",
@@ -139,6 +145,7 @@ OPTIONAL_FIELDS = frozenset(
         "length_penalty",
         "logprobs",
         "prompt_logprobs",
+        "max_thinking_tokens",
     }
 )
 
@@ -151,9 +158,8 @@ def _is_set(value: Any) -> bool:
     return value is not None and value is not False and value != [] and value != {}
 
 
-def _refuse_unsupported(
-    sampling: Mapping[str, Any], output: Mapping[str, Any], supports: frozenset[str]
-) -> None:
+def _refuse_unsupported(sections: tuple[Mapping[str, Any], ...], supports: frozenset[str]) -> None:
+    sampling = sections[0]
     for key in ("n", "best_of"):
         if (sampling.get(key) or 1) > 1:
             raise InvalidRequestError(
@@ -161,7 +167,7 @@ def _refuse_unsupported(
                 param=key,
             )
     for key in sorted(OPTIONAL_FIELDS - supports):
-        if _is_set(sampling.get(key)) or _is_set(output.get(key)):
+        if any(_is_set(section.get(key)) for section in sections):
             raise InvalidRequestError(f"'{key}' is not supported by this engine", param=key)
 
 
