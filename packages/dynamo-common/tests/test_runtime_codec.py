@@ -115,6 +115,25 @@ def test_settings_from_the_environment(monkeypatch):
     assert host_port("b", 2379) == ("b", 2379)
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ETCD_ENDPOINTS", "http://127.0.0.1:notaport"),
+        ("ETCD_ENDPOINTS", "a:1,b:70000"),
+        ("NATS_SERVER", "nats://h:x"),
+        ("DYN_ETCD_LEASE_TTL", "abc"),
+        ("DYN_ETCD_LEASE_TTL", "0"),
+    ],
+)
+def test_unusable_settings_name_themselves(monkeypatch, name, value):
+    """Issue 18 item 12: these were tracebacks from deep inside the clients."""
+    from dynamo.runtime.errors import RuntimeConfigError
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(RuntimeConfigError, match=name):
+        RuntimeConfig.from_env()
+
+
 def test_backoff_doubles_to_its_cap_and_resets():
     backoff = Backoff(first=1.0, cap=4.0)
     delays = [backoff.delay() for _ in range(5)]

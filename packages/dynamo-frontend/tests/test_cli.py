@@ -139,3 +139,40 @@ def test_text_mode_leaves_at_once_at_the_prompt(how):
         if proc.poll() is None:
             proc.kill()
         os.close(controller)
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"ETCD_ENDPOINTS": "http://127.0.0.1:notaport"}, "ETCD_ENDPOINTS"),
+        ({"NATS_SERVER": "nats://127.0.0.1:99999"}, "NATS_SERVER"),
+        ({"DYN_ETCD_LEASE_TTL": "abc"}, "DYN_ETCD_LEASE_TTL"),
+    ],
+)
+def test_unusable_runtime_settings_are_one_usage_error(env, needle):
+    """Issue 18 item 12: these ended in tracebacks."""
+    import os
+
+    result = subprocess.run(
+        [sys.executable, "-m", CLI_MODULE, "in=http", "out=dyn"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
+    assert_one_line_error(result, 2, needle)
+
+
+def test_a_busy_port_is_one_usage_error():
+    """Issue 18 item 12: a busy port exited 3 with only uvicorn's log line."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run(
+            "in=http", "out=echo_full", "--model-name", "e",
+            "--http-host", "127.0.0.1", "--http-port", str(port),
+        )  # fmt: skip
+    assert_one_line_error(result, 2, f"127.0.0.1:{port}", "in use")

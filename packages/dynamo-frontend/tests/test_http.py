@@ -293,6 +293,14 @@ def test_sigterm_finishes_inflight_stream_and_exits_zero(start_server):
     t.start()
     time.sleep(0.5)
     server.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    # Issue 18 item 13: the socket stays open during the drain, so the probes say so, and a
+    # new request is told the server is going rather than refused a connection.
+    live = httpx.get(f"{server.url}/live", timeout=5)
+    assert (live.status_code, live.json()["status"]) == (503, "shutting_down")
+    assert httpx.get(f"{server.url}/health", timeout=5).status_code == 503
+    late = httpx.post(f"{server.v1}/chat/completions", json={**body, "stream": False}, timeout=5)
+    assert late.status_code == 503 and "shutting down" in late.json()["error"]["message"]
     t.join(30)
     assert received[-1] == "data: [DONE]"
     text = "".join(

@@ -6,9 +6,18 @@ import os
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
+from dynamo.runtime.errors import RuntimeConfigError
+
 DEFAULT_ETCD = "http://localhost:2379"
 DEFAULT_NATS = "nats://localhost:4222"
 LEASE_TTL_SECONDS = 10
+
+
+def _check_address(variable: str, url: str) -> None:
+    try:
+        urlparse(url if "//" in url else f"//{url}").port  # noqa: B018 - parsing is the check
+    except ValueError as e:
+        raise RuntimeConfigError(f"{variable}: '{url}' is not host:port ({e})") from None
 
 
 def host_port(url: str, default_port: int) -> tuple[str, int]:
@@ -27,14 +36,26 @@ class RuntimeConfig:
 
     @classmethod
     def from_env(cls) -> RuntimeConfig:
+        """The settings, each checked here: `RuntimeConfigError` names the one that is unusable
+        (a traceback from deep inside a client would not)."""
         etcd = os.environ.get("ETCD_ENDPOINTS") or DEFAULT_ETCD
-        endpoints = tuple(e.strip() for e in etcd.split(",") if e.strip())
-        return cls(
-            etcd_endpoints=endpoints or (DEFAULT_ETCD,),
-            nats_server=os.environ.get("NATS_SERVER") or DEFAULT_NATS,
-            # Upstream's 10 s; shorter only for tests of lease expiry.
-            lease_ttl=int(os.environ.get("DYN_ETCD_LEASE_TTL") or LEASE_TTL_SECONDS),
-        )
+        endpoints = tuple(e.strip() for e in etcd.split(",") if e.strip()) or (DEFAULT_ETCD,)
+        for endpoint in endpoints:
+            _check_address("ETCD_ENDPOINTS", endpoint)
+        nats = os.environ.get("NATS_SERVER") or DEFAULT_NATS
+        for server in nats.split(","):
+            _check_address("NATS_SERVER", server.strip())
+        # Upstream's 10 s; shorter only for tests of lease expiry.
+        ttl_text = os.environ.get("DYN_ETCD_LEASE_TTL") or str(LEASE_TTL_SECONDS)
+        try:
+            lease_ttl = int(ttl_text)
+        except ValueError:
+            lease_ttl = 0
+        if lease_ttl < 1:
+            raise RuntimeConfigError(
+                f"DYN_ETCD_LEASE_TTL={ttl_text!r} is not a whole number of seconds of at least 1"
+            )
+        return cls(etcd_endpoints=endpoints, nats_server=nats, lease_ttl=lease_ttl)
 
     def etcd_host_port(self) -> tuple[str, int]:
         """The first etcd endpoint as (host, port)."""

@@ -4,6 +4,7 @@ DynamoRuntimeError
 ├── NoInstancesError     nobody serves the endpoint right now
 │   └── UnknownInstanceError   the instance asked for is not one of the endpoint's
 ├── PayloadTooLargeError the request is bigger than NATS takes in one message
+├── RuntimeConfigError   a setting in the environment (ETCD_ENDPOINTS, ...) is unusable
 ├── RequestPlaneDownError  NATS is unreachable: no worker can be asked anything now
 ├── InstanceGoneError    no responders, or the stream stopped without its final message
 └── RemoteError          the worker's handler raised; its message, status, type, code and param
@@ -35,6 +36,10 @@ class UnknownInstanceError(NoInstancesError):
         DynamoRuntimeError.__init__(self, f"{endpoint} has no instance {instance_id:x}")
         self.endpoint = endpoint
         self.instance_id = instance_id
+
+
+class RuntimeConfigError(DynamoRuntimeError, ValueError):
+    """An environment setting of the runtime cannot be used; the message names it."""
 
 
 class PayloadTooLargeError(DynamoRuntimeError):

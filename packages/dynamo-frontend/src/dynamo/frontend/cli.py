@@ -103,6 +103,19 @@ def _check_input(inv: Invocation) -> None:
                 raise UsageError(
                     f"--{flag.replace('_', '-')} is a worker flag; it cannot be used with out=dyn"
                 )
+    if inv.output == "dyn" or inv.input.startswith("dyn://"):
+        _check_runtime_env()
+
+
+def _check_runtime_env() -> None:
+    """ETCD_ENDPOINTS, NATS_SERVER and DYN_ETCD_LEASE_TTL, checked before any model loads."""
+    from dynamo.runtime.config import RuntimeConfig
+    from dynamo.runtime.errors import RuntimeConfigError
+
+    try:
+        RuntimeConfig.from_env()
+    except RuntimeConfigError as e:
+        raise UsageError(str(e)) from None
 
 
 def _check_serving_flags(inv: Invocation) -> None:

@@ -41,7 +41,30 @@ class RequestTemplate:
         unknown = set(data) - {"model", "temperature", "max_completion_tokens"}
         if unknown:
             raise UsageError(f"--request-template: unknown fields {', '.join(sorted(unknown))}")
-        return cls(**data)
+        template = cls(**data)
+        template._check(path)
+        return template
+
+    def _check(self, path: str) -> None:
+        """Each value as a request would need it, checked now: a bad one would otherwise turn
+        every request into a 400 about a field its client never sent."""
+        problems = []
+        if self.model is not None and not (isinstance(self.model, str) and self.model.strip()):
+            problems.append("model must be a non-empty string")
+        temperature = self.temperature
+        if temperature is not None and not (
+            isinstance(temperature, int | float)
+            and not isinstance(temperature, bool)
+            and 0 <= temperature <= 2
+        ):
+            problems.append("temperature must be a number from 0 to 2")
+        tokens = self.max_completion_tokens
+        if tokens is not None and not (
+            isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 1
+        ):
+            problems.append("max_completion_tokens must be a whole number of at least 1")
+        if problems:
+            raise UsageError(f"--request-template {path}: {'; '.join(problems)}")
 
     def apply(self, body: dict[str, Any], max_tokens_key: str | None = AUTO) -> dict[str, Any]:
         """Fill the body's missing fields in place and return it. `max_tokens_key` names the

@@ -84,6 +84,10 @@ class FrontendMetrics:
             registry=r,
         )
 
+    def inflight_total(self) -> float:
+        """Requests being handled now, over all models (what a graceful shutdown waits for)."""
+        return sum(s.value for metric in self.inflight.collect() for s in metric.samples)
+
     def on_migration(self, model: str) -> None:
         self.migrations.labels(model).inc()
 
