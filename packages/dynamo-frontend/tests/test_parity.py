@@ -27,6 +27,6 @@ def test_cells():
     echo_full = load_engine_class("echo_full")
     echo_core = load_engine_class("echo_core")
     assert cell(echo_core, Feature.STOP) == "frontend"
-    assert cell(echo_full, Feature.STOP) == "400"
+    assert cell(echo_full, Feature.STOP_TOKEN_IDS) == "400"
     assert cell(echo_full, Feature.TEMPERATURE) == "no effect"
     assert cell(load_engine_class("mocker"), Feature.LOGPROBS) == "yes"

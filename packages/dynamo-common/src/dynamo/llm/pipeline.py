@@ -306,7 +306,7 @@ class OpenAIEngineModel(ServedModel):
         self, request: ChatCompletionRequest, context: Context
     ) -> AsyncIterator[StreamDelta]:
         prompt = "".join(m.text() for m in request.messages)
-        body = request.model_dump(exclude_none=True, by_alias=True)
+        body = request.model_dump(mode="json", exclude_none=True, by_alias=True)
         return self._run(body, prompt, "delta", context)
 
     def _completion_one(
@@ -314,7 +314,7 @@ class OpenAIEngineModel(ServedModel):
     ) -> AsyncIterator[StreamDelta]:
         prompt = request.single_prompt()
         text = prompt if isinstance(prompt, str) else ""
-        body = request.model_dump(exclude_none=True, by_alias=True)
+        body = request.model_dump(mode="json", exclude_none=True, by_alias=True)
         body["prompt"] = prompt
         return self._run(body, text, "text", context)
 
