@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from dynamo.llm.embedding_model import EmbeddingModel, encode_vector
 from dynamo.llm.errors import EngineFailedError, InvalidRequestError
-from dynamo.llm.protocols.embeddings import EmbeddingRequest
+from dynamo.llm.protocols.embeddings import EmbeddingList, EmbeddingRequest
 from dynamo.runtime.context import Context
 
 
@@ -55,6 +55,7 @@ async def test_text_inputs_are_tokenized_with_special_tokens(smollm2_card):
     assert engine.requests[0]["token_ids"] == expected
     assert out.embeddings[0] == [float(len(expected[0])), float(sum(expected[0])), 0.5]
     body = model.response(request(input=["hello world", "hi"]), out)
+    EmbeddingList.model_validate(body)  # what /openapi.json publishes
     assert [d["index"] for d in body["data"]] == [0, 1] and body["model"] == "e"
     assert body["usage"] == {"prompt_tokens": out.prompt_tokens, "total_tokens": out.total_tokens}
 
@@ -65,7 +66,9 @@ async def test_token_id_inputs_and_base64(smollm2_card):
     req = request(input=[1, 2, 3], encoding_format="base64")
     out = await model.embed(req, Context())
     assert engine.requests[0]["token_ids"] == [[1, 2, 3]]
-    encoded = model.response(req, out)["data"][0]["embedding"]
+    body = model.response(req, out)
+    EmbeddingList.model_validate(body)
+    encoded = body["data"][0]["embedding"]
     assert list(array("f", base64.b64decode(encoded))) == [3.0, 6.0, 0.5]
     await model.embed(request(input=[[4], [5, 6]]), Context())
     assert engine.requests[1]["token_ids"] == [[4], [5, 6]]

@@ -8,6 +8,11 @@ from pydantic import TypeAdapter
 
 from dynamo.frontend.http.anthropic.errors import anthropic_error
 from dynamo.frontend.http.anthropic.events import MessageStream
+from dynamo.frontend.http.anthropic.protocol import (
+    AnthropicError,
+    MessageObject,
+    MessageStreamEvent,
+)
 from dynamo.llm.errors import ModelNotFoundError, ServiceUnavailableError
 
 EVENT = TypeAdapter(RawMessageStreamEvent)
@@ -58,6 +63,9 @@ def test_text_message():
         "message_stop",
     ]
     message = Message.model_validate(builder.message())
+    MessageObject.model_validate(builder.message())  # what /openapi.json publishes
+    for e in events:
+        MessageStreamEvent.model_validate(e)
     assert message.content[0].text == "Hello"
     assert message.stop_reason == "end_turn" and message.stop_sequence is None
     assert (message.usage.input_tokens, message.usage.output_tokens) == (4, 2)
@@ -109,5 +117,6 @@ def test_errors_in_anthropic_shape():
         "type": "error",
         "error": {"type": "not_found_error", "message": "The model 'x' does not exist"},
     }
+    AnthropicError.model_validate(body)
     status, body = anthropic_error(ServiceUnavailableError("busy"))
     assert status == 503 and body["error"]["type"] == "overloaded_error"

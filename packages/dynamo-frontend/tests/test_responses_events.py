@@ -10,7 +10,8 @@ import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 
 from dynamo.frontend.http.responses.events import ResponseStream
-from dynamo.frontend.http.responses.protocol import ResponsesRequest
+from dynamo.frontend.http.responses.protocol import ResponseObject, ResponsesRequest
+from dynamo.frontend.http.responses.protocol import ResponseStreamEvent as EventShape
 
 #: The SDK's event class for each event type, to validate each event against its own model.
 EVENT_TYPES = {
@@ -78,6 +79,9 @@ def test_text_stream_events_and_response():
     for e in events:
         validate(e)
     final = Response.model_validate(builder.response())
+    ResponseObject.model_validate(builder.response())  # what /openapi.json publishes
+    for e in events:
+        EventShape.model_validate(e)
     assert final.output_text == "Hello" and final.status == "completed"
     assert final.usage.input_tokens == 3 and final.usage.output_tokens == 2
     assert events[-1]["response"] == builder.response()

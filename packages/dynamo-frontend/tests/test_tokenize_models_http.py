@@ -11,8 +11,10 @@ import pytest
 
 from dynamo.engines.echo import EchoCoreEngine
 from dynamo.frontend.http.app import AppState, build_app
+from dynamo.frontend.http.tokenize.protocol import TokenizeResponse
 from dynamo.llm.model_card import load_card
 from dynamo.llm.pipeline import BackendModel
+from dynamo.llm.protocols.openai import ModelCard
 
 CHAT = [{"role": "user", "content": "Hi there"}]
 
@@ -37,6 +39,7 @@ async def test_tokenize_prompt_and_detokenize(client, card):
     )
     assert r.status_code == 200, r.text
     body = r.json()
+    TokenizeResponse.model_validate(body)  # what /openapi.json publishes
     assert body == {
         "count": len(expected.ids),
         "max_model_len": card.context_length,
@@ -78,6 +81,7 @@ async def test_models_rows_aliases_and_version(client, card):
     rows = (await client.get("/v1/models")).json()["data"]
     assert [row["id"] for row in rows] == ["other", "smol", "smol-alias"]
     for row in rows:
+        ModelCard.model_validate(row)
         assert row["owned_by"] == "dynamo" and row["object"] == "model"
         assert row["root"] == "smol" and row["max_model_len"] == card.context_length
     r = await client.get("/v1/models/smol-alias")

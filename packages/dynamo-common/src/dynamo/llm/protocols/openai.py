@@ -328,6 +328,11 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str = "dynamo"
+    #: The canonical name, for an alias (`--served-model-name a b`: b's root is a), as vLLM.
+    root: str | None = None
+    parent: str | None = None
+    #: The context length in tokens, as vLLM reports it.
+    max_model_len: int | None = None
 
 
 class ModelList(BaseModel):

@@ -61,6 +61,20 @@ def _attach_endpoint_families(app: FastAPI, state: AppState) -> None:
         anthropic.attach_router(app, AnthropicServing(state.models, state.metrics, template))
 
 
+def _openapi_routes(state: AppState) -> dict[str, openapi.Route]:
+    """Every route's schemas, for `/openapi.json`."""
+    routes = {
+        **openapi.ROUTES,
+        **models.OPENAPI_ROUTES,
+        **responses.OPENAPI_ROUTES,
+        **embeddings.OPENAPI_ROUTES,
+        **tokenize.OPENAPI_ROUTES,
+    }
+    if state.anthropic_api:
+        routes.update(anthropic.OPENAPI_ROUTES)
+    return routes
+
+
 def build_app(state: AppState | None = None) -> FastAPI:
     state = state or AppState()
     app = FastAPI(title="Dynamo-Py", description="OpenAI-compatible LLM serving", docs_url="/docs")
@@ -113,5 +127,5 @@ def build_app(state: AppState | None = None) -> FastAPI:
     async def unexpected(request: Request, exc: Exception) -> Response:
         return error_response(exc)
 
-    openapi.install(app)
+    openapi.install(app, _openapi_routes(state))
     return app

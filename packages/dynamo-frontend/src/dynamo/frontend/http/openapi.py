@@ -34,6 +34,12 @@ class Route(BaseModel):
     request: type[BaseModel] | None = None
     response: type[BaseModel]
     chunk: type[BaseModel] | None = None
+    #: How its stream is framed, when it has one.
+    chunk_description: str = (
+        "with stream: true, one `data: {chunk}` event per piece, then `data: [DONE]`"
+    )
+    #: Its error body (the Anthropic routes answer in Anthropic's shape).
+    error: type[BaseModel] = ErrorResponse
 
 
 ROUTES: dict[str, Route] = {
@@ -57,6 +63,7 @@ def describe(document: dict[str, Any], routes: dict[str, Route] = ROUTES) -> dic
     """Write the routes' schemas into an OpenAPI document (in place; returned for chaining)."""
     wanted: list[tuple[type[BaseModel], str]] = [(ErrorResponse, "serialization")]
     for route in routes.values():
+        wanted.append((route.error, "serialization"))
         if route.request is not None:
             wanted.append((route.request, "validation"))
         wanted.append((route.response, "serialization"))
@@ -66,8 +73,8 @@ def describe(document: dict[str, Any], routes: dict[str, Route] = ROUTES) -> dic
     refs, top = models_json_schema(wanted, ref_template=_REF)  # type: ignore[arg-type]
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     schemas.update(top.get("$defs", {}))
-    error = {"application/json": {"schema": refs[(ErrorResponse, "serialization")]}}
     for path, route in routes.items():
+        error = {"application/json": {"schema": refs[(route.error, "serialization")]}}
         operation = document.get("paths", {}).get(path, {}).get(route.method)
         if operation is None:
             continue
@@ -82,8 +89,7 @@ def describe(document: dict[str, Any], routes: dict[str, Route] = ROUTES) -> dic
         if route.chunk is not None:
             ok["text/event-stream"] = {
                 "schema": refs[(route.chunk, "serialization")],
-                "description": "with stream: true, one `data: {chunk}` event per piece, then "
-                "`data: [DONE]`",
+                "description": route.chunk_description,
             }
         operation["responses"] = {"200": {"description": "OK", "content": ok}}
         if route.request is not None:
@@ -97,7 +103,7 @@ def describe(document: dict[str, Any], routes: dict[str, Route] = ROUTES) -> dic
     return document
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, routes: dict[str, Route] = ROUTES) -> None:
     """Make `app.openapi()` (and so `/openapi.json` and `/docs`) describe the real schemas."""
 
     def openapi() -> dict[str, Any]:
@@ -108,7 +114,7 @@ def install(app: FastAPI) -> None:
                 description=app.description,
                 routes=app.routes,
             )
-            app.openapi_schema = describe(document)
+            app.openapi_schema = describe(document, routes)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

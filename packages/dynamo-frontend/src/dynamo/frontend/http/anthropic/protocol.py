@@ -111,3 +111,42 @@ class CountTokensRequest(_Strict):
     thinking: Thinking | None = None
     output_config: OutputConfig | None = None
     cache_control: dict[str, Any] | None = None
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class MessageObject(_Open):
+    """What `POST /v1/messages` answers."""
+
+    id: str
+    type: Literal["message"]
+    role: Literal["assistant"]
+    model: str
+    content: list[dict[str, Any]]
+    stop_reason: str | None
+    stop_sequence: str | None
+    usage: dict[str, int]
+
+
+class MessageStreamEvent(_Open):
+    """One `event: <type>` of a streamed message."""
+
+    type: str
+
+
+class TokenCount(_Open):
+    input_tokens: int
+
+
+class AnthropicErrorDetail(_Open):
+    type: str
+    message: str
+
+
+class AnthropicError(_Open):
+    """Anthropic's error body."""
+
+    type: Literal["error"]
+    error: AnthropicErrorDetail

@@ -6,7 +6,14 @@ from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import Response
 
 from dynamo.frontend.http.embeddings.serving import EmbeddingsServing
+from dynamo.frontend.http.openapi import Route
 from dynamo.frontend.http.responses.api_router import JSON_BODY
+from dynamo.llm.protocols.embeddings import EmbeddingList, EmbeddingRequest
+
+#: The schemas `/openapi.json` shows for this route.
+OPENAPI_ROUTES = {
+    "/v1/embeddings": Route(method="post", request=EmbeddingRequest, response=EmbeddingList),
+}
 
 
 def attach_router(app: FastAPI, serving: EmbeddingsServing) -> None:

@@ -7,10 +7,25 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from pydantic import BaseModel
 from starlette.responses import Response
 
+from dynamo.frontend.http.openapi import Route
 from dynamo.frontend.http.serving import JSONResponse, error_response
 from dynamo.frontend.model_manager import ModelManager
+from dynamo.llm.protocols.openai import ModelCard, ModelList
+
+
+class VersionInfo(BaseModel):
+    version: str
+
+
+#: The schemas `/openapi.json` shows for these routes.
+OPENAPI_ROUTES = {
+    "/v1/models": Route(method="get", response=ModelList),
+    "/v1/models/{model_id}": Route(method="get", response=ModelCard),
+    "/version": Route(method="get", response=VersionInfo),
+}
 
 
 def model_row(models: ModelManager, name: str) -> dict[str, Any]:

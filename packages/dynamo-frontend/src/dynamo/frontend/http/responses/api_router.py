@@ -5,6 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import Response
 
+from dynamo.frontend.http.openapi import Route
+from dynamo.frontend.http.responses.protocol import (
+    ResponseObject,
+    ResponsesRequest,
+    ResponseStreamEvent,
+)
 from dynamo.frontend.http.responses.serving import ResponsesServing
 
 JSON_BODY = {
@@ -12,6 +18,19 @@ JSON_BODY = {
         "content": {"application/json": {"schema": {"type": "object"}}},
         "required": True,
     }
+}
+
+#: The schemas `/openapi.json` shows for these routes.
+OPENAPI_ROUTES = {
+    "/v1/responses": Route(
+        method="post",
+        request=ResponsesRequest,
+        response=ResponseObject,
+        chunk=ResponseStreamEvent,
+        chunk_description="with stream: true, typed events (`event: response.created` ... "
+        "`event: response.completed`), each `data` carrying its `type` and `sequence_number`",
+    ),
+    "/v1/responses/{response_id}": Route(method="get", response=ResponseObject),
 }
 
 

@@ -116,3 +116,38 @@ class ResponsesRequest(_Strict):
         if isinstance(self.input, str) and not self.input:
             raise ValueError("input must not be empty")
         return self
+
+
+class _Open(BaseModel):
+    """A response shape for `/openapi.json`: its named fields, and room for OpenAI's others."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ResponseObject(_Open):
+    """What `POST /v1/responses` answers (and `response.*` events carry)."""
+
+    id: str
+    object: Literal["response"]
+    created_at: int
+    status: Literal["in_progress", "completed", "incomplete", "failed"]
+    model: str
+    output: list[dict[str, Any]]
+    usage: dict[str, Any] | None
+    error: dict[str, Any] | None
+    incomplete_details: dict[str, Any] | None
+    previous_response_id: str | None
+    store: bool
+
+
+class ResponseStreamEvent(_Open):
+    """One `event: <type>` of a streamed response."""
+
+    type: str
+    sequence_number: int
+
+
+class DeletedResponse(_Open):
+    id: str
+    object: Literal["response.deleted"]
+    deleted: bool

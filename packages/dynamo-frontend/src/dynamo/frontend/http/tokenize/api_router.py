@@ -5,8 +5,21 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import Response
 
+from dynamo.frontend.http.openapi import Route
 from dynamo.frontend.http.responses.api_router import JSON_BODY
+from dynamo.frontend.http.tokenize.protocol import (
+    DetokenizeRequest,
+    DetokenizeResponse,
+    TokenizeRequest,
+    TokenizeResponse,
+)
 from dynamo.frontend.http.tokenize.serving import TokenizeServing
+
+#: The schemas `/openapi.json` shows for these routes.
+OPENAPI_ROUTES = {
+    "/tokenize": Route(method="post", request=TokenizeRequest, response=TokenizeResponse),
+    "/detokenize": Route(method="post", request=DetokenizeRequest, response=DetokenizeResponse),
+}
 
 
 def attach_router(app: FastAPI, serving: TokenizeServing) -> None:

@@ -1,0 +1,75 @@
+"""`/openapi.json` describes the Responses, Anthropic, embeddings, tokenize and model routes with
+their real request and response schemas (Anthropic's routes with Anthropic's error shape)."""
+
+from __future__ import annotations
+
+import httpx
+
+from dynamo.frontend.http.app import AppState, build_app
+
+
+def resolve(document: dict, ref: str) -> dict:
+    node = document
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return node
+
+
+def refs(node) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return own + [r for v in node.values() for r in refs(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in refs(v)]
+    return []
+
+
+async def document(anthropic_api: bool) -> dict:
+    app = build_app(AppState(anthropic_api=anthropic_api))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        return (await c.get("/openapi.json")).json()
+
+
+def schema(doc: dict, content: dict) -> dict:
+    return resolve(doc, content["application/json"]["schema"]["$ref"])
+
+
+async def test_endpoint_schemas():
+    doc = await document(anthropic_api=True)
+    paths = doc["paths"]
+    expected_bodies = {
+        "/v1/responses": {
+            "input",
+            "instructions",
+            "tools",
+            "text",
+            "previous_response_id",
+            "store",
+        },
+        "/v1/messages": {"messages", "system", "max_tokens", "stop_sequences", "tools", "thinking"},
+        "/v1/embeddings": {"input", "encoding_format", "dimensions"},
+        "/detokenize": {"tokens"},
+    }
+    for path, fields in expected_bodies.items():
+        body = schema(doc, paths[path]["post"]["requestBody"]["content"])
+        assert fields <= set(body["properties"]), path
+    answers = {
+        ("/v1/responses", "post"): {"output", "status", "usage"},
+        ("/v1/messages", "post"): {"content", "stop_reason", "usage"},
+        ("/v1/embeddings", "post"): {"data", "usage"},
+        ("/tokenize", "post"): {"tokens", "count", "max_model_len"},
+        ("/v1/models/{model_id}", "get"): {"id", "root", "max_model_len"},
+        ("/version", "get"): {"version"},
+    }
+    for (path, method), fields in answers.items():
+        ok = paths[path][method]["responses"]["200"]["content"]
+        assert fields <= set(schema(doc, ok)["properties"]), path
+    assert "text/event-stream" in paths["/v1/responses"]["post"]["responses"]["200"]["content"]
+    error = schema(doc, paths["/v1/messages"]["post"]["responses"]["400"]["content"])
+    assert set(error["properties"]) == {"type", "error"}
+    for ref in refs(doc):
+        assert resolve(doc, ref), ref
+
+
+async def test_anthropic_routes_only_with_the_flag():
+    assert "/v1/messages" not in (await document(anthropic_api=False))["paths"]
