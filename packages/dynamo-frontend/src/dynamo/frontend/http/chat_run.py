@@ -79,8 +79,8 @@ class ChatRunner:
         served = self.models.get(request.model)
         context = Context(request_id)
         timer = self.metrics.track(served.name, self.endpoint, request.stream)
-        deltas = served.chat(request, context)
         try:
+            deltas = served.chat(request, context)
             first = await anext(deltas, None)
         except BaseException as e:
             timer.finish("error")
