@@ -1,0 +1,92 @@
+"""A client that leaves a Responses or Anthropic request stops the engine, streamed or not (in
+process, real uvicorn), as for chat."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from dynamo.frontend.http.app import AppState, build_app
+from dynamo.llm import Context, ModelType
+from dynamo.llm.pipeline import OpenAIEngineModel
+
+
+class EndlessEngine:
+    """A chat engine that streams until stopped, and records that it was."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.ended = asyncio.Event()
+        self.context: Context | None = None
+
+    async def generate(
+        self, request: dict[str, Any], context: Context
+    ) -> AsyncIterator[dict[str, Any]]:
+        self.context = context
+        self.started.set()
+        try:
+            while not context.is_stopped():
+                await asyncio.sleep(0.01)
+                yield {"choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": None}]}
+        finally:
+            self.ended.set()
+
+
+@contextlib.asynccontextmanager
+async def serve(engine: EndlessEngine, port: int):
+    state = AppState(anthropic_api=True)
+    state.models.add(OpenAIEngineModel("m", None, engine, frozenset({ModelType.Chat})))
+    config = uvicorn.Config(
+        build_app(state), host="127.0.0.1", port=port, log_config=None, lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+ROUTES = {
+    "/v1/responses": {"model": "m", "input": "go"},
+    "/v1/messages": {
+        "model": "m",
+        "max_tokens": 100000,
+        "messages": [{"role": "user", "content": "go"}],
+    },
+}
+
+
+@pytest.mark.parametrize("path", list(ROUTES))
+async def test_stream_disconnect_stops_engine(free_port, path):
+    engine = EndlessEngine()
+    async with serve(engine, free_port()) as url, httpx.AsyncClient() as client:
+        async with client.stream("POST", url + path, json={**ROUTES[path], "stream": True}) as r:
+            assert r.status_code == 200
+            async for line in r.aiter_lines():
+                if "delta" in line:
+                    break
+        await asyncio.wait_for(engine.ended.wait(), 5)
+    assert engine.context.is_stopped()
+
+
+@pytest.mark.parametrize("path", list(ROUTES))
+async def test_unary_disconnect_stops_engine(free_port, path):
+    engine = EndlessEngine()
+    async with serve(engine, free_port()) as url, httpx.AsyncClient() as client:
+        request = asyncio.create_task(client.post(url + path, json=ROUTES[path], timeout=30))
+        await asyncio.wait_for(engine.started.wait(), 5)
+        request.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await request
+        await asyncio.wait_for(engine.ended.wait(), 5)
+    assert engine.context.is_stopped()
