@@ -35,7 +35,7 @@ async def _body(http_request: Request) -> dict[str, Any]:
 class TokenizeServing:
     def __init__(self, models: ModelManager):
         self.models = models
-        self._preprocessors: dict[int, OpenAIPreprocessor] = {}
+        self._preprocessors: dict[str, OpenAIPreprocessor] = {}  # by model name
 
     def _model(self, name: str | None) -> ServedModel:
         if name is None:
@@ -55,11 +55,12 @@ class TokenizeServing:
         own = getattr(served, "preprocessor", None)
         if isinstance(own, OpenAIPreprocessor):
             return own
-        assert served.card is not None
-        key = id(served.card)
-        if key not in self._preprocessors:
-            self._preprocessors[key] = OpenAIPreprocessor(served.card)
-        return self._preprocessors[key]
+        card = served.card
+        assert card is not None
+        cached = self._preprocessors.get(served.name)
+        if cached is None or cached.card is not card:  # new, or the model came back
+            cached = self._preprocessors[served.name] = OpenAIPreprocessor(card)
+        return cached
 
     async def tokenize(self, http_request: Request) -> Response:
         try:
