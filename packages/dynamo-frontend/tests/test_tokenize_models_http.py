@@ -9,11 +9,12 @@ from importlib.metadata import version
 import httpx
 import pytest
 
-from dynamo.engines.echo import EchoCoreEngine
+from dynamo.engines.echo import EchoCoreEngine, EchoFullEngine
 from dynamo.frontend.http.app import AppState, build_app
 from dynamo.frontend.http.tokenize.protocol import TokenizeResponse
+from dynamo.llm import ModelType
 from dynamo.llm.model_card import load_card
-from dynamo.llm.pipeline import BackendModel
+from dynamo.llm.pipeline import BackendModel, OpenAIEngineModel
 from dynamo.llm.protocols.openai import ModelCard
 
 CHAT = [{"role": "user", "content": "Hi there"}]
@@ -28,6 +29,9 @@ def card(smollm2_gguf):
 def client(card):
     state = AppState(anthropic_api=True)
     state.models.add(BackendModel("smol", card, EchoCoreEngine()), ["smol-alias", "other"])
+    # A text-level model whose card has a tokenizer (as an out=dyn Chat worker's may).
+    serves = frozenset({ModelType.Chat})
+    state.models.add(OpenAIEngineModel("text-level", card, EchoFullEngine(), serves))
     transport = httpx.ASGITransport(app=build_app(state))
     return httpx.AsyncClient(transport=transport, base_url="http://test")
 
@@ -55,6 +59,9 @@ async def test_tokenize_prompt_and_detokenize(client, card):
 async def test_tokenize_chat_messages(client, card):
     r = await client.post("/tokenize", json={"model": "smol", "messages": CHAT})
     tokens = r.json()["tokens"]
+    for _ in range(2):  # the text-level model's preprocessor is made once, then reused
+        r = await client.post("/tokenize", json={"model": "text-level", "messages": CHAT})
+        assert r.json()["tokens"] == tokens
     text = card.tokenizer().decode(tokens, skip_special_tokens=False)
     assert text.endswith("<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n")
     r = await client.post(
@@ -79,8 +86,8 @@ async def test_tokenize_errors(client):
 
 async def test_models_rows_aliases_and_version(client, card):
     rows = (await client.get("/v1/models")).json()["data"]
-    assert [row["id"] for row in rows] == ["other", "smol", "smol-alias"]
-    for row in rows:
+    assert [row["id"] for row in rows] == ["other", "smol", "smol-alias", "text-level"]
+    for row in rows[:3]:
         ModelCard.model_validate(row)
         assert row["owned_by"] == "dynamo" and row["object"] == "model"
         assert row["root"] == "smol" and row["max_model_len"] == card.context_length
