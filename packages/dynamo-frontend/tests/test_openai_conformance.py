@@ -496,3 +496,18 @@ async def test_skip_special_tokens(client):
     )
     assert "<|im_start|>" not in skipped.choices[0].message.content
     assert "hi" in skipped.choices[0].message.content
+
+
+async def test_continuous_usage_stats(client):
+    stream = await client.chat.completions.create(
+        model="mock",
+        messages=HI,
+        max_tokens=3,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body={"stream_options": {"include_usage": True, "continuous_usage_stats": True}},
+    )
+    chunks = [ch async for ch in stream]
+    counts = [ch.usage.completion_tokens for ch in chunks]
+    assert counts == sorted(counts) and counts[-1] == 3
+    assert all(ch.usage is not None for ch in chunks)

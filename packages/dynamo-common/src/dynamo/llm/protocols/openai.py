@@ -62,9 +62,9 @@ class NvExt(_Strict):
 
 class StreamOptions(_Strict):
     include_usage: bool = False
-    #: OpenAI's: usage on every chunk; accepted, usage still comes once at the end (it is
-    #: cumulative anyway), so a client summing chunks gets the right total.
+    #: vLLM's: with `include_usage`, every chunk also carries the usage so far.
     continuous_usage_stats: bool | None = None
+    #: OpenAI's side-channel padding; accepted, no padding is added (it cannot change the answer).
     include_obfuscation: bool | None = None
 
 
@@ -224,6 +224,11 @@ class _CommonRequest(_Strict):
     @property
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
+
+    @property
+    def continuous_usage(self) -> bool:
+        """Usage on every streamed chunk (vLLM's `continuous_usage_stats`, with `include_usage`)."""
+        return self.include_usage and bool(self.stream_options.continuous_usage_stats)  # type: ignore[union-attr]
 
     @property
     def choices_per_prompt(self) -> int:

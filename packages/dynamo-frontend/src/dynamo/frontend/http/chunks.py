@@ -22,16 +22,32 @@ from dynamo.llm.pipeline import StreamDelta
 class ResponseBuilder:
     """Builds the chunks and the final body of one chat or completions response."""
 
-    __slots__ = ("_chat", "_offsets", "_started", "created", "fingerprint", "id", "model")
+    __slots__ = (
+        "_chat",
+        "_offsets",
+        "_started",
+        "continuous_usage",
+        "created",
+        "fingerprint",
+        "id",
+        "model",
+    )
 
     def __init__(
-        self, kind: str, request_id: str, model: str, fingerprint: str | None = None
+        self,
+        kind: str,
+        request_id: str,
+        model: str,
+        fingerprint: str | None = None,
+        continuous_usage: bool = False,
     ) -> None:
         self._chat = kind == "chat"
         self.id = f"chatcmpl-{request_id}" if self._chat else f"cmpl-{request_id}"
         self.model = model
         self.created = int(time.time())
         self.fingerprint = fingerprint
+        #: Every chunk carries the usage so far (`stream_options.continuous_usage_stats`).
+        self.continuous_usage = continuous_usage
         self._started: set[int] = set()  # chat choices whose role went out
         self._offsets: dict[int, int] = {}  # completions: text offset per choice
 
@@ -81,7 +97,10 @@ class ResponseBuilder:
             obj = "text_completion"
         if delta.finish_reason is not None:
             choice["stop_reason"] = delta.stop_reason
-        return self._envelope(obj, [choice])
+        body = self._envelope(obj, [choice])
+        if self.continuous_usage:
+            body["usage"] = usage_of(delta)
+        return body
 
     def usage_chunk(self, last: StreamDelta) -> dict[str, Any]:
         """The final chunk sent when `stream_options.include_usage` is set: no choices."""

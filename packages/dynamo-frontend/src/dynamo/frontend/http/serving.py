@@ -113,7 +113,9 @@ class OpenAIServing:
                 context.kill()
                 raise
             return error_response(e)
-        builder = ResponseBuilder(kind, context.id(), served.name, fingerprint(served))
+        builder = ResponseBuilder(
+            kind, context.id(), served.name, fingerprint(served), request.continuous_usage
+        )
         if request.user:
             log.debug("request %s from user %r", context.id(), request.user)
         if request.stream:
