@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dynamo.frontend.http.responses.store import ResponseNotFoundError, ResponseStore
+from dynamo.frontend.http.responses.store import ResponseStore
+from dynamo.llm.errors import ResponseNotFoundError
 
 
 class Clock:

@@ -4,6 +4,7 @@ RequestError                    a request ends in it; the client sees its status
 ├── InvalidRequestError         400: malformed, or asks for something impossible
 │   └── ContextLengthExceededError  400 `context_length_exceeded`: the prompt does not fit
 ├── ModelNotFoundError          404 `model_not_found`: no served model has that name
+├── ResponseNotFoundError       404 `response_not_found`: no stored response has that id
 ├── RequestTooLargeError        413 `request_too_large`: too big for the request plane
 ├── TooManyRequestsError        429: the model's queue is full (with Retry-After)
 ├── ServiceUnavailableError     503: no worker can take the request now (maybe with Retry-After)
@@ -69,6 +70,21 @@ class ModelNotFoundError(RequestError):
     def __init__(self, model: str):
         super().__init__(
             f"The model '{model}' does not exist", param="model", code="model_not_found"
+        )
+
+
+class ResponseNotFoundError(RequestError):
+    """No stored Responses-API response has that id (never stored, deleted, evicted or
+    expired): 404, naming the field that gave it (`previous_response_id`) where there is one."""
+
+    status_code = 404
+    error_type = "invalid_request_error"
+
+    def __init__(self, response_id: str, param: str | None = None):
+        super().__init__(
+            f"Response with id '{response_id}' not found.",
+            param=param,
+            code="response_not_found",
         )
 
 

@@ -16,25 +16,11 @@ from typing import Any
 
 import orjson
 
-from dynamo.llm.errors import RequestError
+from dynamo.llm.errors import ResponseNotFoundError
 
 DEFAULT_MAX_ENTRIES = 1000
 DEFAULT_TTL_SECONDS = 3600.0
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
-
-
-class ResponseNotFoundError(RequestError):
-    """No stored response has that id (never stored, deleted, evicted or expired): 404."""
-
-    status_code = 404
-    error_type = "invalid_request_error"
-
-    def __init__(self, response_id: str, param: str | None = None):
-        super().__init__(
-            f"Response with id '{response_id}' not found.",
-            param=param,
-            code="response_not_found",
-        )
 
 
 @dataclass
