@@ -85,14 +85,26 @@ class Workers:
 
 
 @pytest.fixture
-def workers(request, runtime_env):
-    w = Workers(re.sub(r"[^a-z0-9_]", "_", request.node.name.lower()), runtime_env)
+def request_plane(request, runtime_env, monkeypatch):
+    """The environment of the test's workers and runtimes, with the request plane they serve on
+    (DYN_REQUEST_PLANE) when the test parametrizes it indirectly, e.g.
+    `@pytest.mark.parametrize("request_plane", ["nats", "tcp"], indirect=True)`."""
+    plane = getattr(request, "param", None)
+    if plane is not None:
+        monkeypatch.setenv("DYN_REQUEST_PLANE", plane)
+        runtime_env = {**runtime_env, "DYN_REQUEST_PLANE": plane}
+    return runtime_env
+
+
+@pytest.fixture
+def workers(request, request_plane):
+    w = Workers(re.sub(r"[^a-z0-9_]", "_", request.node.name.lower()), request_plane)
     yield w
     w.close()
 
 
 @pytest.fixture
-async def runtime(runtime_env):
+async def runtime(request_plane):
     """A connected `DistributedRuntime` in the test's process, closed afterwards."""
     from dynamo.runtime import DistributedRuntime
 

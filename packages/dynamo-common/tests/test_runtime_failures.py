@@ -19,7 +19,11 @@ from dynamo.runtime.testing import EtcdServer, NatsServer, free_port
 
 pytestmark = pytest.mark.integration
 
+#: The test runs over each request plane.
+both_planes = pytest.mark.parametrize("request_plane", ["nats", "tcp"], indirect=True)
 
+
+@both_planes
 async def test_killed_worker_fails_fast_and_is_routed_around(workers, runtime, wait_client, gather):
     victim, victim_id = workers.start()
     _, other_id = workers.start()
@@ -38,6 +42,7 @@ async def test_killed_worker_fails_fast_and_is_routed_around(workers, runtime, w
         assert (await gather(client.round_robin({"n": 1})))[0]["instance"] == other_id
 
 
+@both_planes
 async def test_request_to_a_dead_worker_is_retried_elsewhere(workers, runtime, wait_client, gather):
     victim, _ = workers.start()
     _, other_id = workers.start()
@@ -50,6 +55,7 @@ async def test_request_to_a_dead_worker_is_retried_elsewhere(workers, runtime, w
         assert (await gather(client.round_robin({"n": 1})))[0]["instance"] == other_id
 
 
+@both_planes
 async def test_sigterm_finishes_the_stream_and_leaves_at_once(workers, runtime, wait_client):
     proc, _ = workers.start()
     client = await wait_client(runtime, workers.namespace, 1)

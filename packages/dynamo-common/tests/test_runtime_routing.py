@@ -12,6 +12,9 @@ from dynamo.runtime.context import Context
 
 pytestmark = pytest.mark.integration
 
+#: The test runs over each request plane.
+both_planes = pytest.mark.parametrize("request_plane", ["nats", "tcp"], indirect=True)
+
 
 async def test_instance_is_registered_with_upstreams_key_and_value(runtime, wait_client):
     async def handler(request):
@@ -41,6 +44,7 @@ async def test_instance_is_registered_with_upstreams_key_and_value(runtime, wait
     assert await runtime.etcd.get_prefix("instances/keys/") == {}
 
 
+@both_planes
 async def test_round_robin_spreads_evenly(workers, runtime, wait_client, gather):
     workers.start()
     workers.start()
@@ -64,6 +68,7 @@ async def test_random_and_direct(workers, runtime, wait_client, gather):
     assert [item["i"] async for item in stream] == [0, 1, 2]
 
 
+@both_planes
 async def test_streams_in_order_and_ends_explicitly(workers, runtime, wait_client, gather):
     workers.start()
     client = await wait_client(runtime, workers.namespace, 1)
@@ -93,6 +98,7 @@ async def test_no_instances(runtime, gather):
         await gather(client.direct({}, 0x1234))
 
 
+@both_planes
 async def test_cancellation_reaches_the_handler(runtime, wait_client):
     stopped = asyncio.Event()
 
@@ -141,6 +147,7 @@ async def test_cancellation_reaches_the_handler(runtime, wait_client):
     await serving
 
 
+@both_planes
 async def test_handler_errors_travel_as_errors(runtime, wait_client):
     class Rejected(Exception):
         status_code = 400
@@ -203,6 +210,7 @@ async def test_a_request_error_keeps_its_type_code_and_param_across_the_network(
     await serving
 
 
+@both_planes
 async def test_two_clients_at_once(workers, runtime_env, wait_client, gather):
     workers.start()
     workers.start()
@@ -233,6 +241,7 @@ async def test_instance_marked_down_is_tried_again_after_its_back_off(
     assert (await gather(client.round_robin({"n": 1})))[0]["instance"] == instance
 
 
+@both_planes
 async def test_shutdown_without_grace_ends_streams_with_an_error(runtime, wait_client):
     async def handler(request):
         for i in range(10_000):
@@ -252,6 +261,7 @@ async def test_shutdown_without_grace_ends_streams_with_an_error(runtime, wait_c
     await serving
 
 
+@both_planes
 async def test_requests_sharing_an_id_are_stopped_separately(runtime, wait_client, gather):
     stopped: list[str] = []
 

@@ -19,6 +19,9 @@ from dynamo.runtime.testing import EtcdServer, NatsServer
 
 pytestmark = pytest.mark.integration
 
+#: The test runs over each request plane.
+both_planes = pytest.mark.parametrize("request_plane", ["nats", "tcp"], indirect=True)
+
 
 async def timed(gather, stream) -> tuple[float, list]:
     start = time.monotonic()
@@ -26,6 +29,7 @@ async def timed(gather, stream) -> tuple[float, list]:
     return time.monotonic() - start, items
 
 
+@both_planes
 async def test_sigkill_mid_stream_is_noticed_within_a_second(workers, runtime, wait_client):
     victim, victim_id = workers.start()
     workers.start()
@@ -43,6 +47,7 @@ async def test_sigkill_mid_stream_is_noticed_within_a_second(workers, runtime, w
     assert victim_id not in client.instance_ids()
 
 
+@both_planes
 async def test_new_requests_never_wait_after_a_sigkill(workers, runtime, wait_client, gather):
     victim, _ = workers.start()
     _, other_id = workers.start()
@@ -56,6 +61,7 @@ async def test_new_requests_never_wait_after_a_sigkill(workers, runtime, wait_cl
     assert slowest < 1.0, slowest
 
 
+@both_planes
 async def test_a_frozen_worker_costs_a_new_request_at_most_the_ack_wait(
     workers, runtime, wait_client, gather
 ):
@@ -79,6 +85,7 @@ async def test_a_frozen_worker_costs_a_new_request_at_most_the_ack_wait(
         victim.send_signal(signal.SIGCONT)
 
 
+@both_planes
 async def test_sigterm_under_load_fails_no_request(workers, runtime, wait_client, gather):
     victim, _ = workers.start()
     _, other_id = workers.start()
@@ -108,6 +115,7 @@ async def test_sigterm_under_load_fails_no_request(workers, runtime, wait_client
     assert len(served) > 20 and served[-1] == other_id
 
 
+@both_planes
 async def test_migration_pauses_a_stream_for_less_than_a_second(workers, runtime, wait_client):
     """A stream whose worker is SIGKILLed resumes on another worker (request migration) after a
     pause of well under a second: the probe finds the loss, not the heartbeat timeout."""

@@ -58,7 +58,7 @@ class Client:
     def __init__(self, endpoint: Endpoint):
         self.endpoint = endpoint
         self.runtime = endpoint.runtime
-        self._instances: dict[int, str] = {}
+        self._instances: dict[int, InstanceRecord] = {}
         #: Only these instances take requests, when set (`limit_to`).
         self._allowed: frozenset[int] | None = None
         self._down: dict[int, float] = {}  # instance id -> when to try it again
@@ -91,7 +91,11 @@ class Client:
     def _apply(self, kind: str, key: str, value: bytes) -> None:
         instance_id = instance_id_of(key)
         if kind == "put":
-            self._instances[instance_id] = InstanceRecord.parse(value).subject
+            try:
+                self._instances[instance_id] = InstanceRecord.parse(value)
+            except (ValueError, KeyError) as e:
+                log.warning("ignoring instance %x of %s: %s", instance_id, self.endpoint.path, e)
+                return
         elif self._instances.pop(instance_id, None) is not None:
             for callback in self.on_instance_removed:
                 callback(instance_id)
@@ -211,12 +215,19 @@ class Client:
     ) -> AsyncIterator[Any]:
         if not self._routable(instance_id):
             raise UnknownInstanceError(self.endpoint.path, instance_id)
-        subject = self._instances[instance_id]
+        record = self._instances[instance_id]
         self._busy[instance_id] += 1
         try:
-            async for item in stream_request(
-                self.runtime.nats, subject, instance_id, request, context
-            ):
+            # Each worker by the request plane its record names.
+            if record.transport == "tcp":
+                responses = self.runtime.tcp_client.stream(
+                    record.address, instance_id, request, context
+                )
+            else:
+                responses = stream_request(
+                    self.runtime.nats, record.address, instance_id, request, context
+                )
+            async for item in responses:
                 yield item
         except InstanceGoneError:
             self.mark_down(instance_id)

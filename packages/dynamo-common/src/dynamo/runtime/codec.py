@@ -16,13 +16,27 @@ that ends any other way is a failure, never a silently short answer.
               still listens (NATS answers "no responders" to the inbox when it does not)
 
 The worker's first frame is a heartbeat sent as soon as the request arrives (its ack).
+
+Over the TCP request plane the same request and frames travel on one reused connection per
+worker, each message behind a 9-byte header, so many streams share it:
+
+    header    payload length (u32), stream id (u32), kind (u8)            big-endian
+    kinds     REQUEST  caller -> worker   subject, a newline, the encoded request
+              CONTROL  caller -> worker   b"stop" | b"kill"
+              FRAME    worker -> caller   one response frame as above
 """
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import orjson
+
+TCP_HEADER = struct.Struct(">IIB")
+KIND_REQUEST = 1
+KIND_CONTROL = 2
+KIND_FRAME = 3
 
 
 def _default(value: Any) -> Any:
@@ -83,3 +97,56 @@ def decode_frame(payload: bytes) -> dict[str, Any]:
 
 def control(request_id: str, inbox: str, kind: str) -> bytes:
     return _dumps({"id": request_id, "inbox": inbox, "kind": kind})
+
+
+def tcp_message(stream_id: int, kind: int, payload: bytes) -> bytes:
+    """One TCP request-plane message: the header, then the payload."""
+    return TCP_HEADER.pack(len(payload), stream_id, kind) + payload
+
+
+def tcp_request(subject: str, request_id: str, data: Any) -> bytes:
+    """The payload of a REQUEST message: which endpoint, then the request as over NATS."""
+    return subject.encode() + b"\n" + encode_request(request_id, data)
+
+
+def parse_tcp_request(payload: bytes) -> tuple[str, bytes]:
+    """(subject, encoded request) of a REQUEST message's payload."""
+    subject, _, request = payload.partition(b"\n")
+    return subject.decode(), request
+
+
+class TcpMessageTooLargeError(ValueError):
+    """A peer announced a message over the limit: the connection is not ours to trust."""
+
+
+class TcpMessageReader:
+    """Cuts a TCP byte stream into messages (sans-IO: fed bytes, returns what is complete)."""
+
+    __slots__ = ("_buffer", "_limit")
+
+    def __init__(self, limit: int):
+        self._buffer = bytearray()
+        self._limit = limit
+
+    def feed(self, data: bytes) -> list[tuple[int, int, bytes]]:
+        """The (stream id, kind, payload) of every message completed by `data`, in order."""
+        buffer = self._buffer
+        buffer += data
+        messages = []
+        start = 0
+        header_size = TCP_HEADER.size
+        end = len(buffer)
+        while end - start >= header_size:
+            size, stream_id, kind = TCP_HEADER.unpack_from(buffer, start)
+            if size > self._limit:
+                raise TcpMessageTooLargeError(
+                    f"a {size}-byte message is over the {self._limit}-byte limit"
+                )
+            body = start + header_size
+            if end - body < size:
+                break
+            messages.append((stream_id, kind, bytes(buffer[body : body + size])))
+            start = body + size
+        if start:
+            del buffer[:start]
+        return messages

@@ -9,6 +9,7 @@ from dynamo.runtime import schema
 from dynamo.runtime.client import Client
 from dynamo.runtime.request_plane import EndpointServer, Handler
 from dynamo.runtime.slug import slugify
+from dynamo.runtime.tcp_plane import TcpEndpoint
 
 if TYPE_CHECKING:
     from dynamo.runtime.distributed import DistributedRuntime
@@ -91,10 +92,21 @@ class Endpoint:
         await runtime.ensure_connected()
         instance_id = await runtime.primary_lease()
         subject = self.subject(instance_id)
-        server = EndpointServer(runtime.nats, subject, handler)
+        server: EndpointServer | TcpEndpoint
+        if runtime.config.request_plane == "tcp":
+            server = (await runtime.tcp_server()).endpoint(subject, handler)
+            address, transport = server.address, "tcp"
+        else:
+            server = EndpointServer(runtime.nats, subject, handler)
+            address, transport = subject, "nats_tcp"
         await server.start()
         record = schema.InstanceRecord(
-            self.component.namespace, self.component.name, self.name, instance_id, subject
+            self.component.namespace,
+            self.component.name,
+            self.name,
+            instance_id,
+            address,
+            transport,
         )
         key = record.key
         try:

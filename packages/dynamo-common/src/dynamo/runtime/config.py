@@ -1,4 +1,7 @@
-"""Where etcd and NATS are: `ETCD_ENDPOINTS` and `NATS_SERVER`, with upstream's defaults."""
+"""The runtime's settings from the environment, with upstream's names and defaults: where etcd
+and NATS are (`ETCD_ENDPOINTS`, `NATS_SERVER`), and which request plane a worker serves on
+(`DYN_REQUEST_PLANE`: `tcp` or `nats`, with `DYN_TCP_RPC_HOST`, `DYN_TCP_RPC_PORT` and
+`DYN_TCP_MAX_MESSAGE_SIZE` for TCP)."""
 
 from __future__ import annotations
 
@@ -11,6 +14,9 @@ from dynamo.runtime.errors import RuntimeConfigError
 DEFAULT_ETCD = "http://localhost:2379"
 DEFAULT_NATS = "nats://localhost:4222"
 LEASE_TTL_SECONDS = 10
+REQUEST_PLANES = ("tcp", "nats")
+DEFAULT_REQUEST_PLANE = "nats"
+DEFAULT_TCP_MAX_MESSAGE = 32 * 1024 * 1024
 
 
 def _check_address(variable: str, url: str) -> None:
@@ -18,6 +24,17 @@ def _check_address(variable: str, url: str) -> None:
         urlparse(url if "//" in url else f"//{url}").port  # noqa: B018 - parsing is the check
     except ValueError as e:
         raise RuntimeConfigError(f"{variable}: '{url}' is not host:port ({e})") from None
+
+
+def _whole_number(variable: str, default: int, least: int) -> int:
+    text = os.environ.get(variable) or str(default)
+    try:
+        value = int(text)
+    except ValueError:
+        value = least - 1
+    if value < least:
+        raise RuntimeConfigError(f"{variable}={text!r} is not a whole number of at least {least}")
+    return value
 
 
 def host_port(url: str, default_port: int) -> tuple[str, int]:
@@ -33,6 +50,12 @@ class RuntimeConfig:
     etcd_endpoints: tuple[str, ...]
     nats_server: str
     lease_ttl: int = LEASE_TTL_SECONDS
+    #: How this process's endpoints take requests; callers follow each instance's record.
+    request_plane: str = DEFAULT_REQUEST_PLANE
+    #: The TCP request plane's address: None is the interface that reaches etcd; port 0 is any.
+    tcp_host: str | None = None
+    tcp_port: int = 0
+    tcp_max_message: int = DEFAULT_TCP_MAX_MESSAGE
 
     @classmethod
     def from_env(cls) -> RuntimeConfig:
@@ -55,7 +78,20 @@ class RuntimeConfig:
             raise RuntimeConfigError(
                 f"DYN_ETCD_LEASE_TTL={ttl_text!r} is not a whole number of seconds of at least 1"
             )
-        return cls(etcd_endpoints=endpoints, nats_server=nats, lease_ttl=lease_ttl)
+        plane = (os.environ.get("DYN_REQUEST_PLANE") or DEFAULT_REQUEST_PLANE).lower()
+        if plane not in REQUEST_PLANES:
+            raise RuntimeConfigError(
+                f"DYN_REQUEST_PLANE={plane!r}: the request plane is one of {', '.join(REQUEST_PLANES)}"
+            )
+        return cls(
+            etcd_endpoints=endpoints,
+            nats_server=nats,
+            lease_ttl=lease_ttl,
+            request_plane=plane,
+            tcp_host=os.environ.get("DYN_TCP_RPC_HOST") or None,
+            tcp_port=_whole_number("DYN_TCP_RPC_PORT", 0, 0),
+            tcp_max_message=_whole_number("DYN_TCP_MAX_MESSAGE_SIZE", DEFAULT_TCP_MAX_MESSAGE, 1),
+        )
 
     def etcd_host_port(self) -> tuple[str, int]:
         """The first etcd endpoint as (host, port)."""

@@ -20,6 +20,7 @@ from dynamo.runtime.component import Endpoint, Namespace
 from dynamo.runtime.config import RuntimeConfig
 from dynamo.runtime.etcd import Etcd
 from dynamo.runtime.schema import parse_endpoint_path
+from dynamo.runtime.tcp_plane import TcpClient, TcpRequestServer, advertised_host
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,8 @@ class DistributedRuntime:
         self._instance_id: int | None = None
         self._reconnect_hooks: list[Callable[[], Awaitable[None]]] = []
         self._hook_tasks: set[asyncio.Task] = set()
+        self._tcp_server: TcpRequestServer | None = None
+        self._tcp_client: TcpClient | None = None
 
     async def ensure_connected(self) -> None:
         async with self._connected:
@@ -153,6 +156,26 @@ class DistributedRuntime:
         if self._nats is None:
             raise RuntimeError("the runtime is not connected yet")
         return self._nats
+
+    async def tcp_server(self) -> TcpRequestServer:
+        """The process's TCP request-plane socket (every endpoint it serves shares it), started
+        on first use at DYN_TCP_RPC_HOST:DYN_TCP_RPC_PORT (default: the interface that reaches
+        etcd, any free port)."""
+        async with self._connected:
+            if self._tcp_server is None:
+                config = self.config
+                host = config.tcp_host or advertised_host(config.etcd_host_port()[0])
+                server = TcpRequestServer(host, config.tcp_port, config.tcp_max_message)
+                await server.start()
+                self._tcp_server = server
+            return self._tcp_server
+
+    @property
+    def tcp_client(self) -> TcpClient:
+        """This process's connections to workers serving over TCP, opened as needed."""
+        if self._tcp_client is None:
+            self._tcp_client = TcpClient(self.config.tcp_max_message)
+        return self._tcp_client
 
     async def primary_lease(self) -> int:
         """This process's instance id: the first lease it took (kept across lease recovery)."""
@@ -200,6 +223,10 @@ class DistributedRuntime:
             with contextlib.suppress(Exception):
                 await closer()
         await self.etcd.close(revoke=True)
+        if self._tcp_client is not None:
+            await self._tcp_client.close()
+        if self._tcp_server is not None:
+            await self._tcp_server.close()
         if self._nats is not None:
             with contextlib.suppress(Exception):
                 await self._nats.drain()

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import itertools
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from nats.aio.client import Client as NATS
@@ -19,58 +18,42 @@ from dynamo.runtime.context import Context
 from dynamo.runtime.errors import (
     InstanceGoneError,
     PayloadTooLargeError,
-    RemoteError,
     RequestPlaneDownError,
+)
+from dynamo.runtime.response_stream import (
+    FINAL,
+    FIRST_FRAME_TIMEOUT_SECONDS,
+    HEARTBEAT,
+    HEARTBEAT_SECONDS,
+    IDLE_TIMEOUT_SECONDS,
+    Handler,
+    ResponseFrames,
+    finish_tasks,
+    serve_stream,
+    takes_context,
 )
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_SECONDS = 0.5
-# A stream with no frame for this long means the worker is gone (it heartbeats twice a second).
-IDLE_TIMEOUT_SECONDS = 2.0
-# A worker acknowledges a request at once (its first frame), so a new request waits this long at
-# most for a worker that died or froze before another one is tried.
-FIRST_FRAME_TIMEOUT_SECONDS = 1.0
 # After this long without a frame the caller asks NATS whether the worker still listens (a
 # message to its control subject, our inbox as the reply): when its process has died, NATS has
 # dropped its subscriptions and answers "no responders" at once, so a SIGKILL is noticed in about
 # this time rather than at the idle timeout.
 PROBE_AFTER_SECONDS = 0.3
 
-Handler = Callable[..., AsyncIterator[Any]]
-
-
-def takes_context(handler: Handler) -> bool:
-    """Handlers are `(request)` or `(request, context)` async generators, as upstream allows."""
-    try:
-        params = [
-            p
-            for p in inspect.signature(handler).parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
-    except (TypeError, ValueError):
-        return True
-    return len(params) >= 2
+__all__ = [
+    "FIRST_FRAME_TIMEOUT_SECONDS",
+    "HEARTBEAT_SECONDS",
+    "IDLE_TIMEOUT_SECONDS",
+    "EndpointServer",
+    "Handler",
+    "stream_request",
+    "takes_context",
+]
 
 
 def control_subject(subject: str) -> str:
     return f"{subject}.control"
-
-
-def _error_frame(seq: int, e: Exception) -> bytes:
-    """The error frame for a handler's exception: its message, and the `status_code`,
-    `error_type`, `code` and `param` it carries (the LLM layer's request errors carry all four;
-    the runtime reads them by name and knows nothing of their classes)."""
-    status = getattr(e, "status_code", None)
-    error_type, code, param = (getattr(e, name, None) for name in ("error_type", "code", "param"))
-    return codec.error_frame(
-        seq,
-        getattr(e, "message", None) or str(e) or type(e).__name__,
-        status if isinstance(status, int) else None,
-        error_type=error_type if isinstance(error_type, str) else None,
-        code=code if isinstance(code, str | int) else None,
-        param=param if isinstance(param, str) else None,
-    )
 
 
 class EndpointServer:
@@ -144,63 +127,16 @@ class EndpointServer:
 
     async def _serve(self, inbox: str, data: Any, context: Context) -> None:
         publish = self.nc.publish
-        clock = asyncio.get_running_loop().time
-        seq = 0
-        last_sent = last_probe = clock()
         probe = f"{self._probe_prefix}.{next(self._probe_ids)}"
         self._probes[probe] = inbox
 
-        async def heartbeat() -> None:
-            nonlocal seq, last_probe
-            while True:
-                await asyncio.sleep(HEARTBEAT_SECONDS)
-                if clock() - last_sent >= HEARTBEAT_SECONDS:
-                    seq += 1
-                    last_probe = clock()
-                    await publish(inbox, codec.heartbeat_frame(seq), reply=probe)
+        async def send(frame: bytes, probing: bool) -> None:
+            await publish(inbox, frame, reply=probe if probing else "")
 
-        beat = asyncio.create_task(heartbeat())
-        stream = self.handler(data, context) if self._with_context else self.handler(data)
         try:
-            seq += 1
-            await publish(inbox, codec.heartbeat_frame(seq))  # the ack: "I have it"
-            async for item in stream:
-                if context.is_killed():
-                    break
-                seq += 1
-                last_sent = clock()
-                if last_sent - last_probe >= HEARTBEAT_SECONDS:
-                    # About twice a second a data frame doubles as the probe.
-                    last_probe = last_sent
-                    await publish(inbox, codec.data_frame(seq, item), reply=probe)
-                else:
-                    await publish(inbox, codec.data_frame(seq, item))
-            seq += 1
-            await publish(inbox, codec.final_frame(seq))
-        except asyncio.CancelledError:
-            if not context.is_killed():
-                # Stopped by this worker (shutdown without grace), not by the caller: say so
-                # now rather than leave the caller to notice the silence.
-                seq += 1
-                with contextlib.suppress(Exception):
-                    await publish(inbox, codec.error_frame(seq, "the worker stopped", 503))
-            raise
-        except Exception as e:
-            status = getattr(e, "status_code", None)
-            if isinstance(status, int) and 400 <= status < 500:
-                log.info("request %s rejected: %s", context.id(), e)  # the caller's mistake
-            else:
-                log.exception("handler failed on %s", self.subject)
-            seq += 1
-            with contextlib.suppress(Exception):
-                await publish(inbox, _error_frame(seq, e))
+            await serve_stream(self.handler, self._with_context, data, context, send, self.subject)
         finally:
-            beat.cancel()
             self._probes.pop(probe, None)
-            aclose = getattr(stream, "aclose", None)  # handlers may return any async iterator
-            if aclose is not None:
-                with contextlib.suppress(Exception):
-                    await aclose()
 
     async def drain(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
         """Stop taking requests and wait for the in-flight ones to finish; those still running
@@ -210,15 +146,7 @@ class EndpointServer:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
         tasks = [task for _, task in self._inflight.values()]
-        if tasks:
-            log.info("finishing %d in-flight request(s) on %s", len(tasks), self.subject)
-            _, unfinished = (
-                await asyncio.wait(tasks, timeout=timeout) if timeout != 0 else ((), tasks)
-            )
-            for task in unfinished:
-                task.cancel()
-            if unfinished:
-                await asyncio.wait(unfinished, timeout=1)
+        await finish_tasks(tasks, timeout, self.subject)
         for sub in self._subs[1:]:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
@@ -244,17 +172,15 @@ async def stream_request(
         frames.put_nowait(msg)
 
     sub = await nc.subscribe(inbox, cb=on_frame)
-    finished = False
+    frames_check = ResponseFrames(instance_id)
     try:
         payload = codec.encode_request(context.id(), request)
         try:
             await nc.publish(subject, payload, reply=inbox)
         except MaxPayloadError:
             raise PayloadTooLargeError(len(payload), nc.max_payload) from None
-        expected = 1
         timeout = FIRST_FRAME_TIMEOUT_SECONDS
         stop_sent = False
-        streamed = False
 
         async def next_frame(limit: float) -> Msg:
             """The next frame within `limit` seconds, asking NATS after a short silence whether
@@ -295,34 +221,14 @@ async def stream_request(
                 )
             if msg.headers and msg.headers.get("Status") == "503":
                 raise InstanceGoneError(instance_id, "is not listening (no responders)")
-            frame = codec.decode_frame(msg.data)
-            if frame.get("seq") != expected:
-                raise InstanceGoneError(
-                    instance_id,
-                    f"lost response frames (got {frame.get('seq')}, expected {expected})",
-                )
-            expected += 1
-            if "data" in frame:
-                streamed = True
-                yield frame["data"]
-            elif frame.get("final"):
-                finished = True
+            item = frames_check.accept(codec.decode_frame(msg.data))
+            if item is HEARTBEAT:
+                continue
+            if item is FINAL:
                 return
-            elif "error" in frame:
-                finished = True
-                if frame.get("status") == 503 and not streamed:
-                    # Shutting down (or stopped) before it sent anything: another worker can
-                    # take the request, as if this one had not been listening.
-                    raise InstanceGoneError(instance_id, str(frame["error"]))
-                raise RemoteError(
-                    frame["error"],
-                    frame.get("status"),
-                    error_type=frame.get("type"),
-                    code=frame.get("code"),
-                    param=frame.get("param"),
-                )
+            yield item
     finally:
-        if not finished:
+        if not frames_check.done:
             # The caller stopped reading (client disconnect, local stop string) or we failed:
             # tell the worker to stop generating.
             with contextlib.suppress(Exception):

@@ -5,7 +5,8 @@ in the runtime spells a key or a subject.
     endpoint path     ns.comp.ep                    (`dyn://ns.comp.ep` on the command line)
     instance key      instances/{ns}/{comp}/{ep}:{instance_id:x}        on the worker's lease
     instance record   {"component", "endpoint", "namespace", "instance_id",
-                       "transport": {"nats_tcp": subject}}                upstream's shape
+                       "transport": {"nats_tcp": subject}                 upstream's shape
+                                  | {"tcp": "host:port/subject"}}          (by request plane)
     request subject   {slug(ns_comp)}.{ep}-{instance_id:x}
     events            namespace.{ns}.component.{comp}.{event}   (a component's, e.g. kv_events)
                       namespace.{ns}.{event}                    (a namespace's, e.g. kv_metrics)
@@ -71,15 +72,23 @@ def namespace_subject(namespace: str, event: str) -> str:
     return f"namespace.{namespace}.{event}"
 
 
+#: The request planes an instance record can name, by their key in its `transport`.
+TRANSPORTS = ("nats_tcp", "tcp")
+
+
 @dataclass(frozen=True, slots=True)
 class InstanceRecord:
-    """What a serving worker writes at its instance key: who it is and how to reach it."""
+    """What a serving worker writes at its instance key: who it is and how to reach it.
+
+    `transport` is the request plane (`nats_tcp`: NATS, `address` its subject; `tcp`: direct
+    TCP, `address` is `host:port/subject`): each caller reaches each worker by its own record."""
 
     namespace: str
     component: str
     endpoint: str
     instance_id: int
-    subject: str
+    address: str
+    transport: str = "nats_tcp"
 
     @property
     def key(self) -> str:
@@ -92,25 +101,33 @@ class InstanceRecord:
                 "endpoint": self.endpoint,
                 "namespace": self.namespace,
                 "instance_id": self.instance_id,
-                "transport": {"nats_tcp": self.subject},
+                "transport": {self.transport: self.address},
             }
         )
 
     @classmethod
     def parse(cls, value: bytes) -> InstanceRecord:
+        """The record; `ValueError` for a transport this runtime cannot speak (upstream's
+        `http`) or a malformed one."""
         record = orjson.loads(value)
+        transport = record["transport"]
+        kind = next((k for k in TRANSPORTS if k in transport), None)
+        if kind is None:
+            raise ValueError(f"instance transport {sorted(transport)} is not one of {TRANSPORTS}")
         return cls(
             record["namespace"],
             record["component"],
             record["endpoint"],
             record["instance_id"],
-            record["transport"]["nats_tcp"],
+            transport[kind],
+            kind,
         )
 
 
 __all__ = [
     "DEFAULT_ENDPOINT",
     "INSTANCES_ROOT",
+    "TRANSPORTS",
     "InstanceRecord",
     "component_subject",
     "endpoint_path",

@@ -1,0 +1,372 @@
+"""Requests over direct TCP: one listening socket per worker process (`TcpRequestServer`), one
+reused connection per worker in each caller (`TcpClient`), many streams multiplexed on it.
+
+Built on asyncio `Protocol`s (no stream reader/writer layers per message) with the sans-IO
+framing of `codec`. The worker queues the frames that become ready in one turn of the event loop
+and writes them with one `write`. A worker process that dies closes its sockets, so its callers'
+streams fail at once; a caller that goes away closes its connection, so the worker stops
+generating for it. A frozen worker is found by the same acknowledgement and heartbeat timeouts
+as over NATS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from dynamo.runtime import codec
+from dynamo.runtime.context import Context
+from dynamo.runtime.errors import InstanceGoneError, PayloadTooLargeError
+from dynamo.runtime.response_stream import (
+    FINAL,
+    FIRST_FRAME_TIMEOUT_SECONDS,
+    HEARTBEAT,
+    IDLE_TIMEOUT_SECONDS,
+    Handler,
+    ResponseFrames,
+    finish_tasks,
+    serve_stream,
+    takes_context,
+)
+
+log = logging.getLogger(__name__)
+
+#: Upstream's default for DYN_TCP_MAX_MESSAGE_SIZE.
+DEFAULT_MAX_MESSAGE = 32 * 1024 * 1024
+_CONNECT_TIMEOUT_SECONDS = 3.0
+_CLOSED = None  # queued to every stream of a connection that is lost
+
+
+def advertised_host(towards: str) -> str:
+    """The address of this host's interface that reaches `towards` (the discovery server's
+    host): what callers on other hosts can connect to. No packet is sent."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect((towards, 9))
+            return probe.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"
+
+
+def split_address(address: str) -> tuple[str, int, str]:
+    """`host:port/subject` (a TCP instance record's address) as (host, port, subject)."""
+    where, _, subject = address.partition("/")
+    host, _, port = where.rpartition(":")
+    return host.strip("[]"), int(port), subject
+
+
+# -- the worker's side ---------------------------------------------------------------------
+
+
+class TcpEndpoint:
+    """One endpoint served on the process's TCP server: its handler and in-flight requests."""
+
+    def __init__(self, server: TcpRequestServer, subject: str, handler: Handler):
+        self.server = server
+        self.subject = subject
+        self.handler = handler
+        self.with_context = takes_context(handler)
+        self.accepting = True
+        self.inflight: set[asyncio.Task] = set()
+
+    @property
+    def address(self) -> str:
+        return f"{self.server.address}/{self.subject}"
+
+    async def start(self) -> None:
+        self.server.endpoints[self.subject] = self
+
+    async def drain(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Stop taking requests (a new one gets a 503 error frame, so the caller tries another
+        worker) and finish the in-flight ones, as `EndpointServer.drain`."""
+        self.accepting = False
+        await finish_tasks(list(self.inflight), timeout, self.subject)
+        self.server.endpoints.pop(self.subject, None)
+
+
+class _WorkerConnection(asyncio.Protocol):
+    """One caller's connection to this worker: its requests, and the frames going back."""
+
+    def __init__(self, server: TcpRequestServer):
+        self.server = server
+        self.reader = codec.TcpMessageReader(server.max_message)
+        self.transport: asyncio.Transport | None = None
+        self.requests: dict[int, tuple[Context, asyncio.Task]] = {}
+        self._out: list[bytes] = []
+        self._writable = asyncio.Event()
+        self._writable.set()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            messages = self.reader.feed(data)
+        except codec.TcpMessageTooLargeError as e:
+            log.warning("closing a request-plane connection: %s", e)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        for stream_id, kind, payload in messages:
+            if kind == codec.KIND_REQUEST:
+                self._start(stream_id, payload)
+            elif kind == codec.KIND_CONTROL:
+                entry = self.requests.get(stream_id)
+                if entry is None:
+                    continue
+                context, task = entry
+                if payload == b"kill":
+                    context.kill()
+                    task.cancel()
+                else:
+                    context.stop_generating()
+
+    def _start(self, stream_id: int, payload: bytes) -> None:
+        try:
+            subject, body = codec.parse_tcp_request(payload)
+            request_id, data = codec.decode_request(body)
+        except Exception:
+            self.queue(stream_id, codec.error_frame(1, "malformed request"))
+            return
+        endpoint = self.server.endpoints.get(subject)
+        if endpoint is None or not endpoint.accepting:
+            self.queue(stream_id, codec.error_frame(1, "worker is shutting down", 503))
+            return
+        context = Context(request_id)
+
+        async def send(frame: bytes, _probing: bool) -> None:
+            self.queue(stream_id, frame)  # queued first, so frames keep their order
+            if not self._writable.is_set():
+                await self._writable.wait()  # the caller reads slower than we generate
+
+        task = asyncio.create_task(
+            serve_stream(
+                endpoint.handler, endpoint.with_context, data, context, send, endpoint.subject
+            )
+        )
+        self.requests[stream_id] = (context, task)
+        endpoint.inflight.add(task)
+
+        def done(_: asyncio.Task) -> None:
+            self.requests.pop(stream_id, None)
+            endpoint.inflight.discard(task)
+
+        task.add_done_callback(done)
+
+    def queue(self, stream_id: int, frame: bytes) -> None:
+        """Queue a frame; everything queued in this turn of the loop goes out in one write."""
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._out.append(codec.tcp_message(stream_id, codec.KIND_FRAME, frame))
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # The caller is gone (its process died or it closed the connection): nobody reads.
+        self.transport = None
+        self._writable.set()
+        for context, task in list(self.requests.values()):
+            context.kill()
+            task.cancel()
+        self.server.connections.discard(self)
+
+
+class TcpRequestServer:
+    """The process's TCP request-plane socket; endpoints register on it by subject."""
+
+    def __init__(self, host: str, port: int = 0, max_message: int = DEFAULT_MAX_MESSAGE):
+        self.host = host
+        self.port = port
+        self.max_message = max_message
+        self.endpoints: dict[str, TcpEndpoint] = {}
+        self.connections: set[_WorkerConnection] = set()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    def _connection(self) -> _WorkerConnection:
+        connection = _WorkerConnection(self)
+        self.connections.add(connection)
+        return connection
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._connection, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("request plane listening on tcp %s", self.address)
+
+    def endpoint(self, subject: str, handler: Handler) -> TcpEndpoint:
+        return TcpEndpoint(self, subject, handler)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for connection in list(self.connections):
+                if connection.transport is not None:
+                    connection.transport.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+            self._server = None
+
+
+# -- the caller's side ---------------------------------------------------------------------
+
+
+class _CallerConnection(asyncio.Protocol):
+    """This process's connection to one worker: the frames of each stream go to its queue."""
+
+    def __init__(self, max_message: int):
+        self.reader = codec.TcpMessageReader(max_message)
+        self.transport: asyncio.Transport | None = None
+        self.streams: dict[int, asyncio.Queue[dict[str, Any] | None]] = {}
+        self._ids = itertools.count(1)
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            messages = self.reader.feed(data)
+        except codec.TcpMessageTooLargeError as e:
+            log.warning("closing a request-plane connection: %s", e)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        streams = self.streams
+        for stream_id, kind, payload in messages:
+            queue = streams.get(stream_id)
+            if queue is not None and kind == codec.KIND_FRAME:
+                queue.put_nowait(orjson.loads(payload))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        for queue in self.streams.values():
+            queue.put_nowait(_CLOSED)
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    @property
+    def open(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
+
+    def open_stream(self) -> tuple[int, asyncio.Queue[dict[str, Any] | None]]:
+        stream_id = next(self._ids) & 0xFFFFFFFF
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.streams[stream_id] = queue
+        return stream_id, queue
+
+    def send(self, stream_id: int, kind: int, payload: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(codec.tcp_message(stream_id, kind, payload))
+
+
+class TcpClient:
+    """This process's connections to workers, one per worker address, opened on first use."""
+
+    def __init__(self, max_message: int = DEFAULT_MAX_MESSAGE):
+        self.max_message = max_message
+        self._connections: dict[tuple[str, int], _CallerConnection] = {}
+        self._connecting: dict[tuple[str, int], asyncio.Future[_CallerConnection]] = {}
+
+    async def _connection(self, host: str, port: int) -> _CallerConnection:
+        key = (host, port)
+        connection = self._connections.get(key)
+        if connection is not None and connection.open:
+            return connection
+        pending = self._connecting.get(key)
+        if pending is None:  # one connect per worker, however many requests wait for it
+            pending = asyncio.ensure_future(self._connect(host, port))
+            self._connecting[key] = pending
+            pending.add_done_callback(lambda _: self._connecting.pop(key, None))
+        return await asyncio.shield(pending)
+
+    async def _connect(self, host: str, port: int) -> _CallerConnection:
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(_CONNECT_TIMEOUT_SECONDS):
+            _, connection = await loop.create_connection(
+                lambda: _CallerConnection(self.max_message), host, port
+            )
+        self._connections[(host, port)] = connection
+        return connection
+
+    async def stream(
+        self, address: str, instance_id: int, request: Any, context: Context
+    ) -> AsyncIterator[Any]:
+        """Send one request to the worker at `address` and yield its responses until its final
+        frame; the errors are `stream_request`'s (over NATS)."""
+        host, port, subject = split_address(address)
+        payload = codec.tcp_request(subject, context.id(), request)
+        if len(payload) > self.max_message:
+            raise PayloadTooLargeError(len(payload), self.max_message)
+        try:
+            connection = await self._connection(host, port)
+        except (OSError, TimeoutError) as e:
+            raise InstanceGoneError(
+                instance_id, f"is not listening at {host}:{port} ({type(e).__name__})"
+            ) from None
+        stream_id, frames = connection.open_stream()
+        check = ResponseFrames(instance_id)
+        try:
+            connection.send(stream_id, codec.KIND_REQUEST, payload)
+            timeout = FIRST_FRAME_TIMEOUT_SECONDS
+            stop_sent = False
+            while True:
+                try:
+                    frame = frames.get_nowait()
+                except asyncio.QueueEmpty:
+                    try:
+                        async with asyncio.timeout(timeout):
+                            frame = await frames.get()
+                    except TimeoutError:
+                        raise InstanceGoneError(instance_id, "stopped responding") from None
+                timeout = IDLE_TIMEOUT_SECONDS
+                if frame is None:  # _CLOSED: the connection is gone
+                    raise InstanceGoneError(instance_id, "closed its connection")
+                if not stop_sent and context.is_stopped():
+                    # The caller stopped the request but still reads: the worker stops and ends
+                    # the stream with its final frame (checked per frame, as over NATS).
+                    stop_sent = True
+                    connection.send(stream_id, codec.KIND_CONTROL, _stop_kind(context))
+                item = check.accept(frame)
+                if item is HEARTBEAT:
+                    continue
+                if item is FINAL:
+                    return
+                yield item
+        finally:
+            if not check.done:
+                # The caller stopped reading, or the worker went quiet: it stops generating.
+                connection.send(stream_id, codec.KIND_CONTROL, _stop_kind(context))
+            connection.streams.pop(stream_id, None)
+
+    async def close(self) -> None:
+        for connection in list(self._connections.values()):
+            if connection.transport is not None:
+                connection.transport.close()
+        self._connections.clear()
+
+
+def _stop_kind(context: Context) -> bytes:
+    return b"kill" if context.is_killed() else b"stop"
