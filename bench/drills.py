@@ -1,0 +1,313 @@
+"""Fault drills (issue 16): what clients see when a worker dies, when workers restart one by one
+under load, and when the frontend is driven far past its capacity. Loopback only, bounded in
+count and time; results go to docs/reliability.md.
+
+    uv run python bench/drills.py kill      # streams through out=dyn while a worker is SIGKILLed
+    uv run python bench/drills.py rolling   # every worker replaced (SIGTERM) under load
+    uv run python bench/drills.py overload  # 10x capacity against --max-concurrent-requests
+
+`kill` and `rolling` run echo_core workers on the SmolLM2 GGUF (its tokenizer; the engine echoes
+the prompt's tokens at DYN_TOKEN_ECHO_DELAY_MS), so the numbers measure the serving layer, not a
+model. `overload` runs echo_full in process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import aiohttp
+from _common import (
+    default_model,
+    free_port,
+    http_get,
+    model_listed,
+    percentile,
+    stop,
+    wait_until,
+)
+
+CLI = [sys.executable, "-m", "dynamo.frontend.cli"]
+PROMPT = "one two three four five six seven eight " * 40  # ~320 tokens to echo back
+
+
+@dataclass
+class StreamOutcome:
+    tokens: int = 0
+    error: str | None = None
+    hung: bool = False
+    longest_gap: float = 0.0
+
+
+@dataclass
+class Cluster:
+    """etcd, NATS, echo_core workers and an `out=dyn` frontend on loopback."""
+
+    env: dict[str, str]
+    url: str
+    workers: list[subprocess.Popen] = field(default_factory=list)
+    others: list[subprocess.Popen] = field(default_factory=list)
+
+    def start_worker(self) -> subprocess.Popen:
+        cmd = [*CLI, "in=dyn://drill.backend.generate", "out=echo_core", default_model()]
+        proc = subprocess.Popen([*cmd, "--model-name", "drill"], env=self.env)
+        self.workers.append(proc)
+        return proc
+
+    def instances(self) -> int:
+        body = http_get(f"{self.url}/health")
+        if body is None:
+            return 0
+        model = json.loads(body).get("models", {}).get("drill", {})
+        return int(model.get("workers", 0))
+
+
+@contextlib.contextmanager
+def cluster(workers: int, frontend_flags: list[str], delay_ms: int) -> Iterator[Cluster]:
+    from dynamo.runtime.testing import EtcdServer, NatsServer
+
+    with EtcdServer() as etcd, NatsServer() as nats:
+        env = {
+            **os.environ,
+            "ETCD_ENDPOINTS": etcd.url,
+            "NATS_SERVER": nats.url,
+            "DYN_LOG": "warn",
+            "DYN_TOKEN_ECHO_DELAY_MS": str(delay_ms),
+        }
+        port = free_port()
+        c = Cluster(env, f"http://127.0.0.1:{port}")
+        for _ in range(workers):
+            c.start_worker()
+        front = [*CLI, "in=http", "out=dyn", "--http-host", "127.0.0.1", "--http-port", str(port)]
+        c.others.append(subprocess.Popen([*front, *frontend_flags], env=env))
+        try:
+            wait_until(lambda: model_listed(c.url, "drill"), c.others, "frontend", 180)
+            wait_until(lambda: c.instances() == workers, c.workers, "workers", 180)
+            yield c
+        finally:
+            stop([*c.workers, *c.others])
+
+
+async def one_stream(
+    session: aiohttp.ClientSession, url: str, max_tokens: int, hang_after: float
+) -> StreamOutcome:
+    """One streaming chat; a gap of `hang_after` seconds without a line counts as a hang."""
+    body = {
+        "model": "drill",
+        "stream": True,
+        "max_tokens": max_tokens,
+        "ignore_eos": True,
+        "stream_options": {"include_usage": True},
+        "messages": [{"role": "user", "content": PROMPT}],
+    }
+    out = StreamOutcome()
+    try:
+        async with session.post(f"{url}/v1/chat/completions", json=body) as resp:
+            if resp.status != 200:
+                out.error = f"HTTP {resp.status}"
+                return out
+            last = time.monotonic()
+            while True:
+                try:
+                    raw = await asyncio.wait_for(resp.content.readline(), hang_after)
+                except TimeoutError:
+                    out.hung = True
+                    return out
+                if not raw:
+                    return out
+                now = time.monotonic()
+                out.longest_gap = max(out.longest_gap, now - last)
+                last = now
+                line = raw.strip()
+                if line.startswith(b"event: error"):
+                    out.error = "error event"
+                elif line.startswith(b"data: {"):
+                    usage = json.loads(line[6:]).get("usage")
+                    if usage:
+                        out.tokens = usage["completion_tokens"]
+    except aiohttp.ClientError as e:
+        out.error = type(e).__name__
+    return out
+
+
+def summarize(outcomes: list[StreamOutcome], max_tokens: int) -> dict[str, object]:
+    full = sum(o.tokens == max_tokens and not o.error and not o.hung for o in outcomes)
+    return {
+        "streams": len(outcomes),
+        "full_answers": full,
+        "errors": Counter(o.error for o in outcomes if o.error),
+        "hung": sum(o.hung for o in outcomes),
+        "longest_pause_s": round(max((o.longest_gap for o in outcomes), default=0.0), 3),
+    }
+
+
+async def drill_kill(args: argparse.Namespace) -> None:
+    """`--streams` streams at once; one worker is SIGKILLed `--kill-after` seconds in."""
+    flags = ["--migration-limit", str(args.migration_limit)]
+    with cluster(args.workers, flags, args.delay_ms) as c:
+        timeout = aiohttp.ClientTimeout(total=None)
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+            tasks = [
+                asyncio.create_task(one_stream(session, c.url, args.max_tokens, args.hang_after))
+                for _ in range(args.streams)
+            ]
+            await asyncio.sleep(args.kill_after)
+            victim = c.workers[0]
+            victim.send_signal(signal.SIGKILL)
+            killed = time.monotonic()
+            outcomes = await asyncio.gather(*tasks)
+            print(
+                json.dumps(
+                    {
+                        "drill": "kill",
+                        **vars(args),
+                        **summarize(outcomes, args.max_tokens),
+                        "all_done_after_kill_s": round(time.monotonic() - killed, 2),
+                    },
+                    default=str,
+                )
+            )
+
+
+async def drill_rolling(args: argparse.Namespace) -> None:
+    """Clients loop on short streams while each worker is replaced: a new one starts, then the
+    old one gets SIGTERM (a rolling restart)."""
+    with cluster(args.workers, [], args.delay_ms) as c:
+        stop_load = asyncio.Event()
+        outcomes: list[StreamOutcome] = []
+
+        async def client(session: aiohttp.ClientSession) -> None:
+            while not stop_load.is_set():
+                outcomes.append(await one_stream(session, c.url, 20, args.hang_after))
+
+        timeout = aiohttp.ClientTimeout(total=None)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            tasks = [asyncio.create_task(client(session)) for _ in range(args.clients)]
+            exit_codes = []
+            for old in list(c.workers):
+                c.start_worker()
+                await asyncio.to_thread(
+                    wait_until, lambda: c.instances() == args.workers + 1, c.workers, "new", 180
+                )
+                old.send_signal(signal.SIGTERM)
+                exit_codes.append(await asyncio.to_thread(old.wait, 60))
+                c.workers.remove(old)
+                await asyncio.to_thread(
+                    wait_until, lambda: c.instances() == args.workers, c.workers, "left", 30
+                )
+            stop_load.set()
+            await asyncio.gather(*tasks)
+        print(
+            json.dumps(
+                {
+                    "drill": "rolling",
+                    **vars(args),
+                    **summarize(outcomes, 20),
+                    "worker_exit_codes": exit_codes,
+                },
+                default=str,
+            )
+        )
+
+
+async def drill_overload(args: argparse.Namespace) -> None:
+    """`--factor` x (capacity + queue) requests at once against `--max-concurrent-requests`."""
+    flags = [
+        "--max-concurrent-requests",
+        str(args.capacity),
+        "--queue-size",
+        str(args.queue_size),
+        "--queue-timeout",
+        str(args.queue_timeout),
+    ]
+    proc, url = _start_echo_full(flags)
+    try:
+        statuses: Counter[int] = Counter()
+        retry_after_missing = 0
+        latencies: list[float] = []
+        body = {"model": "drill", "messages": [{"role": "user", "content": "x" * 50}]}
+
+        async def one(session: aiohttp.ClientSession) -> None:
+            nonlocal retry_after_missing
+            start = time.monotonic()
+            async with session.post(f"{url}/v1/chat/completions", json=body) as resp:
+                await resp.read()
+                statuses[resp.status] += 1
+                if resp.status in (429, 503) and "Retry-After" not in resp.headers:
+                    retry_after_missing += 1
+                if resp.status == 200:
+                    latencies.append(time.monotonic() - start)
+
+        total = args.factor * (args.capacity + args.queue_size)
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            await asyncio.gather(*(one(session) for _ in range(total)))
+        print(
+            json.dumps(
+                {
+                    "drill": "overload",
+                    **vars(args),
+                    "requests": total,
+                    "statuses": dict(sorted(statuses.items())),
+                    "other_5xx": sum(n for s, n in statuses.items() if s >= 500 and s != 503),
+                    "retry_after_missing": retry_after_missing,
+                    "admitted_p50_s": round(percentile(latencies, 50), 3) if latencies else None,
+                    "admitted_p99_s": round(percentile(latencies, 99), 3) if latencies else None,
+                }
+            )
+        )
+    finally:
+        stop([proc])
+
+
+def _start_echo_full(flags: list[str]) -> tuple[subprocess.Popen, str]:
+    """`dynamo-run in=http out=echo_full` (no model) on a free port, 10 ms a character."""
+    port = free_port()
+    cmd = [*CLI, "in=http", "out=echo_full", "--model-name", "drill"]
+    cmd += ["--http-host", "127.0.0.1", "--http-port", str(port), *flags]
+    env = {**os.environ, "DYN_LOG": "warn", "DYN_TOKEN_ECHO_DELAY_MS": "10"}
+    proc = subprocess.Popen(cmd, env=env)
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: http_get(f"{url}/health") is not None, [proc], "dynamo-run", 120)
+    return proc, url
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="drill", required=True)
+    kill = sub.add_parser("kill", help="SIGKILL a worker under streaming load")
+    kill.add_argument("--workers", type=int, default=2)
+    kill.add_argument("--streams", type=int, default=100)
+    kill.add_argument("--max-tokens", type=int, default=200)
+    kill.add_argument("--delay-ms", type=int, default=20, help="echo pace per token")
+    kill.add_argument("--kill-after", type=float, default=1.5)
+    kill.add_argument("--migration-limit", type=int, default=3)
+    kill.add_argument("--hang-after", type=float, default=10.0)
+    rolling = sub.add_parser("rolling", help="replace every worker under load")
+    rolling.add_argument("--workers", type=int, default=2)
+    rolling.add_argument("--clients", type=int, default=16)
+    rolling.add_argument("--delay-ms", type=int, default=10)
+    rolling.add_argument("--hang-after", type=float, default=10.0)
+    overload = sub.add_parser("overload", help="10x capacity against admission control")
+    overload.add_argument("--capacity", type=int, default=8)
+    overload.add_argument("--queue-size", type=int, default=32)
+    overload.add_argument("--queue-timeout", type=float, default=2.0)
+    overload.add_argument("--factor", type=int, default=10)
+    args = parser.parse_args()
+    drill = {"kill": drill_kill, "rolling": drill_rolling, "overload": drill_overload}[args.drill]
+    asyncio.run(drill(args))
+
+
+if __name__ == "__main__":
+    main()
