@@ -45,7 +45,7 @@ def wait_models(server, expected: set[str], timeout: float = 120.0) -> None:
 
 
 def test_responses_messages_and_embeddings_through_workers(
-    start_server, runtime_env, workers, smollm2_gguf
+    start_server, runtime_env, workers, smollm2_gguf, tmp_path
 ):
     workers("ep11.chat.generate", "out=echo_full", "--model-name", "echo")
     workers(
@@ -58,8 +58,19 @@ def test_responses_messages_and_embeddings_through_workers(
         "--model-name",
         "embed",
     )
+    template = tmp_path / "plain.jinja"
+    template.write_text("{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}")
+    workers(
+        "ep11.tpl.generate",
+        "out=echo_core",
+        str(smollm2_gguf),
+        "--chat-template",
+        str(template),
+        "--model-name",
+        "templated",
+    )
     frontend = start_server("out=dyn", "--enable-anthropic-api", env=runtime_env, healthy=False)
-    wait_models(frontend, {"echo", "embed"})
+    wait_models(frontend, {"echo", "embed", "templated"})
 
     client = openai.OpenAI(base_url=frontend.v1, api_key="none", max_retries=0)
     first = client.responses.create(model="echo", input="hello")
@@ -68,6 +79,10 @@ def test_responses_messages_and_embeddings_through_workers(
         model="echo", input="again", previous_response_id=first.id
     ) as stream:
         assert stream.get_final_response().output_text == "again"
+
+    # The worker's --chat-template travelled on its model card: the frontend renders with it.
+    templated = client.responses.create(model="templated", input="hi", instructions="sys")
+    assert templated.output_text == "[system] sys\n[user] hi\n"
 
     claude = anthropic.Anthropic(base_url=frontend.url, api_key="none", max_retries=0)
     message = claude.messages.create(
