@@ -511,3 +511,35 @@ async def test_continuous_usage_stats(client):
     counts = [ch.usage.completion_tokens for ch in chunks]
     assert counts == sorted(counts) and counts[-1] == 3
     assert all(ch.usage is not None for ch in chunks)
+
+
+async def test_annotations_are_named_sse_events(client, card):
+    body = {
+        "model": "echo",
+        "stream": True,
+        "max_tokens": 2,
+        "messages": HI,
+        "nvext": {"annotations": ["formatted_prompt", "token_ids"]},
+    }
+    http = client._client
+    async with http.stream("POST", "http://t/v1/chat/completions", json=body) as r:
+        text = (await r.aread()).decode()
+    events = text.split("\n\n")
+    assert events[0].startswith("event: formatted_prompt\n: ")
+    assert "<|im_start|>user" in json.loads(events[0].split("\n: ", 1)[1])
+    ids = json.loads(events[1].removeprefix("event: token_ids\n: "))
+    assert ids == card.tokenizer().encode(json.loads(events[0].split("\n: ", 1)[1])).ids
+    chunks = [json.loads(e.removeprefix("data: ")) for e in events[2:] if e.startswith("data: {")]
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+
+
+@pytest.mark.parametrize(
+    ("nvext", "stream"), [({"annotations": ["token_ids"]}, False), ({"annotations": ["x"]}, True)]
+)
+async def test_annotations_refused_unary_or_unknown(client, nvext, stream):
+    await refused(
+        client.chat.completions.create(
+            model="echo", messages=HI, stream=stream, extra_body={"nvext": nvext}
+        ),
+        "nvext.annotations",
+    )

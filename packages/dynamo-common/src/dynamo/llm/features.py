@@ -59,6 +59,7 @@ class Feature(StrEnum):
     INCLUDE_STOP_STR = "include_stop_str_in_output"
     SKIP_SPECIAL_TOKENS = "skip_special_tokens"
     RAW_PROMPT = "use_raw_prompt"
+    ANNOTATIONS = "annotations"
     TOKEN_PROMPT = "token_prompt"
     #: The engine renders `tools` (and `chat_template_kwargs`, `reasoning_effort`) into its
     #: prompt itself.

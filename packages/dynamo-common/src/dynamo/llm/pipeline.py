@@ -23,7 +23,12 @@ from dynamo.llm.postprocess import OutputParsers, check_tools, parse_chat_stream
 from dynamo.llm.preprocessor import OpenAIPreprocessor
 from dynamo.llm.protocols.openai import ChatCompletionRequest, CompletionRequest
 from dynamo.llm.protocols.wire import FinishReason
-from dynamo.llm.requirements import needed_features, refuse_unsupported
+from dynamo.llm.requirements import (
+    ANNOTATION_FORMATTED_PROMPT,
+    ANNOTATION_TOKEN_IDS,
+    needed_features,
+    refuse_unsupported,
+)
 from dynamo.llm.stream_delta import StreamDelta
 from dynamo.runtime.context import Context
 
@@ -187,6 +192,7 @@ class BackendModel(ServedModel):
         as_ids = bool(output_options.get("return_tokens_as_token_ids"))
         cached: int | None = None
         prompt_logprobs = None  # sent once, with the first piece of the answer
+        annotations = self._annotations(preq)  # the same
         stream = self.engine.generate(preq, context)
         engine_reason: FinishReason | None = None
         try:
@@ -221,6 +227,7 @@ class BackendModel(ServedModel):
                             logprobs=logprobs,
                             cached_tokens=cached,
                             prompt_logprobs=prompt_logprobs,
+                            annotations=annotations,
                         )
                         return
                     if result.text or logprobs:
@@ -232,8 +239,9 @@ class BackendModel(ServedModel):
                             logprobs=logprobs,
                             cached_tokens=cached,
                             prompt_logprobs=prompt_logprobs,
+                            annotations=annotations,
                         )
-                        prompt_logprobs = None
+                        prompt_logprobs = annotations = None
                 reason = out.get("finish_reason")
                 if reason is not None:
                     engine_reason = FinishReason.parse(reason)
@@ -250,7 +258,22 @@ class BackendModel(ServedModel):
             decoder.completion_tokens,
             cached_tokens=cached,
             prompt_logprobs=prompt_logprobs,
+            annotations=annotations,
         )
+
+    def _annotations(self, preq: dict[str, Any]) -> dict[str, Any] | None:
+        """Upstream's `nvext.annotations`: the prompt as the model saw it, and its token ids."""
+        names = preq.get("annotations")
+        if not names:
+            return None
+        values: dict[str, Any] = {}
+        if ANNOTATION_FORMATTED_PROMPT in names:
+            values[ANNOTATION_FORMATTED_PROMPT] = self.tokenizer.decode(
+                preq["token_ids"], skip_special_tokens=False
+            )
+        if ANNOTATION_TOKEN_IDS in names:
+            values[ANNOTATION_TOKEN_IDS] = list(preq["token_ids"])
+        return values
 
     def _token_texts(self) -> TokenTexts:
         if self._texts is None:

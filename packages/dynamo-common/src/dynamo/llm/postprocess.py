@@ -181,6 +181,7 @@ async def _parsed(
                 or out.reasoning
                 or out.tool_calls
                 or out.logprobs
+                or out.annotations
                 or out.finish_reason is not None
             ):
                 yield out

@@ -30,6 +30,10 @@ from dynamo.llm.protocols.openai import (
 from dynamo.llm.protocols.wire import GuidedDecodingOptions
 
 _GUIDED_FIELDS = ("guided_json", "guided_regex", "guided_choice", "guided_grammar")
+#: Upstream's `nvext.annotations` the frontend answers (as named SSE events).
+ANNOTATION_FORMATTED_PROMPT = "formatted_prompt"
+ANNOTATION_TOKEN_IDS = "token_ids"
+ANNOTATIONS = (ANNOTATION_FORMATTED_PROMPT, ANNOTATION_TOKEN_IDS)
 
 
 def _refuse(param: str, why: str) -> InvalidRequestError:
@@ -40,6 +44,16 @@ def _refuse(param: str, why: str) -> InvalidRequestError:
 
 def refuse_unsupported(request: _CommonRequest) -> None:
     """Raise a 400 for a field set to something no engine here can do."""
+    annotations = request.ext("annotations")
+    if annotations:
+        unknown = [a for a in annotations if a not in ANNOTATIONS]
+        if unknown:
+            raise _refuse(
+                "nvext.annotations",
+                f"unknown annotation {unknown[0]!r}; known: {', '.join(ANNOTATIONS)}",
+            )
+        if not request.stream:
+            raise _refuse("nvext.annotations", "annotations are sent as SSE events: stream: true")
     if request.spaces_between_special_tokens is False:
         raise _refuse(
             "spaces_between_special_tokens",
@@ -89,6 +103,7 @@ def needed_features(request: _CommonRequest, detokenized: bool = True) -> dict[F
         )
         need(Feature.SKIP_SPECIAL_TOKENS, "skip_special_tokens", request.skip_special_tokens)
         if request.nvext is not None:
+            need(Feature.ANNOTATIONS, "nvext.annotations", request.nvext.annotations or None)
             need(Feature.RAW_PROMPT, "nvext.use_raw_prompt", request.nvext.use_raw_prompt or None)
             need(Feature.TOKEN_PROMPT, "nvext.token_data", request.nvext.token_data)
         if isinstance(request, CompletionRequest) and not isinstance(request.prompts()[0], str):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from dynamo.llm.logprobs import TokenLogprob
@@ -33,6 +33,9 @@ class StreamDelta:
     #: Log probabilities of the prompt's tokens (completions `echo` with `logprobs`), on the
     #: first piece; the first token's `logprob` is None (nothing precedes it).
     prompt_logprobs: list[TokenLogprob] | None = None
+    #: Upstream's `nvext.annotations` (`formatted_prompt`, `token_ids`), on the first piece; the
+    #: HTTP layer sends them as named SSE events.
+    annotations: dict[str, Any] | None = None
     #: Prompt tokens the engine served from its prefix cache, when it reports them.
     cached_tokens: int | None = None
     #: Tokens of reasoning (on the last piece, when a reasoning parser ran).

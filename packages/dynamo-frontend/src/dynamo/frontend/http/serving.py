@@ -141,11 +141,15 @@ class OpenAIServing:
         try:
             if first is not None:
                 timer.on_tokens(first.completion_tokens)
+                if first.annotations:
+                    yield annotation_events(first.annotations)
                 yield b"data: " + dumps(builder.chunk(first)) + b"\n\n"
                 # Several choices (n > 1) each finish: the stream's end is the last one's.
                 async for delta in stream:
                     timer.on_tokens(delta.completion_tokens)
                     last = delta
+                    if delta.annotations:
+                        yield annotation_events(delta.annotations)
                     yield b"data: " + dumps(builder.chunk(delta)) + b"\n\n"
             if include_usage and last is not None:
                 yield b"data: " + dumps(builder.usage_chunk(last)) + b"\n\n"
@@ -204,6 +208,15 @@ class OpenAIServing:
             await stream.aclose()  # type: ignore[attr-defined]
         timer.finish("success", answer.last.prompt_tokens if answer.last else 0)
         return JSONResponse(builder.full(answer))
+
+
+def annotation_events(annotations: dict[str, Any]) -> bytes:
+    """Upstream's annotation events: `event: NAME` with the JSON value as an SSE comment (for
+    raw SSE readers; the openai SDK fails on an event without data, as it does on upstream's)."""
+    return b"".join(
+        b"event: " + name.encode() + b"\n: " + orjson.dumps(value) + b"\n\n"
+        for name, value in annotations.items()
+    )
 
 
 def fingerprint(served: Any) -> str | None:
