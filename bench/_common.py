@@ -185,6 +185,7 @@ def split_stack(
     extra_engine_args: Mapping[str, object] | None = None,
     workers: int = 1,
     router_mode: str = "round-robin",
+    request_plane: str | None = None,
     timeout: float = 120.0,
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """Our frontend and its engine in separate processes: etcd, NATS, `workers` engine workers
@@ -192,7 +193,8 @@ def split_stack(
 
     The shape upstream always runs in (frontend + mocker over a request plane), so the frontend
     process's CPU can be compared with upstream's without either side counting an engine. Yields
-    the frontend's URL and process.
+    the frontend's URL and process. `request_plane` (tcp or nats) is the workers'
+    `--request-plane` (default: the runtime's).
     """
     from dynamo.runtime.testing import EtcdServer, NatsServer
 
@@ -201,6 +203,8 @@ def split_stack(
         cli = [sys.executable, "-m", "dynamo.frontend.cli"]
         worker = [*cli, "in=dyn://bench.worker.generate", f"out={engine}", model_path]
         worker += ["--model-name", model_name]
+        if request_plane is not None:
+            worker += ["--request-plane", request_plane]
         if extra_engine_args:
             worker += ["--extra-engine-args", json.dumps(dict(extra_engine_args))]
         procs = [subprocess.Popen(worker, env=env) for _ in range(workers)]

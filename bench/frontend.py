@@ -6,11 +6,13 @@ JSON object. Wall-clock numbers on a shared 2-core machine swing 2x; the steadie
 server's own CPU time (from /proc) divided by the tokens it streamed.
 
 `--split` runs the engine as its own worker behind `in=http out=dyn` (etcd and NATS) and counts
-the frontend process alone; `--upstream PYTHON` runs upstream Dynamo's frontend and mocker
+the frontend process alone (`--request-plane nats,tcp --rounds 2` measures each plane in turn,
+back to back in one run, one JSON line each); `--upstream PYTHON` runs upstream Dynamo's frontend and mocker
 (bench/upstream.py) the same way, so the two frontends' CPU per token compare like for like.
 
     uv run python bench/frontend.py --engine echo_core --concurrency 64 --requests 512
     uv run python bench/frontend.py --split --engine mocker --concurrency 64 --requests 512
+    uv run python bench/frontend.py --split --engine mocker --request-plane nats,tcp --rounds 2
     uv run python bench/frontend.py --upstream /path/to/upstream-venv/bin/python --requests 512
     uv run python bench/frontend.py --url http://127.0.0.1:8000 --server-pid 1234 --model smollm2
 """
@@ -86,14 +88,15 @@ async def run_load(
 
 @contextlib.contextmanager
 def server_under_test(
-    args: argparse.Namespace, extra: list[str]
+    args: argparse.Namespace, extra: list[str], plane: str | None = None
 ) -> Iterator[tuple[str, int | None, str, str]]:
     """Start what `args` asks for; yield its URL, the pid to measure, the model name, a label.
 
     Ours in one process (`in=http out=ENGINE`, the default), ours split (`--split`: frontend
     and an `out=ENGINE` worker over etcd and NATS), upstream's frontend and mocker
     (`--upstream PYTHON`), or a server that is already running (`--url`). In the split and
-    upstream shapes the pid is the frontend's: the engine's CPU is not counted.
+    upstream shapes the pid is the frontend's: the engine's CPU is not counted. `plane`: the
+    split worker's request plane.
     """
     if args.url:
         yield args.url, args.server_pid, args.model, "external"
@@ -108,8 +111,10 @@ def server_under_test(
             yield stack.url, stack.frontend.pid, stack.model, f"upstream-{stack.version}:mocker"
     elif args.split:
         engine_args = {"speedup_ratio": MOCKER_SPEEDUP} if args.engine == "mocker" else None
-        with split_stack(args.engine, model_path, extra_engine_args=engine_args) as (url, proc):
-            yield url, proc.pid, "bench", f"split:{args.engine}"
+        with split_stack(
+            args.engine, model_path, extra_engine_args=engine_args, request_plane=plane
+        ) as (url, proc):
+            yield url, proc.pid, "bench", f"split:{args.engine}:{plane or 'default'}"
     else:
         proc: subprocess.Popen | None = None
         env = {"DYN_TOKEN_ECHO_DELAY_MS": os.environ.get("DYN_TOKEN_ECHO_DELAY_MS", "0")}
@@ -155,9 +160,21 @@ def main() -> None:
         help="the python of a virtualenv holding upstream ai-dynamo 1.6.1: run its frontend "
         f"and mocker (speedup {MOCKER_SPEEDUP:g}) instead of ours and measure its frontend",
     )
+    p.add_argument(
+        "--request-plane",
+        help="with --split: the worker's request plane, or several (nats,tcp) measured in turn",
+    )
+    p.add_argument("--rounds", type=int, default=1, help="times to measure each request plane")
     args, extra = p.parse_known_args()
+    planes: list[str | None] = args.request_plane.split(",") if args.request_plane else [None]
+    for _ in range(args.rounds):
+        for plane in planes:
+            measure(args, extra, plane)
 
-    with server_under_test(args, extra) as (url, pid, model, label):
+
+def measure(args: argparse.Namespace, extra: list[str], plane: str | None) -> None:
+    """Start the server under test, warm it up, load it, and print one JSON report."""
+    with server_under_test(args, extra, plane) as (url, pid, model, label):
         endpoint = f"{url}/v1/chat/completions"
         asyncio.run(
             run_load(

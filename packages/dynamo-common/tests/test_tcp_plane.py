@@ -172,3 +172,29 @@ async def test_a_server_on_port_zero_gets_a_free_port_and_says_where():
         assert server.address == f"127.0.0.1:{server.port}"
     finally:
         await server.close()
+
+
+def test_both_sides_run_on_uvloop():
+    """dynamo-run runs on uvloop, whose transports are not asyncio's classes."""
+    uvloop = pytest.importorskip("uvloop")
+    from dynamo.runtime.context import Context
+    from dynamo.runtime.tcp_plane import TcpClient
+
+    async def handler(request):
+        for i in range(request["n"]):
+            yield i
+
+    async def main() -> list:
+        server = TcpRequestServer("127.0.0.1")
+        await server.start()
+        endpoint = server.endpoint("ns_c.ep-1", handler)
+        await endpoint.start()
+        client = TcpClient()
+        try:
+            return [i async for i in client.stream(endpoint.address, 1, {"n": 5}, Context())]
+        finally:
+            await client.close()
+            await endpoint.drain()
+            await server.close()
+
+    assert uvloop.run(main()) == [0, 1, 2, 3, 4]

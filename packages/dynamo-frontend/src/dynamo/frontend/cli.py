@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 
@@ -103,7 +104,13 @@ def _check_input(inv: Invocation) -> None:
                 raise UsageError(
                     f"--{flag.replace('_', '-')} is a worker flag; it cannot be used with out=dyn"
                 )
-    if inv.output == "dyn" or inv.input.startswith("dyn://"):
+    distributed = inv.output == "dyn" or inv.input.startswith("dyn://")
+    if inv.args.request_plane is not None:
+        if not distributed:
+            raise UsageError("--request-plane is a distributed flag: it needs in=dyn:// or out=dyn")
+        # The runtime reads its settings from the environment, as upstream's does.
+        os.environ["DYN_REQUEST_PLANE"] = inv.args.request_plane
+    if distributed:
         _check_runtime_env()
 
 

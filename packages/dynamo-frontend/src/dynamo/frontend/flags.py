@@ -219,6 +219,13 @@ def build_parser(prog: str = "dynamo-run") -> argparse.ArgumentParser:
         "(in=dyn://) it goes on the model's card; on out=dyn it overrides the cards' (default 0)",
     )
     h.add_argument(
+        "--request-plane",
+        choices=["tcp", "nats"],
+        help="in=dyn://: how the worker takes requests (its instance record says so; out=dyn "
+        "reaches each worker by its own record); the same as DYN_REQUEST_PLANE "
+        "(default: DYN_REQUEST_PLANE, else nats)",
+    )
+    h.add_argument(
         "--kv-overlap-score-weight",
         type=float,
         default=1.0,
