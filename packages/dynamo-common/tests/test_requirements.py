@@ -108,3 +108,27 @@ def test_refused_everywhere(kw, param):
         refuse_unsupported(chat(**kw))
     assert e.value.param == param
     refuse_unsupported(chat(store=False, modalities=["text"]))
+
+
+def test_text_engines_need_tools_for_earlier_tool_turns():
+    req = ChatCompletionRequest.model_validate(
+        {
+            "model": "m",
+            "messages": [
+                {"role": "user", "content": "x"},
+                {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {
+                            "id": "c",
+                            "type": "function",
+                            "function": {"name": "f", "arguments": "{}"},
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "c", "content": "42"},
+            ],
+        }
+    )
+    assert needed_features(req, detokenized=False)[Feature.TOOLS] == "messages"
+    assert Feature.TOOLS not in needed_features(req)

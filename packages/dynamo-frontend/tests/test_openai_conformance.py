@@ -471,6 +471,25 @@ async def test_text_engine_body_is_json_safe(client):
     assert resp.choices[0].message.content == "ab"
 
 
+async def test_text_engine_greed_sampling_reaches_the_body(client):
+    seen = []
+    model = client._client._transport.app.state.dynamo.models.get("echo-full")
+    original = model.engine.generate
+
+    def spy(body, context):
+        seen.append(body)
+        return original(body, context)
+
+    model.engine.generate = spy
+    await client.chat.completions.create(
+        model="echo-full",
+        messages=[{"role": "user", "content": "a"}],
+        temperature=0.9,
+        extra_body={"nvext": {"greed_sampling": True}},
+    )
+    assert seen[0]["temperature"] == 0.0
+
+
 async def test_text_engine_n_choices(client):
     resp = await client.chat.completions.create(
         model="echo-full", messages=[{"role": "user", "content": "abc"}], n=2

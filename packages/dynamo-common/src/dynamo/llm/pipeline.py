@@ -329,15 +329,14 @@ class OpenAIEngineModel(ServedModel):
         self, request: ChatCompletionRequest, context: Context
     ) -> AsyncIterator[StreamDelta]:
         prompt = "".join(m.text() for m in request.messages)
-        body = request.model_dump(mode="json", exclude_none=True, by_alias=True)
-        return self._run(body, prompt, "delta", context)
+        return self._run(_engine_body(request), prompt, "delta", context)
 
     def _completion_one(
         self, request: CompletionRequest, context: Context
     ) -> AsyncIterator[StreamDelta]:
         prompt = request.single_prompt()
         text = prompt if isinstance(prompt, str) else ""
-        body = request.model_dump(mode="json", exclude_none=True, by_alias=True)
+        body = _engine_body(request)
         body["prompt"] = prompt
         return self._run(body, text, "text", context)
 
@@ -372,6 +371,15 @@ class OpenAIEngineModel(ServedModel):
             await _aclose(stream)
         if not context.is_killed():
             yield StreamDelta("", "stop", prompt_tokens, completion_tokens)
+
+
+def _engine_body(request: ChatCompletionRequest | CompletionRequest) -> dict[str, Any]:
+    """The OpenAI body a text-level engine gets: JSON-safe (it may cross the network), with
+    `nvext.greed_sampling` applied as the frontend applies it for token-level engines."""
+    body = request.model_dump(mode="json", exclude_none=True, by_alias=True)
+    if request.nvext is not None and request.nvext.greed_sampling:
+        body["temperature"] = 0.0
+    return body
 
 
 async def _aclose(stream: AsyncIterator[Any]) -> None:

@@ -111,6 +111,9 @@ def needed_features(request: _CommonRequest, detokenized: bool = True) -> dict[F
         if isinstance(request, ChatCompletionRequest):
             if request.tool_choice != "none":
                 need(Feature.TOOLS, "tools", request.tools or None)
+            # A conversation with earlier tool calls needs an engine that renders them.
+            turns = any(m.tool_calls or m.role == "tool" for m in request.messages)
+            need(Feature.TOOLS, "messages", turns or None)
             need(Feature.TEMPLATE_ARGS, "chat_template_kwargs", request.chat_template_kwargs)
             need(Feature.TEMPLATE_ARGS, "chat_template_args", request.chat_template_args)
             need(Feature.TEMPLATE_ARGS, "reasoning_effort", request.reasoning_effort)
