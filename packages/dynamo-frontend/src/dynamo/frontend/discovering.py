@@ -15,12 +15,12 @@ from dynamo.frontend.model_manager import ModelManager
 from dynamo.frontend.request_template import RequestTemplate
 from dynamo.llm.discovery import DiscoveredModel, ModelWatcher
 from dynamo.llm.kv.indexer import DEFAULT_MAX_BLOCKS
-from dynamo.llm.embedding_model import EmbeddingModel
 from dynamo.llm.migration import Migration
 from dynamo.llm.model_type import ModelType
-from dynamo.llm.pipeline import BackendModel, OpenAIEngineModel, ServedModel
+from dynamo.llm.pipeline import AsyncEngine, ServedModel
 from dynamo.llm.postprocess import OutputParsers, parsers_for
 from dynamo.llm.router_engine import RouterEngine
+from dynamo.llm.served import served_model
 from dynamo.runtime import DistributedRuntime
 
 log = logging.getLogger(__name__)
@@ -35,20 +35,20 @@ def served_from_discovery(
 ) -> ServedModel:
     """The model as the HTTP layer serves it. Token-level (Backend) models get request migration:
     `migration_limit` (the frontend's `--migration-limit`) or else the worker's card's."""
+    served_engine: AsyncEngine = engine
     if model.model_type is ModelType.Backend:
         limit = model.card.migration_limit if migration_limit is None else migration_limit
         if limit > 0:
             hook = None if on_migrate is None else (lambda: on_migrate(model.name))
-            return BackendModel(
-                model.name, model.card, Migration(engine, limit, hook), parsers=parsers
-            )
-        return BackendModel(model.name, model.card, engine, parsers=parsers)
-    if model.model_type is ModelType.Embedding:
-        return EmbeddingModel(model.name, model.card, engine)
-    serves = frozenset({model.model_type})
-    if model.model_type is ModelType.Chat:
-        serves |= {ModelType.Completion}  # Chat workers (echo_full, upstream's) take both
-    return OpenAIEngineModel(model.name, model.card, engine, serves, parsers=parsers)
+            served_engine = Migration(engine, limit, hook)
+    return served_model(
+        model.name,
+        model.model_type,
+        model.card,
+        served_engine,
+        also_serves=model.serves,
+        parsers=parsers,
+    )
 
 
 async def router_for(

@@ -12,30 +12,23 @@ import orjson
 
 from dynamo.frontend.default_model import DEFAULT_MODEL_PACKAGE, embedded_default_model
 from dynamo.frontend.flags import UsageError
-from dynamo.llm.embedding_model import EmbeddingModel
-from dynamo.llm.engine import Engine, EngineConfig, load_embedding_engine_class, load_engine_class
+from dynamo.llm.engine import (
+    ENGINE_FLAGS,
+    Engine,
+    EngineConfig,
+    load_embedding_engine_class,
+    load_engine_class,
+)
 from dynamo.llm.errors import TemplateError
 from dynamo.llm.features import declare, engine_features
 from dynamo.llm.model_card import ModelDeploymentCard, load_card
 from dynamo.llm.model_source import default_model_name
 from dynamo.llm.model_type import ModelType
-from dynamo.llm.pipeline import BackendModel, OpenAIEngineModel, ServedModel
+from dynamo.llm.pipeline import ServedModel
 from dynamo.llm.postprocess import parsers_for
+from dynamo.llm.served import served_model as make_served_model
 
 log = logging.getLogger(__name__)
-
-# CLI flag (argparse dest) → EngineConfig field, for flags only some engines honour.
-_ENGINE_FLAGS = {
-    "context_length": "context_length",
-    "tensor_parallel_size": "tensor_parallel_size",
-    "base_gpu_id": "base_gpu_id",
-    "num_nodes": "num_nodes",
-    "node_rank": "node_rank",
-    "leader_addr": "leader_addr",
-    "extra_engine_args": "extra_engine_args",
-    "kv_cache_block_size": "kv_cache_block_size",
-    "model_config": "model_config",
-}
 
 
 def parse_extra_engine_args(value: str | None) -> dict[str, Any]:
@@ -71,7 +64,7 @@ def parse_extra_engine_args(value: str | None) -> dict[str, Any]:
 
 def check_engine_flags(name: str, cls: type[Engine], args: argparse.Namespace) -> None:
     """Refuse flags the engine would silently ignore."""
-    for dest in _ENGINE_FLAGS:
+    for dest in sorted(ENGINE_FLAGS):  # argparse dests, named as the EngineConfig fields
         if getattr(args, dest, None) is not None and dest not in cls.accepted_flags:
             flag = "--" + dest.replace("_", "-")
             raise UsageError(f"out={name} does not use {flag}")
@@ -181,13 +174,13 @@ async def start_engine(
 def served_model(
     cls: type[Engine], engine: Engine, card: ModelDeploymentCard | None, name: str
 ) -> ServedModel:
-    features = engine_features(cls, engine)
-    parsers = parsers_for(card)
-    if cls.model_type is ModelType.Backend:
-        assert card is not None, "a Backend engine always has a model card"
-        return BackendModel(name, card, engine, features, parsers)
-    if cls.model_type is ModelType.Embedding:
-        assert card is not None, "an Embedding engine always has a model card"
-        return EmbeddingModel(name, card, engine)
-    serves = frozenset({cls.model_type}) | cls.also_serves
-    return OpenAIEngineModel(name, card, engine, serves, features, parsers)
+    """The started engine as the inputs serve it (`dynamo.llm.served.served_model`)."""
+    return make_served_model(
+        name,
+        cls.model_type,
+        card,
+        engine,
+        also_serves=cls.also_serves,
+        features=engine_features(cls, engine),
+        parsers=parsers_for(card),
+    )
