@@ -14,11 +14,11 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from dynamo.frontend.http.chunks import Answer, ResponseBuilder
-from dynamo.frontend.http.errors import error_body, error_headers, sse_error, to_error
+from dynamo.frontend.http.errors import error_headers, sse_error, to_error
 from dynamo.frontend.http.metrics import FrontendMetrics, RequestTimer
 from dynamo.frontend.model_manager import ModelManager
 from dynamo.frontend.request_template import AUTO, RequestTemplate
-from dynamo.llm.errors import InvalidRequestError
+from dynamo.llm.errors import ClientDisconnectedError, InvalidRequestError
 from dynamo.llm.pipeline import StreamDelta
 from dynamo.llm.protocols.openai import ChatCompletionRequest, CompletionRequest
 from dynamo.runtime.context import Context
@@ -196,9 +196,7 @@ class OpenAIServing:
                 context.kill()
                 folding.cancel()
                 timer.finish("error", disconnected=True)
-                return JSONResponse(
-                    error_body("client disconnected", "client_closed"), status_code=499
-                )
+                return error_response(ClientDisconnectedError())
             answer = folding.result()
         except Exception as e:
             timer.finish("error")
