@@ -137,7 +137,8 @@ def fan_out(
 
 
 def _total_logprob(deltas: list[StreamDelta]) -> float:
-    return sum(e.logprob for d in deltas for e in d.logprobs or ())
+    # Generated tokens always have one (None is only a prompt's first token's).
+    return sum(e.logprob or 0.0 for d in deltas for e in d.logprobs or ())
 
 
 async def echo_prompt(

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from dynamo.llm.chat_template import PromptFormatter, TemplateError
-from dynamo.llm.errors import ContextLengthExceededError, InvalidRequestError
+from dynamo.llm.chat_template import PromptFormatter
+from dynamo.llm.errors import ContextLengthExceededError, InvalidRequestError, TemplateError
 from dynamo.llm.model_card import ModelDeploymentCard
 from dynamo.llm.protocols.openai import ChatCompletionRequest, CompletionRequest, _CommonRequest
 from dynamo.llm.requirements import guided_decoding
