@@ -326,7 +326,7 @@ def test_two_models_on_one_endpoint_reach_only_their_own_workers(procs, frontend
     path = "dist18.backend.generate"
     procs.worker(path, "out=echo_core", str(smollm2_gguf), "--model-name", "smol")
     procs.worker(path, "out=echo_full", "--model-name", "other")
-    wait_models(frontend, {"smol", "other"})
+    wait_models(frontend, {"smol", "other"}, timeout=120)  # a GGUF worker starts slowly
     asyncio.run(wait_instances(path, 2))
     for i in range(6):
         assert chat(frontend, "other", f"hello {i}").choices[0].message.content == f"hello {i}"
@@ -348,7 +348,7 @@ def test_a_request_bigger_than_nats_takes_is_a_413(procs, frontend):
     """Issue 18 item 9: a body over NATS's max_payload (1 MiB by default) to a distributed model
     was a 500 (MaxPayloadError)."""
     procs.worker("dist19.backend.generate", "out=echo_full", "--model-name", "big")
-    wait_models(frontend, {"big"})
+    wait_models(frontend, {"big"}, timeout=120)
     asyncio.run(wait_instances("dist19.backend.generate", 1))
     body = {"model": "big", "messages": [{"role": "user", "content": "x" * (2 << 20)}]}
     response = httpx.post(f"{frontend.v1}/chat/completions", json=body, timeout=60)
