@@ -5,6 +5,7 @@ count and time; results go to docs/reliability.md.
     uv run python bench/drills.py kill      # streams through out=dyn while a worker is SIGKILLed
     uv run python bench/drills.py rolling   # every worker replaced (SIGTERM) under load
     uv run python bench/drills.py overload  # 10x capacity against --max-concurrent-requests
+    uv run python bench/drills.py control   # etcd stopped for 30 s, then NATS restarted, under load
 
 `kill` and `rolling` run echo_core workers on the SmolLM2 GGUF (its tokenizer; the engine echoes
 the prompt's tokens at DYN_TOKEN_ECHO_DELAY_MS), so the numbers measure the serving layer, not a
@@ -25,6 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from _common import (
@@ -55,6 +57,8 @@ class Cluster:
 
     env: dict[str, str]
     url: str
+    etcd: Any
+    nats: Any
     workers: list[subprocess.Popen] = field(default_factory=list)
     others: list[subprocess.Popen] = field(default_factory=list)
 
@@ -85,7 +89,7 @@ def cluster(workers: int, frontend_flags: list[str], delay_ms: int) -> Iterator[
             "DYN_TOKEN_ECHO_DELAY_MS": str(delay_ms),
         }
         port = free_port()
-        c = Cluster(env, f"http://127.0.0.1:{port}")
+        c = Cluster(env, f"http://127.0.0.1:{port}", etcd, nats)
         for _ in range(workers):
             c.start_worker()
         front = [*CLI, "in=http", "out=dyn", "--http-host", "127.0.0.1", "--http-port", str(port)]
@@ -271,6 +275,68 @@ async def drill_overload(args: argparse.Namespace) -> None:
         stop([proc])
 
 
+async def drill_control(args: argparse.Namespace) -> None:
+    """Clients loop on short streams; etcd is stopped for `--etcd-down` seconds and started
+    again, then NATS is stopped for `--nats-down` seconds and started again."""
+    with cluster(args.workers, [], args.delay_ms) as c:
+        stop_load = asyncio.Event()
+        log: list[tuple[float, StreamOutcome]] = []  # (finish time, outcome)
+
+        async def client(session: aiohttp.ClientSession) -> None:
+            while not stop_load.is_set():
+                outcome = await one_stream(session, c.url, 20, args.hang_after)
+                log.append((time.monotonic(), outcome))
+                if outcome.error:
+                    await asyncio.sleep(0.2)  # a failed request is answered at once: pace retries
+
+        def phase(start: float, end: float) -> dict[str, object]:
+            outcomes = [o for t, o in log if start <= t < end]
+            failed = [t for t, o in log if start <= t < end and (o.error or o.hung)]
+            return {
+                **summarize(outcomes, 20),
+                "last_failure_at_s": round(max(failed) - start, 2) if failed else None,
+            }
+
+        timeout = aiohttp.ClientTimeout(total=None)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            tasks = [asyncio.create_task(client(session)) for _ in range(args.clients)]
+            await asyncio.sleep(2)
+            t0 = time.monotonic()
+            await asyncio.to_thread(c.etcd.stop)
+            await asyncio.sleep(args.etcd_down)
+            await asyncio.to_thread(c.etcd.start)
+            t1 = time.monotonic()
+            await asyncio.sleep(args.settle)
+            t2 = time.monotonic()
+            await asyncio.to_thread(c.nats.stop)
+            await asyncio.sleep(args.nats_down)
+            await asyncio.to_thread(c.nats.start)
+            t3 = time.monotonic()
+            await asyncio.sleep(args.settle)
+            t4 = time.monotonic()
+            stop_load.set()
+            await asyncio.gather(*tasks)
+        recovered = [t for t, o in log if t >= t3 and not o.error and not o.hung]
+        print(
+            json.dumps(
+                {
+                    "drill": "control",
+                    **vars(args),
+                    "etcd_down": phase(t0, t1),
+                    "after_etcd": phase(t1, t2),
+                    "nats_down": phase(t2, t3),
+                    "after_nats": {
+                        **phase(t3, t4),
+                        "first_success_after_restart_s": round(min(recovered) - t3, 2)
+                        if recovered
+                        else None,
+                    },
+                },
+                default=str,
+            )
+        )
+
+
 def _start_echo_full(flags: list[str]) -> tuple[subprocess.Popen, str]:
     """`dynamo-run in=http out=echo_full` (no model) on a free port, 10 ms a character."""
     port = free_port()
@@ -304,8 +370,22 @@ def main() -> None:
     overload.add_argument("--queue-size", type=int, default=32)
     overload.add_argument("--queue-timeout", type=float, default=2.0)
     overload.add_argument("--factor", type=int, default=10)
+    control = sub.add_parser("control", help="etcd down for a while, then NATS restarted")
+    control.add_argument("--workers", type=int, default=2)
+    control.add_argument("--clients", type=int, default=8)
+    control.add_argument("--delay-ms", type=int, default=10)
+    control.add_argument("--etcd-down", type=float, default=30.0)
+    control.add_argument("--nats-down", type=float, default=3.0)
+    control.add_argument("--settle", type=float, default=15.0, help="load after each restart")
+    control.add_argument("--hang-after", type=float, default=10.0)
     args = parser.parse_args()
-    drill = {"kill": drill_kill, "rolling": drill_rolling, "overload": drill_overload}[args.drill]
+    drills = {
+        "kill": drill_kill,
+        "rolling": drill_rolling,
+        "overload": drill_overload,
+        "control": drill_control,
+    }
+    drill = drills[args.drill]
     asyncio.run(drill(args))
 
 

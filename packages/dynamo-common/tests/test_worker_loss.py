@@ -155,7 +155,16 @@ async def test_nats_down_is_a_503_with_retry_after_within_a_second(
         client = await wait_client(rt, workers.namespace, 1)
         engine = RouterEngine(client)
         assert len(await gather(engine.generate({"n": 2}, Context()))) == 2
+        in_flight = engine.generate({"n": 10_000, "delay": 0.01}, Context())
+        await anext(in_flight)
         nats.stop()
+        stopped = time.monotonic()
+        # A stream in flight ends at once too, not at the 2 s heartbeat timeout.
+        with pytest.raises(ServiceUnavailableError) as failed:
+            async for _ in in_flight:
+                pass
+        assert failed.value.code == "request_plane_unavailable"
+        assert time.monotonic() - stopped < 1.0
         deadline = time.monotonic() + 5
         while rt.nats.is_connected:  # the client notices the closed connection at once
             assert time.monotonic() < deadline

@@ -190,6 +190,8 @@ async def stream_request(
                     return await frames.get()
             except TimeoutError:
                 pass
+            if not nc.is_connected:  # NATS itself is away: no frame can come, say so now
+                raise RequestPlaneDownError(_server_of(nc))
             with contextlib.suppress(Exception):
                 await nc.publish(
                     control_subject(subject),
