@@ -65,9 +65,12 @@ non_negative_int = _int_at_least(0, "zero or more")
 
 def tcp_port(value: str) -> int:
     """A TCP port, 0 (any free port) to 65535; the OS would otherwise wrap 99999 silently."""
-    port = non_negative_int(value)
-    if port > 65535:
-        raise argparse.ArgumentTypeError(f"{value} is not a TCP port (0 to 65535)")
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a TCP port (0 to 65535)")
     return port
 
 
