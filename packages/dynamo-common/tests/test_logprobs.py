@@ -87,3 +87,29 @@ def test_prompt_logprobs_first_token_has_none(byte_tokenizer):
     legacy = completion_logprobs(entries, 0)
     assert legacy["token_logprobs"][0] is None and legacy["top_logprobs"][0] is None
     assert not math.isnan(legacy["token_logprobs"][1])
+
+
+def test_text_engine_logprobs_in_either_openai_shape():
+    from dynamo.llm.logprobs import from_openai
+
+    chat = {
+        "content": [
+            {
+                "token": "a",
+                "logprob": -0.1,
+                "bytes": [97],
+                "top_logprobs": [{"token": "a", "logprob": -0.1}],
+            }
+        ]
+    }
+    [entry] = from_openai(chat)
+    assert (entry.token, entry.logprob, entry.top[0].bytes) == ("a", -0.1, [97])
+    legacy = {
+        "tokens": ["a", "b"],
+        "token_logprobs": [-0.1, -0.2],
+        "top_logprobs": [{"a": -0.1}, None],
+    }
+    entries = from_openai(legacy)
+    assert completion_logprobs(entries, 0)["tokens"] == ["a", "b"]
+    assert chat_logprobs(entries)["content"][1]["top_logprobs"] == []
+    assert from_openai(None) is None

@@ -141,6 +141,40 @@ def prompt_from_engine(
     return entries
 
 
+def from_openai(logprobs: Any) -> list[TokenLogprob] | None:
+    """Entries from a text-level engine's own OpenAI `logprobs` (chat's `content` list, or the
+    completions arrays), so they reach the client in whichever shape it asked for."""
+    if not logprobs:
+        return None
+    if isinstance(logprobs.get("content"), list):
+        return [
+            TokenLogprob(
+                -1,
+                e["token"],
+                e["logprob"],
+                e.get("bytes") or list(e["token"].encode()),
+                [
+                    Candidate(c["token"], c["logprob"], c.get("bytes") or list(c["token"].encode()))
+                    for c in e.get("top_logprobs") or ()
+                ],
+            )
+            for e in logprobs["content"]
+        ]
+    tokens = logprobs.get("tokens") or []
+    values = logprobs.get("token_logprobs") or []
+    tops = logprobs.get("top_logprobs") or [None] * len(tokens)
+    return [
+        TokenLogprob(
+            -1,
+            token,
+            value,
+            list(token.encode()),
+            [Candidate(t, lp, list(t.encode())) for t, lp in (top or {}).items()],
+        )
+        for token, value, top in zip(tokens, values, tops, strict=False)
+    ] or None
+
+
 def _text(token_id: int, texts: TokenTexts, as_ids: bool) -> tuple[str, list[int]]:
     if as_ids:
         text = f"token_id:{token_id}"

@@ -16,7 +16,7 @@ from dynamo.llm.decoder import Decoder
 from dynamo.llm.errors import EngineFailedError, InvalidRequestError
 from dynamo.llm.fanout import best_of_choices, echo_prompt, fan_out, for_choice
 from dynamo.llm.features import Feature, check_features, parse_features
-from dynamo.llm.logprobs import TokenTexts, from_engine, prompt_from_engine
+from dynamo.llm.logprobs import TokenTexts, from_engine, from_openai, prompt_from_engine
 from dynamo.llm.model_card import ModelDeploymentCard
 from dynamo.llm.model_type import ModelType
 from dynamo.llm.postprocess import OutputParsers, check_tools, parse_chat_stream, parsers_for
@@ -363,8 +363,11 @@ class OpenAIEngineModel(ServedModel):
                     if text and not usage:
                         completion_tokens += 1
                     finish = choice.get("finish_reason") or finish
-                    if text or finish:
-                        yield StreamDelta(text, finish, prompt_tokens, completion_tokens)
+                    logprobs = from_openai(choice.get("logprobs"))
+                    if text or finish or logprobs:
+                        yield StreamDelta(
+                            text, finish, prompt_tokens, completion_tokens, logprobs=logprobs
+                        )
                 if finish:
                     return
         finally:
