@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import socket
 import time
 from types import FrameType
@@ -77,7 +78,7 @@ class _Server(uvicorn.Server):
                 break
             await asyncio.sleep(_DRAIN_POLL_SECONDS)
         if deadline is not None:  # what is left of the graceful period, for uvicorn's own wait
-            self.config.timeout_graceful_shutdown = max(0.0, deadline - time.monotonic())
+            self.config.timeout_graceful_shutdown = max(0, math.ceil(deadline - time.monotonic()))
         await super().shutdown(sockets)
 
 
@@ -96,7 +97,7 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 async def serve_http(
-    state: AppState, host: str, port: int, graceful_timeout: float | None = None
+    state: AppState, host: str, port: int, graceful_timeout: int | None = None
 ) -> None:
     """Serve until a signal arrives and in-flight requests are done."""
     config = uvicorn.Config(

@@ -14,7 +14,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 import orjson
 from tqdm import tqdm
@@ -154,7 +154,6 @@ async def run_batch(
     return stats
 
 
-def _write(out: Any, record: dict[str, Any]) -> None:
-    fh: TextIO = out
-    fh.write(orjson.dumps(record) + b"\n")
-    fh.flush()
+def _write(out: BinaryIO, record: dict[str, Any]) -> None:
+    out.write(orjson.dumps(record) + b"\n")
+    out.flush()
