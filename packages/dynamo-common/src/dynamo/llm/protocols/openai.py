@@ -244,7 +244,8 @@ class ChatCompletionRequest(_CommonRequest):
     response_format: ResponseFormat | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
-    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    #: Passed to the chat template (reasoning models read it), as vLLM does.
+    reasoning_effort: str | None = None
     chat_template_args: dict[str, Any] | None = None
     chat_template_kwargs: dict[str, Any] | None = None
     # Descriptive OpenAI fields: accepted, no effect on the answer.
