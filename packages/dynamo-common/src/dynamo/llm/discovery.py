@@ -63,8 +63,9 @@ class DiscoveredModel:
     def route_to_entries(self) -> None:
         """Point the client at the instances whose entries name this model. An entry key that
         names no instance (not written by us) leaves the client on the whole endpoint."""
-        ids = {instance_id_of_model_entry(key) for key in self.entry_keys}
-        self.client.limit_to(None if None in ids else ids)  # type: ignore[arg-type]
+        ids = [instance_id_of_model_entry(key) for key in self.entry_keys]
+        known = [i for i in ids if i is not None]
+        self.client.limit_to(known if len(known) == len(ids) else None)
 
 
 @dataclass(frozen=True)
