@@ -120,10 +120,10 @@ class EchoFullEngine(Engine):
         }
         max_tokens = request.get("max_completion_tokens") or request.get("max_tokens")
         stop = request.get("stop")
-        jail = StopStringJail(
-            [stop] if isinstance(stop, str) else stop or (),
-            bool(request.get("include_stop_str_in_output")),
-        )
+        include = request.get("include_stop_str_in_output")
+        if include is None:  # the root-level field wins over nvext's, as everywhere
+            include = (request.get("nvext") or {}).get("include_stop_str_in_output")
+        jail = StopStringJail([stop] if isinstance(stop, str) else stop or (), bool(include))
         finish = "stop"
         matched = None
         n = 0
