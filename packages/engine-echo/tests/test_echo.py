@@ -111,7 +111,10 @@ async def test_echo_full_ends_at_a_stop_string():
 
     assert await echo(stop=[" thr"]) == ("one two", "stop")
     assert await echo(stop=" two", include_stop_str_in_output=True) == ("one two", "stop")
-    assert await echo(stop=" two", nvext={"include_stop_str_in_output": True}) == ("one two", "stop")
+    assert await echo(stop=" two", nvext={"include_stop_str_in_output": True}) == (
+        "one two",
+        "stop",
+    )
     # A partial match held back at the end is released, not lost.
     assert await echo(stop=["threes"]) == ("one two three", "stop")
     assert await echo(stop=["threes"], max_tokens=12) == ("one two thre", "length")
