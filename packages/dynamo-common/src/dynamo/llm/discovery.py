@@ -103,8 +103,7 @@ async def fetch_card(runtime: DistributedRuntime, mdc_key: str) -> ModelDeployme
     fields, files = parse_card_record(raw)
     if "tokenizer.json" in files:
         bucket, name = files["tokenizer.json"]
-        store = await runtime.nats.jetstream().object_store(bucket)
-        fields["tokenizer_json"] = bytes((await store.get(name)).data or b"").decode()
+        fields["tokenizer_json"] = (await runtime.objects().get(bucket, name)).decode()
     return ModelDeploymentCard.from_json(orjson.dumps(fields))
 
 

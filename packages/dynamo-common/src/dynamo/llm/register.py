@@ -1,8 +1,8 @@
 """`register_llm`: announce a model on the network so frontends can find and serve it.
 
 The card goes to etcd (`mdc/{slug}`) without its big files; those (tokenizer.json, configs) go to
-the NATS object store in bucket `slug(display_name)`, so a frontend on another host needs no copy
-of the model. The model entry (`models/...`) is bound to the worker's lease: when the worker
+the runtime's object store (NATS's beside etcd, a directory beside the `file` discovery backend)
+in bucket `slug(display_name)`, so a frontend on another host needs no copy of the model. The model entry (`models/...`) is bound to the worker's lease: when the worker
 stops, or dies and its lease expires, the model leaves every frontend's `/v1/models`. The keys and
 records are `dynamo.llm.schema`'s.
 """
@@ -31,14 +31,9 @@ def card_for_etcd(card: ModelDeploymentCard, bucket: str) -> bytes:
     return card_record(card.to_json(), bucket, list(card.files()))
 
 
-async def upload_card_files(js: Any, bucket: str, card: ModelDeploymentCard) -> None:
-    """Put the card's files in object-store bucket `bucket`, creating it if needed."""
-    try:
-        store = await js.object_store(bucket)
-    except Exception:
-        store = await js.create_object_store(bucket)
-    for name, data in card.files().items():
-        await store.put(name, data)
+async def upload_card_files(store: Any, bucket: str, card: ModelDeploymentCard) -> None:
+    """Put the card's files in bucket `bucket` of `store` (`runtime.objects()`)."""
+    await store.put_files(bucket, card.files())
 
 
 async def _upload_again(runtime: Any, bucket: str, card: ModelDeploymentCard) -> None:
@@ -49,7 +44,7 @@ async def _upload_again(runtime: Any, bucket: str, card: ModelDeploymentCard) ->
     last: Exception | None = None
     for _ in range(_REUPLOAD_ATTEMPTS):
         try:
-            await upload_card_files(runtime.nats.jetstream(), bucket, card)
+            await upload_card_files(runtime.objects(), bucket, card)
             log.info("model card files of '%s' are in the object store again", card.display_name)
             return
         except Exception as e:  # JetStream may need a moment after a restart
@@ -109,7 +104,7 @@ async def register_llm(
     instance_id = await runtime.primary_lease()
     bucket = card.service_name
     if card.files():
-        await upload_card_files(runtime.nats.jetstream(), bucket, card)
+        await upload_card_files(runtime.objects(), bucket, card)
         runtime.on_nats_reconnect(lambda: _upload_again(runtime, bucket, card))
     mdc_key = card_key(card.service_name)
     # Every worker of the model writes the same card key: shared, so one leaving keeps it.

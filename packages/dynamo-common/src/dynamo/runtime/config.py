@@ -1,7 +1,8 @@
 """The runtime's settings from the environment, with upstream's names and defaults: where etcd
 and NATS are (`ETCD_ENDPOINTS`, `NATS_SERVER`), and which request plane a worker serves on
 (`DYN_REQUEST_PLANE`: `tcp` or `nats`, with `DYN_TCP_RPC_HOST`, `DYN_TCP_RPC_PORT` and
-`DYN_TCP_MAX_MESSAGE_SIZE` for TCP)."""
+`DYN_TCP_MAX_MESSAGE_SIZE` for TCP), and where discovery lives (`DYN_DISCOVERY_BACKEND`: `etcd`
+or `file`, with `DYN_FILE_KV` its directory)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ DEFAULT_ETCD = "http://localhost:2379"
 DEFAULT_NATS = "nats://localhost:4222"
 LEASE_TTL_SECONDS = 10
 REQUEST_PLANES = ("tcp", "nats")
+DISCOVERY_BACKENDS = ("etcd", "file")
 DEFAULT_REQUEST_PLANE = "nats"
 DEFAULT_TCP_MAX_MESSAGE = 32 * 1024 * 1024
 
@@ -56,6 +58,22 @@ class RuntimeConfig:
     tcp_host: str | None = None
     tcp_port: int = 0
     tcp_max_message: int = DEFAULT_TCP_MAX_MESSAGE
+    #: Where instances and models are announced: etcd, or a directory on this host (`file`).
+    discovery_backend: str = "etcd"
+    #: The `file` backend's directory (DYN_FILE_KV); None: `dynamo_store_kv` in the temp dir.
+    file_kv_root: str | None = None
+    #: NATS_SERVER was set: KV events (and anything else that asks) may use NATS even where
+    #: neither the request plane nor discovery needs it.
+    nats_configured: bool = True
+
+    @property
+    def needs_nats(self) -> bool:
+        """Whether this process connects to NATS at start: for the NATS request plane, for
+        the model card files (in NATS's object store alongside etcd), or when NATS_SERVER is set.
+        With file discovery and the TCP plane nothing else needs it."""
+        return (
+            self.request_plane == "nats" or self.discovery_backend == "etcd" or self.nats_configured
+        )
 
     @classmethod
     def from_env(cls) -> RuntimeConfig:
@@ -78,6 +96,12 @@ class RuntimeConfig:
             raise RuntimeConfigError(
                 f"DYN_ETCD_LEASE_TTL={ttl_text!r} is not a whole number of seconds of at least 1"
             )
+        backend = (os.environ.get("DYN_DISCOVERY_BACKEND") or "etcd").lower()
+        if backend not in DISCOVERY_BACKENDS:
+            raise RuntimeConfigError(
+                f"DYN_DISCOVERY_BACKEND={backend!r}: discovery is one of "
+                f"{', '.join(DISCOVERY_BACKENDS)}"
+            )
         plane = (os.environ.get("DYN_REQUEST_PLANE") or DEFAULT_REQUEST_PLANE).lower()
         if plane not in REQUEST_PLANES:
             raise RuntimeConfigError(
@@ -91,6 +115,9 @@ class RuntimeConfig:
             tcp_host=os.environ.get("DYN_TCP_RPC_HOST") or None,
             tcp_port=_whole_number("DYN_TCP_RPC_PORT", 0, 0),
             tcp_max_message=_whole_number("DYN_TCP_MAX_MESSAGE_SIZE", DEFAULT_TCP_MAX_MESSAGE, 1),
+            discovery_backend=backend,
+            file_kv_root=os.environ.get("DYN_FILE_KV") or None,
+            nats_configured=bool(os.environ.get("NATS_SERVER")),
         )
 
     def etcd_host_port(self) -> tuple[str, int]:

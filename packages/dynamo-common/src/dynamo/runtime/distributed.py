@@ -1,4 +1,5 @@
-"""`DistributedRuntime` and `@dynamo_worker`: etcd + NATS for one process, and its shutdown."""
+"""`DistributedRuntime` and `@dynamo_worker`: discovery (etcd or a directory), the request plane
+(TCP or NATS) and NATS where something needs it, for one process; and its shutdown."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from dynamo.runtime.backoff import Backoff
 from dynamo.runtime.component import Endpoint, Namespace
 from dynamo.runtime.config import RuntimeConfig
 from dynamo.runtime.etcd import Etcd
+from dynamo.runtime.file_discovery import FileDiscovery
+from dynamo.runtime.objects import FileObjects, NatsObjects, ObjectStore
 from dynamo.runtime.schema import parse_endpoint_path
 from dynamo.runtime.tcp_plane import TcpClient, TcpRequestServer, advertised_host
 
@@ -104,7 +107,12 @@ class DistributedRuntime:
         self.loop = loop
         self.is_static = is_static
         self.config = config or RuntimeConfig.from_env()
-        self.etcd = Etcd(self.config)
+        #: Discovery: etcd, or the `file` backend (the same interface).
+        self.etcd: Etcd | FileDiscovery = (
+            FileDiscovery(self.config)
+            if self.config.discovery_backend == "file"
+            else Etcd(self.config)
+        )
         self._nats: NATS | None = None
         self._connected = asyncio.Lock()
         self.shutting_down = asyncio.Event()
@@ -115,11 +123,14 @@ class DistributedRuntime:
         self._hook_tasks: set[asyncio.Task] = set()
         self._tcp_server: TcpRequestServer | None = None
         self._tcp_client: TcpClient | None = None
+        self._discovery_connected = False
 
     async def ensure_connected(self) -> None:
         async with self._connected:
-            if self._nats is None:
+            if not self._discovery_connected:
                 await self.etcd.connect()
+                self._discovery_connected = True
+            if self._nats is None and self.config.needs_nats:
                 self._nats = await connect_nats(
                     self.config.nats_server, self.shutting_down, self._nats_reconnected
                 )
@@ -154,8 +165,20 @@ class DistributedRuntime:
     @property
     def nats(self) -> NATS:
         if self._nats is None:
+            if not self.config.needs_nats:
+                raise RuntimeError(
+                    "NATS is not in use (file discovery and the TCP request plane): set "
+                    "NATS_SERVER for what needs it (KV routing events)"
+                )
             raise RuntimeError("the runtime is not connected yet")
         return self._nats
+
+    def objects(self) -> ObjectStore:
+        """Where model card files go: beside the `file` discovery backend's records, else the
+        NATS object store."""
+        if isinstance(self.etcd, FileDiscovery):
+            return FileObjects(self.etcd.root)
+        return NatsObjects(self.nats)
 
     async def tcp_server(self) -> TcpRequestServer:
         """The process's TCP request-plane socket (every endpoint it serves shares it), started
@@ -164,7 +187,11 @@ class DistributedRuntime:
         async with self._connected:
             if self._tcp_server is None:
                 config = self.config
-                host = config.tcp_host or advertised_host(config.etcd_host_port()[0])
+                host = config.tcp_host or (
+                    "127.0.0.1"  # file discovery is for one host
+                    if config.discovery_backend == "file"
+                    else advertised_host(config.etcd_host_port()[0])
+                )
                 server = TcpRequestServer(host, config.tcp_port, config.tcp_max_message)
                 await server.start()
                 self._tcp_server = server

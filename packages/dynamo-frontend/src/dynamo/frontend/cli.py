@@ -105,11 +105,19 @@ def _check_input(inv: Invocation) -> None:
                     f"--{flag.replace('_', '-')} is a worker flag; it cannot be used with out=dyn"
                 )
     distributed = inv.output == "dyn" or inv.input.startswith("dyn://")
-    if inv.args.request_plane is not None:
+    for flag, variable in (
+        ("request_plane", "DYN_REQUEST_PLANE"),
+        ("discovery_backend", "DYN_DISCOVERY_BACKEND"),
+    ):
+        value = getattr(inv.args, flag)
+        if value is None:
+            continue
         if not distributed:
-            raise UsageError("--request-plane is a distributed flag: it needs in=dyn:// or out=dyn")
+            raise UsageError(
+                f"--{flag.replace('_', '-')} is a distributed flag: it needs in=dyn:// or out=dyn"
+            )
         # The runtime reads its settings from the environment, as upstream's does.
-        os.environ["DYN_REQUEST_PLANE"] = inv.args.request_plane
+        os.environ[variable] = value
     if distributed:
         _check_runtime_env()
 

@@ -229,6 +229,13 @@ def build_parser(prog: str = "dynamo-run") -> argparse.ArgumentParser:
         "(default: DYN_REQUEST_PLANE, else nats)",
     )
     h.add_argument(
+        "--discovery-backend",
+        choices=["etcd", "file"],
+        help="in=dyn:// and out=dyn: where workers and models are announced: etcd, or a "
+        "directory on this host (DYN_FILE_KV) for one-host deployments with nothing else "
+        "installed; the same as DYN_DISCOVERY_BACKEND (default: it, else etcd)",
+    )
+    h.add_argument(
         "--kv-overlap-score-weight",
         type=float,
         default=1.0,
