@@ -46,3 +46,8 @@ async def test_runtime_errors_become_request_errors(error, expected, status):
         async for _ in engine.generate({"token_ids": [1]}, Context()):
             pass
     assert type(raised.value) is expected and raised.value.status_code == status
+
+
+def test_an_unknown_router_mode_is_refused():
+    with pytest.raises(ValueError, match="unknown router mode 'kv'"):
+        RouterEngine(_FailingClient(NoInstancesError("ns.c.e")), "kv")  # type: ignore[arg-type]

@@ -68,6 +68,25 @@ async def test_random_and_direct(workers, runtime, wait_client, gather):
     assert [item["i"] async for item in stream] == [0, 1, 2]
 
 
+@pytest.mark.parametrize("mode", ["least-loaded", "power-of-two"])
+async def test_load_aware_modes_avoid_the_instance_still_streaming(
+    mode, workers, runtime, wait_client
+):
+    """With two workers, one busy with a long stream, both load-aware modes send every short
+    request to the other (power-of-two always draws both of two instances)."""
+    workers.start()
+    workers.start()
+    client = await wait_client(runtime, workers.namespace, 2)
+    long = client.stream({"n": 1000, "delay": 0.01}, Context(), mode=mode)
+    busy_id = (await anext(long))["instance"]
+    try:
+        for _ in range(4):
+            short = [item async for item in client.stream({"n": 1}, Context(), mode=mode)]
+            assert short[0]["instance"] != busy_id
+    finally:
+        await long.aclose()  # type: ignore[attr-defined]
+
+
 @both_planes
 async def test_streams_in_order_and_ends_explicitly(workers, runtime, wait_client, gather):
     workers.start()

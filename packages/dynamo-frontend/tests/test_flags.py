@@ -23,6 +23,19 @@ def test_defaults_match_the_seed():
     assert inv.args.context_length is None and inv.args.tensor_parallel_size is None
 
 
+@pytest.mark.parametrize("mode", ["least-loaded", "power-of-two"])
+def test_load_aware_router_modes(mode, capsys):
+    assert (
+        parse_command_line(["in=http", "out=dyn", "--router-mode", mode]).args.router_mode == mode
+    )
+    with pytest.raises(SystemExit):
+        parse_command_line(["--help"])
+    # the help says what each mode does
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "least-loaded (the fewest requests in flight" in help_text
+    assert "power-of-two (two at random" in help_text
+
+
 def test_model_path_flag_is_the_same_as_the_positional():
     inv = parse_command_line(["in=http", "--model-path", "m.gguf"])
     assert inv.args.model_path == "m.gguf"

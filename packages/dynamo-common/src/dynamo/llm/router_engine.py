@@ -28,6 +28,9 @@ from dynamo.runtime.errors import (
     UnknownInstanceError,
 )
 
+#: The modes a plain `RouterEngine` routes by (the client's own choice; `kv` is `KvRouterEngine`).
+ROUTER_MODES = ("round-robin", "random", "least-loaded", "power-of-two")
+
 #: Seconds a client is told to wait (`Retry-After`) while NATS is unreachable: about the time the
 #: NATS client takes to reconnect once the server is back.
 REQUEST_PLANE_RETRY_AFTER = 2
@@ -43,8 +46,10 @@ class RouterEngine:
     """
 
     def __init__(self, client: Client, mode: str = "round-robin"):
+        if mode not in ROUTER_MODES:
+            raise ValueError(f"unknown router mode {mode!r} (one of {', '.join(ROUTER_MODES)})")
         self.client = client
-        self.mode = "random" if mode == "random" else "round-robin"
+        self.mode = mode
 
     def open_stream(self, request: dict[str, Any], context: Context) -> AsyncIterator[Any]:
         """The worker's response stream: to `nvext.backend_instance_id` if the request names one,
@@ -103,4 +108,4 @@ def _request_error(e: RemoteError) -> RequestError:
     return error
 
 
-__all__ = ["RouterEngine", "pinned_instance"]
+__all__ = ["ROUTER_MODES", "RouterEngine", "pinned_instance"]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from dynamo.runtime.context import Context
 from dynamo.runtime.errors import InstanceGoneError, NoInstancesError, UnknownInstanceError
+from dynamo.runtime.load_balance import LOAD_MODES, pick_by_load
 from dynamo.runtime.request_plane import stream_request
 from dynamo.runtime.schema import InstanceRecord, instance_id_of
 from dynamo.runtime.tasks import stop_tasks
@@ -178,6 +179,8 @@ class Client:
             ids = [i for i in ids if self._busy[i] < self.instance_capacity] or ids
         if mode == "random":
             return random.choice(ids)
+        if mode in LOAD_MODES:
+            return pick_by_load(mode, ids, self._busy)
         self._rr += 1
         return ids[self._rr % len(ids)]
 
@@ -203,9 +206,9 @@ class Client:
         pick: Callable[[set[int]], int] | None = None,
     ) -> AsyncIterator[Any]:
         """The response stream of one request: to `instance_id` if given (no retry elsewhere),
-        else to the instance `pick(excluded_ids)` chooses, else by `mode` (`random` or
-        `round-robin`). Without `instance_id`, an instance gone before it answered is retried
-        on another. The one streaming entry the upstream-shaped methods above wrap."""
+        else to the instance `pick(excluded_ids)` chooses, else by `mode` (`round-robin`,
+        `random`, `least-loaded` or `power-of-two`: `dynamo.runtime.load_balance`). Without
+        `instance_id`, an instance gone before it answered is retried on another. The one streaming entry the upstream-shaped methods above wrap."""
         if instance_id is not None:
             return self._to_instance(request, instance_id, context)
         return self._routed(request, context, mode, pick)

@@ -68,6 +68,7 @@ async def router_for(
         )
     if args.router_mode == "kv":
         log.warning("model '%s' takes text, not tokens: routing it round-robin", model.name)
+        return RouterEngine(model.client, "round-robin")
     return RouterEngine(model.client, args.router_mode)
 
 

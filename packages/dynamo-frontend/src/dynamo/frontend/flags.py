@@ -210,9 +210,12 @@ def build_parser(prog: str = "dynamo-run") -> argparse.ArgumentParser:
     )
     h.add_argument(
         "--router-mode",
-        choices=["round-robin", "random", "kv"],
+        choices=["round-robin", "random", "least-loaded", "power-of-two", "kv"],
         default="round-robin",
-        help="how out=dyn picks a worker (default round-robin)",
+        help="how out=dyn picks a worker: round-robin (each in turn), random, least-loaded "
+        "(the fewest requests in flight from this frontend), power-of-two (two at random, the "
+        "one with fewer in flight), kv (the best cached prefix for its load, from the "
+        "workers' KV events) (default round-robin)",
     )
     h.add_argument(
         "--migration-limit",
