@@ -240,13 +240,16 @@ class _CallerConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, asyncio.Queue[dict[str, Any] | None]] = {}
         self._ids = itertools.count(1)
-        self.lost = asyncio.get_running_loop().create_future()
+        self.loop = asyncio.get_running_loop()
+        #: When the worker last sent anything (loop time).
+        self.last_heard = self.loop.time()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        self.last_heard = self.loop.time()
         try:
             messages = self.reader.feed(data)
         except codec.TcpMessageTooLargeError as e:
@@ -260,12 +263,28 @@ class _CallerConnection(asyncio.Protocol):
             if queue is not None and kind == codec.KIND_FRAME:
                 queue.put_nowait(orjson.loads(payload))
 
+    async def next_frame(
+        self, frames: asyncio.Queue[dict[str, Any] | None], silence: float, instance_id: int
+    ) -> dict[str, Any] | None:
+        """The stream's next frame; `InstanceGoneError` once nothing at all came from the worker
+        for `silence` seconds. While other streams' frames keep arriving the worker is alive
+        (a loaded caller may take a while to read what is queued ahead of this stream's)."""
+        loop = self.loop
+        since = loop.time()
+        while True:
+            try:
+                async with asyncio.timeout_at(max(since, self.last_heard) + silence):
+                    return await frames.get()
+            except TimeoutError:
+                if not frames.empty():  # came in the same turn as the timeout
+                    return frames.get_nowait()
+                if loop.time() >= max(since, self.last_heard) + silence:
+                    raise InstanceGoneError(instance_id, "stopped responding") from None
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         for queue in self.streams.values():
             queue.put_nowait(_CLOSED)
-        if not self.lost.done():
-            self.lost.set_result(None)
 
     @property
     def open(self) -> bool:
@@ -336,11 +355,7 @@ class TcpClient:
                 try:
                     frame = frames.get_nowait()
                 except asyncio.QueueEmpty:
-                    try:
-                        async with asyncio.timeout(timeout):
-                            frame = await frames.get()
-                    except TimeoutError:
-                        raise InstanceGoneError(instance_id, "stopped responding") from None
+                    frame = await connection.next_frame(frames, timeout, instance_id)
                 timeout = IDLE_TIMEOUT_SECONDS
                 if frame is None:  # _CLOSED: the connection is gone
                     raise InstanceGoneError(instance_id, "closed its connection")
