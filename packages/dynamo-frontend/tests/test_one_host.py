@@ -111,3 +111,11 @@ def test_a_frontend_and_two_workers_with_nothing_else(
 def test_the_distributed_flags_need_a_distributed_run(flag, capsys):
     assert main(["in=text", "out=echo_full", *flag]) == 2
     assert f"{flag[0]} is a distributed flag" in capsys.readouterr().err
+
+
+def test_kv_routing_without_nats_is_refused_at_start(one_host_env, monkeypatch, capsys):
+    for name, value in one_host_env.items():
+        monkeypatch.setenv(name, value)
+    args = ["in=http", "out=dyn", "--router-mode", "kv", *ONE_HOST]
+    assert main(args) == 2
+    assert "--router-mode kv listens to the workers' KV events on NATS" in capsys.readouterr().err

@@ -173,6 +173,23 @@ class DistributedRuntime:
             raise RuntimeError("the runtime is not connected yet")
         return self._nats
 
+    def event_sender(self, what: str) -> Callable[[str, bytes], Awaitable[None]]:
+        """Publishes `what` (KV events, load metrics) on NATS; where NATS is not in use (file
+        discovery, TCP plane, no NATS_SERVER) no router can listen, so it says so once and
+        sends nothing."""
+        if self.config.needs_nats:
+
+            async def publish(subject: str, payload: bytes) -> None:
+                await self.nats.publish(subject, payload)
+
+            return publish
+        log.info("no NATS (NATS_SERVER is unset): %s are not published", what)
+
+        async def nowhere(subject: str, payload: bytes) -> None:
+            return None
+
+        return nowhere
+
     def objects(self) -> ObjectStore:
         """Where model card files go: beside the `file` discovery backend's records, else the
         NATS object store."""

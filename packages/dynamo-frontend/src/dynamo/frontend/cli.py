@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from dynamo.frontend.flags import Invocation, UsageError, parse_command_line
 from dynamo.frontend.inputs.common import InputError
@@ -17,6 +18,9 @@ from dynamo.frontend.request_template import RequestTemplate
 from dynamo.llm.engine import EngineError
 from dynamo.llm.errors import RequestError
 from dynamo.runtime.auth import ControlPlaneAuthError
+
+if TYPE_CHECKING:
+    from dynamo.runtime.config import RuntimeConfig
 
 log = logging.getLogger("dynamo.frontend")
 
@@ -119,16 +123,22 @@ def _check_input(inv: Invocation) -> None:
         # The runtime reads its settings from the environment, as upstream's does.
         os.environ[variable] = value
     if distributed:
-        _check_runtime_env()
+        settings = _check_runtime_env()
+        if inv.output == "dyn" and inv.args.router_mode == "kv" and not settings.needs_nats:
+            raise UsageError(
+                "--router-mode kv listens to the workers' KV events on NATS: set NATS_SERVER "
+                "(file discovery and the TCP request plane need no NATS otherwise)"
+            )
 
 
-def _check_runtime_env() -> None:
-    """ETCD_ENDPOINTS, NATS_SERVER and DYN_ETCD_LEASE_TTL, checked before any model loads."""
+def _check_runtime_env() -> RuntimeConfig:
+    """The runtime's settings (ETCD_ENDPOINTS, NATS_SERVER, DYN_ETCD_LEASE_TTL, ...), checked
+    before any model loads."""
     from dynamo.runtime.config import RuntimeConfig
     from dynamo.runtime.errors import RuntimeConfigError
 
     try:
-        RuntimeConfig.from_env()
+        return RuntimeConfig.from_env()
     except RuntimeConfigError as e:
         raise UsageError(str(e)) from None
 

@@ -128,8 +128,7 @@ class WorkerMetricsPublisher:
         await runtime.ensure_connected()
         worker_id = await runtime.primary_lease()
 
-        async def send(subject: str, payload: bytes) -> None:
-            await runtime.nats.publish(subject, payload)
+        send = runtime.event_sender("load metrics")
 
         self.start(send, component.namespace, worker_id)
         self._runtime = runtime

@@ -70,8 +70,7 @@ class KvEventPublisher:
         """A publisher on a `dynamo.runtime` Component's NATS connection (upstream's signature)."""
         runtime = component.runtime
 
-        async def send(subject: str, payload: bytes) -> None:
-            await runtime.nats.publish(subject, payload)
+        send = runtime.event_sender("KV events")
 
         return cls(send, component.namespace, component.name, worker_id, kv_block_size, dp_rank)
 
