@@ -6,6 +6,7 @@ count and time; results go to docs/reliability.md.
     uv run python bench/drills.py rolling   # every worker replaced (SIGTERM) under load
     uv run python bench/drills.py overload  # 10x capacity against --max-concurrent-requests
     uv run python bench/drills.py control   # etcd stopped for 30 s, then NATS restarted, under load
+    uv run python bench/drills.py soak      # streams for --minutes: errors, RSS and fd slopes
 
 `kill` and `rolling` run echo_core workers on the SmolLM2 GGUF (its tokenizer; the engine echoes
 the prompt's tokens at DYN_TOKEN_ECHO_DELAY_MS), so the numbers measure the serving layer, not a
@@ -35,6 +36,7 @@ from _common import (
     http_get,
     model_listed,
     percentile,
+    process_rss_mib,
     stop,
     wait_until,
 )
@@ -147,7 +149,7 @@ async def one_stream(
 def summarize(outcomes: list[StreamOutcome], max_tokens: int) -> dict[str, object]:
     full = sum(o.tokens == max_tokens and not o.error and not o.hung for o in outcomes)
     return {
-        "streams": len(outcomes),
+        "requests": len(outcomes),
         "full_answers": full,
         "errors": Counter(o.error for o in outcomes if o.error),
         "hung": sum(o.hung for o in outcomes),
@@ -337,6 +339,72 @@ async def drill_control(args: argparse.Namespace) -> None:
         )
 
 
+def slope_per_minute(samples: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, value) samples, per minute."""
+    n = len(samples)
+    if n < 2:
+        return 0.0
+    mean_t = sum(t for t, _ in samples) / n
+    mean_v = sum(v for _, v in samples) / n
+    var = sum((t - mean_t) ** 2 for t, _ in samples)
+    cov = sum((t - mean_t) * (v - mean_v) for t, v in samples)
+    return 60.0 * cov / var if var else 0.0
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+async def drill_soak(args: argparse.Namespace) -> None:
+    """`--streams` clients loop on streams for `--minutes`; every process's RSS and open file
+    descriptors are sampled, and their slopes over the run after a warm-up reported."""
+    with cluster(args.workers, [], args.delay_ms) as c:
+        procs = {"frontend": c.others[0]} | {f"worker{i}": w for i, w in enumerate(c.workers)}
+        samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in procs}
+        stop_load = asyncio.Event()
+        outcomes: list[StreamOutcome] = []
+
+        async def client(session: aiohttp.ClientSession) -> None:
+            while not stop_load.is_set():
+                outcomes.append(await one_stream(session, c.url, args.max_tokens, 30))
+
+        connector = aiohttp.TCPConnector(limit=0)
+        timeout = aiohttp.ClientTimeout(total=None)
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+            tasks = [asyncio.create_task(client(session)) for _ in range(args.streams)]
+            start = time.monotonic()
+            while time.monotonic() - start < args.minutes * 60:
+                await asyncio.sleep(args.sample)
+                now = time.monotonic() - start
+                for name, proc in procs.items():
+                    samples[name].append((now, process_rss_mib(proc.pid), open_fds(proc.pid)))
+            stop_load.set()
+            await asyncio.gather(*tasks)
+        warm = args.minutes * 60 * args.warmup
+        report = {}
+        for name, rows in samples.items():
+            steady = [r for r in rows if r[0] >= warm]
+            report[name] = {
+                "rss_mib_first": round(steady[0][1], 1) if steady else None,
+                "rss_mib_last": round(steady[-1][1], 1) if steady else None,
+                "rss_mib_per_min": round(slope_per_minute([(t, m) for t, m, _ in steady]), 3),
+                "fds_first": steady[0][2] if steady else None,
+                "fds_last": steady[-1][2] if steady else None,
+                "fds_per_min": round(slope_per_minute([(t, f) for t, _, f in steady]), 3),
+            }
+        print(
+            json.dumps(
+                {
+                    "drill": "soak",
+                    **vars(args),
+                    **summarize(outcomes, args.max_tokens),
+                    "processes": report,
+                },
+                default=str,
+            )
+        )
+
+
 def _start_echo_full(flags: list[str]) -> tuple[subprocess.Popen, str]:
     """`dynamo-run in=http out=echo_full` (no model) on a free port, 10 ms a character."""
     port = free_port()
@@ -378,12 +446,21 @@ def main() -> None:
     control.add_argument("--nats-down", type=float, default=3.0)
     control.add_argument("--settle", type=float, default=15.0, help="load after each restart")
     control.add_argument("--hang-after", type=float, default=10.0)
+    soak = sub.add_parser("soak", help="streams for a while: errors, RSS and fd slopes")
+    soak.add_argument("--workers", type=int, default=2)
+    soak.add_argument("--streams", type=int, default=64)
+    soak.add_argument("--max-tokens", type=int, default=50)
+    soak.add_argument("--delay-ms", type=int, default=10)
+    soak.add_argument("--minutes", type=float, default=30.0)
+    soak.add_argument("--sample", type=float, default=5.0, help="seconds between samples")
+    soak.add_argument("--warmup", type=float, default=0.2, help="share of the run left out")
     args = parser.parse_args()
     drills = {
         "kill": drill_kill,
         "rolling": drill_rolling,
         "overload": drill_overload,
         "control": drill_control,
+        "soak": drill_soak,
     }
     drill = drills[args.drill]
     asyncio.run(drill(args))
