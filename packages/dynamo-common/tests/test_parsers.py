@@ -79,12 +79,33 @@ def test_markup_never_reaches_content_before_the_block_is_known():
     assert seen == "ok "
 
 
-def test_name_is_announced_before_arguments_complete():
+def test_name_first_then_arguments_as_they_stream():
     parser = tool_call_parser("hermes")
     out = parser.feed('<tool_call>{"name": "get_weather", "arguments": {"ci')
-    assert [(c.name, c.arguments) for c in out.calls] == [("get_weather", "")]
-    out = parser.feed('ty": "Paris"}}</tool_call>')
-    assert [(c.id, c.name, c.arguments) for c in out.calls] == [(None, None, '{"city": "Paris"}')]
+    assert [(c.name, c.arguments) for c in out.calls] == [("get_weather", ""), (None, '{"ci')]
+    out = parser.feed('ty": "Pa}ris"}')
+    assert [(c.id, c.name, c.arguments) for c in out.calls] == [(None, None, 'ty": "Pa}ris"}')]
+    out = parser.feed("}</tool_call>")  # the call's own closing brace is not an argument
+    assert out.calls == [] and out.content == ""
+    assert parser.finish().calls == []
+
+
+def test_arguments_stream_in_many_fragments_that_join_exactly():
+    text = (
+        '<tool_call>{"name": "f", "arguments": '
+        '{"q": "a \\"b\\" {c}", "n": [1, {"x": 2}]}}</tool_call>'
+    )
+    parser = tool_call_parser("hermes")
+    fragments = [c.arguments for ch in text for c in parser.feed(ch).calls if c.name is None]
+    assert len(fragments) > 10
+    assert json.loads("".join(fragments)) == {"q": 'a "b" {c}', "n": [1, {"x": 2}]}
+
+
+def test_a_streamed_call_that_turns_out_malformed_is_given_back():
+    parser = tool_call_parser("hermes")
+    parser.feed('<tool_call>{"name": "f", "arguments": {"a": 1}, oops}')
+    out = parser.feed("</tool_call>")
+    assert out.content.startswith("<tool_call>") and out.calls == []
 
 
 def test_plain_text_streams_without_delay():

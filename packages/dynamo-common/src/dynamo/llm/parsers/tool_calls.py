@@ -6,8 +6,10 @@ tool-call markup is held back until it is known not to be, so markup never reach
 however the tokens split it (the decoder never splits a character, so neither does this).
 
 Tool calls come out in OpenAI's incremental shape: a call's first delta carries its `index`, `id`
-and `name` (with empty arguments) as soon as they are known, a later one its arguments. A block
-that does not parse as tool calls is given back as content, as vLLM does.
+and `name` (with empty arguments) as soon as they are known, later ones its arguments: as they
+stream in where the format allows it (`hermes`: the arguments object's text, exactly, up to its
+closing brace), else whole when the call is complete. A block that does not parse as tool calls
+is given back as content, as vLLM does.
 
     parser = tool_call_parser("hermes")
     for piece in pieces:
@@ -69,6 +71,42 @@ def merge_calls(deltas: list[ToolCallDelta]) -> list[ToolCallDelta]:
     return list(merged.values())
 
 
+class _ObjectText:
+    """Follows a JSON object's text as it arrives, to its closing brace and no further."""
+
+    __slots__ = ("depth", "end", "escaped", "in_string", "pos", "start")
+
+    def __init__(self, start: int) -> None:
+        self.start = self.pos = start  # `start` is the object's "{"
+        self.depth = 0
+        self.in_string = self.escaped = False
+        self.end: int | None = None
+
+    def advance(self, text: str) -> str:
+        """The object's text in `text` (which only grows) since the last call."""
+        i, n = self.pos, len(text)
+        while i < n and self.end is None:
+            c = text[i]
+            if self.in_string:
+                if self.escaped:
+                    self.escaped = False
+                elif c == "\\":
+                    self.escaped = True
+                elif c == '"':
+                    self.in_string = False
+            elif c == '"':
+                self.in_string = True
+            elif c in "{[":
+                self.depth += 1
+            elif c in "}]":
+                self.depth -= 1
+                if self.depth == 0:
+                    self.end = i + 1
+            i += 1
+        piece, self.pos = text[self.pos : i], i
+        return piece
+
+
 class ToolCallParser:
     """Base of the markup parsers: where a tool-call block starts and ends, and how it decodes."""
 
@@ -90,6 +128,7 @@ class ToolCallParser:
         self._passthrough = False
         self._next_index = 0
         self._named: ToolCallDelta | None = None  # a call whose name went out ahead of its block
+        self._arguments: _ObjectText | None = None  # its arguments, streaming
 
     # -- what each format defines ---------------------------------------------------------------
 
@@ -99,6 +138,10 @@ class ToolCallParser:
 
     def early_name(self, block: str) -> str | None:
         """The name of the block's call, if it is sure to be one, before the block completes."""
+        return None
+
+    def early_arguments(self, block: str) -> int | None:
+        """Where the call's arguments object starts in an incomplete block, to stream it."""
         return None
 
     def new_id(self) -> str:
@@ -195,14 +238,36 @@ class ToolCallParser:
             if name is not None:
                 self._named = ToolCallDelta(self._next_index, self.new_id(), name, "")
                 out.calls.append(self._named)
+        if self._named is not None and self._arguments is None:
+            start = self.early_arguments(self._block)
+            if start is not None:
+                self._arguments = _ObjectText(start)
+        if self._arguments is not None:
+            piece = self._arguments.advance(self._block)
+            if piece:
+                out.calls.append(ToolCallDelta(self._named.index, arguments=piece))  # type: ignore[union-attr]
 
     def _close_block(self, block: str, out: Parsed, closing: str) -> None:
         self._in_block = False
         named, self._named = self._named, None
+        streamed, self._arguments = self._arguments, None
         try:
             calls = self.decode(block)
         except (ValueError, SyntaxError, TypeError, KeyError):
             calls = []
+        if streamed is not None and named is not None:
+            # Part of the arguments went out: the rest, if the block is the call it promised.
+            rest = streamed.advance(block)
+            raw = block[streamed.start : streamed.end] if streamed.end is not None else None
+            promised = len(calls) == 1 and calls[0][0] == named.name and raw is not None
+            if promised and json.loads(raw) == json.loads(calls[0][1]):  # type: ignore[arg-type]
+                if rest:
+                    out.calls.append(ToolCallDelta(named.index, arguments=rest))
+                self._next_index += 1
+                return
+            self._next_index += 1  # malformed after all: its text is given back as content
+            out.content += self._opening + block + closing
+            return
         if not calls:
             if named is not None:  # announced but malformed: close it with empty arguments
                 out.calls.append(ToolCallDelta(named.index, arguments="{}"))
@@ -268,6 +333,14 @@ class HermesParser(ToolCallParser):
     def early_name(self, block: str) -> str | None:
         m = _NAME_THEN_ARGS.match(block)
         return json.loads(f'"{m.group(1)}"') if m else None
+
+    def early_arguments(self, block: str) -> int | None:
+        m = _NAME_THEN_ARGS.match(block)
+        if m is None:
+            return None
+        rest = block[m.end() :]
+        start = m.end() + len(rest) - len(rest.lstrip())
+        return start if block[start : start + 1] == "{" else None
 
 
 class Llama3JsonParser(ToolCallParser):
