@@ -64,6 +64,11 @@ def test_item_list_roles_parts_tools_and_reasoning():
     ]
 
 
+def test_null_means_the_default():
+    assert request(store=None, stream=None).store is True
+    assert request(store=None, stream=None).stream is False
+
+
 def test_history_comes_first():
     history = [{"role": "user", "content": "one"}, {"role": "assistant", "content": "1"}]
     chat, conversation = to_chat_request(request(input="two", instructions="sys"), history)

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 
 class _Strict(BaseModel):
@@ -99,6 +106,12 @@ class ResponsesRequest(_Strict):
     max_tool_calls: int | None = None
     top_logprobs: int | None = None
     context_management: Any = None
+
+    @field_validator("stream", "store", mode="before")
+    @classmethod
+    def _null_is_default(cls, value: Any, info: ValidationInfo) -> Any:
+        """`null` means the default, as OpenAI takes it (`store` true, `stream` false)."""
+        return cls.model_fields[info.field_name].default if value is None else value
 
     @model_validator(mode="after")
     def _supported(self) -> ResponsesRequest:
