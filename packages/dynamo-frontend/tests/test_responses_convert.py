@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from dynamo.frontend.http.responses.convert import items_to_messages, to_chat_request
+from dynamo.frontend.http.responses.convert import (
+    items_to_messages,
+    seal_reasoning,
+    to_chat_request,
+)
 from dynamo.frontend.http.responses.protocol import ResponsesRequest
 from dynamo.llm.errors import InvalidRequestError
 
@@ -137,6 +141,7 @@ def test_options_map_onto_chat():
         ({"background": True}, "background"),
         ({"truncation": "auto"}, "truncation"),
         ({"include": ["file_search_call.results"]}, "include"),
+        ({"include": ["reasoning.encrypted_content", "x"]}, "include: x"),
         ({"top_logprobs": 2}, "top_logprobs"),
         ({"made_up": 1}, "made_up"),
         ({"input": ""}, "input"),
@@ -168,3 +173,21 @@ def test_refused_content(body, param):
     with pytest.raises(InvalidRequestError) as e:
         to_chat_request(request(**body), [])
     assert e.value.param == param
+
+
+def test_sealed_reasoning_comes_back():
+    sealed = seal_reasoning("thought about it")
+    items = [
+        {"role": "user", "content": "q"},
+        {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": sealed},
+        {"role": "assistant", "content": "a"},
+    ]
+    assert items_to_messages(items)[1] == {
+        "role": "assistant",
+        "content": "a",
+        "reasoning_content": "thought about it",
+    }
+    items[1]["encrypted_content"] = "someone else's"
+    with pytest.raises(InvalidRequestError) as e:
+        items_to_messages(items)
+    assert e.value.param == "input[1].encrypted_content"

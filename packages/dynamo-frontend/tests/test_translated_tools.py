@@ -64,6 +64,27 @@ async def test_responses_function_call_and_reasoning(oai):
     assert any(e.type == "response.function_call_arguments.delta" for e in events)
     assert any(e.type == "response.reasoning_text.delta" for e in events)
 
+    # A client that stores nothing gets the reasoning sealed, to send back as it is.
+    sealed = await oai.responses.create(
+        model="tooled",
+        input="weather in Paris?",
+        tools=tools,
+        store=False,
+        include=["reasoning.encrypted_content"],
+    )
+    reasoning_item = sealed.output[0].model_dump(exclude_none=True)
+    assert reasoning_item["encrypted_content"]
+    reasoning_item.pop("content")
+    again = await oai.responses.create(
+        model="report",
+        input=[
+            {"role": "user", "content": "q"},
+            reasoning_item,
+            {"role": "assistant", "content": "a"},
+        ],
+    )
+    assert json.loads(again.output_text)[1]["reasoning_content"] == "The user wants weather."
+
     # The call's result goes back as a function_call_output item, continuing the conversation.
     follow = await oai.responses.create(
         model="report",

@@ -9,6 +9,7 @@ output items into the conversation a later `previous_response_id` continues.
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from dynamo.frontend.http.responses.protocol import ResponsesRequest
@@ -39,9 +40,31 @@ def _text(content: Any, param: str) -> str:
     return "".join(p or "" for p in parts)
 
 
-def _reasoning_text(item: dict[str, Any]) -> str:
+_SEAL = "dynamo-reasoning-v1:"
+
+
+def seal_reasoning(text: str) -> str:
+    """A reasoning item's `encrypted_content`: its text, opaque to the client, read back here."""
+    return _SEAL + base64.urlsafe_b64encode(text.encode()).decode()
+
+
+def open_reasoning(blob: str, param: str) -> str:
+    if not blob.startswith(_SEAL):
+        raise InvalidRequestError(
+            f"{param}: encrypted_content not made by this server", param=param
+        )
+    try:
+        return base64.urlsafe_b64decode(blob[len(_SEAL) :]).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequestError(f"{param}: encrypted_content is damaged", param=param) from None
+
+
+def _reasoning_text(item: dict[str, Any], where: str) -> str:
     parts = item.get("content") or item.get("summary") or []
-    return "".join(p.get("text", "") for p in parts if isinstance(p, dict))
+    text = "".join(p.get("text", "") for p in parts if isinstance(p, dict))
+    if not text and item.get("encrypted_content"):
+        return open_reasoning(item["encrypted_content"], f"{where}.encrypted_content")
+    return text
 
 
 def items_to_messages(items: str | list[dict[str, Any]], param: str = "input") -> list[dict]:
@@ -95,7 +118,7 @@ def items_to_messages(items: str | list[dict[str, Any]], param: str = "input") -
                 }
             )
         elif kind == "reasoning":
-            reasoning = (reasoning or "") + _reasoning_text(item)
+            reasoning = (reasoning or "") + _reasoning_text(item, where)
         else:
             raise InvalidRequestError(
                 f"{where}: input items of type {kind!r} are not supported "

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dynamo.frontend.http.chat_run import Event
+from dynamo.frontend.http.responses.convert import seal_reasoning
 from dynamo.frontend.http.responses.protocol import ResponsesRequest
 
 #: Chat finish reasons that leave a response incomplete, and the reason OpenAI names.
@@ -207,6 +208,8 @@ class ResponseStream:
                 self._item_done(item),
             ]
         item["content"] = [{"type": "reasoning_text", "text": text}]
+        if "reasoning.encrypted_content" in (self.request.include or ()):
+            item["encrypted_content"] = seal_reasoning(text)
         return [
             self._event("response.reasoning_text.done", text=text, **where),
             self._item_done(item),

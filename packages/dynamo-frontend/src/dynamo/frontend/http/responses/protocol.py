@@ -75,6 +75,12 @@ UNSUPPORTED = {
 }
 
 
+#: What `include` may ask for: reasoning items carry `encrypted_content` (here not encrypted,
+#: only sealed: the reasoning text the client sees anyway, in a form it hands back as is), so a
+#: client that does not store responses (`store: false`) can send the reasoning back.
+INCLUDABLE = {"reasoning.encrypted_content"}
+
+
 class ResponsesRequest(_Strict):
     model: str
     input: str | list[dict[str, Any]]
@@ -124,8 +130,11 @@ class ResponsesRequest(_Strict):
                 "truncation: 'auto' is not supported; a conversation longer than the context "
                 "is refused (truncation 'disabled')"
             )
-        if self.include:
-            raise ValueError(f"include: {', '.join(self.include)} not supported")
+        unknown = sorted(set(self.include or ()) - INCLUDABLE)
+        if unknown:
+            raise ValueError(
+                f"include: {', '.join(unknown)} not supported ({', '.join(INCLUDABLE)} is)"
+            )
         if isinstance(self.input, str) and not self.input:
             raise ValueError("input must not be empty")
         return self
