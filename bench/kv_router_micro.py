@@ -10,6 +10,7 @@ cost, the choice and the bookkeeping; `free()` runs after the timer stops.
 
     uv run python bench/kv_router_micro.py
     uv run python bench/kv_router_micro.py --workers 64 --blocks 100000 --prompt-tokens 8192
+    uv run python bench/kv_router_micro.py --cost blocks   # upstream's cost
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dynamo.llm.kv.router import KvRouter
 
 def build(args: argparse.Namespace, rng: random.Random) -> tuple[KvRouter, list[list[int]]]:
     bs = args.block_size
-    router = KvRouter(block_size=bs, seed=0)
+    router = KvRouter(block_size=bs, seed=0, cost=args.cost)
     workers = list(range(1, args.workers + 1))
     doc_blocks = args.prompt_tokens // bs // 2
     docs = [[rng.randrange(50_000) for _ in range(doc_blocks * bs)] for _ in range(args.docs)]
@@ -62,6 +63,7 @@ def main() -> None:
     p.add_argument("--active", type=int, default=8, help="in-flight requests per worker")
     p.add_argument("--decisions", type=int, default=5000)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--cost", choices=["predicted", "blocks"], default="predicted")
     p.add_argument(
         "--gc",
         action="store_true",
@@ -104,7 +106,7 @@ def main() -> None:
     print(
         f"workers={args.workers} indexed_blocks={nodes} worker_block_entries={held} "
         f"block_size={args.block_size} prompt_tokens={args.prompt_tokens} "
-        f"active_per_worker={args.active} build_s={built:.1f}"
+        f"active_per_worker={args.active} cost={args.cost} build_s={built:.1f}"
     )
     print(
         f"select(): p50={p50:.0f}us p99={p99:.0f}us max={samples[-1]:.0f}us "

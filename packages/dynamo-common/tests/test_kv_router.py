@@ -48,7 +48,7 @@ def test_load_outweighs_a_small_overlap() -> None:
 
 
 def test_overrides() -> None:
-    r = KvRouter(BS, seed=0)
+    r = KvRouter(BS, seed=0, cost="blocks")
     announce(r, 2, PROMPT)
     r.scheduler.add_request("busy", 2, 16, 0, [1, 2, 3, 4])
     # weight 1: worker 2 costs (16 + 1)/4 + 4 + 4 = 12.25, worker 1 costs 13/4 + 4 = 7.25.

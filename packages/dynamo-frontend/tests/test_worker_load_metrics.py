@@ -102,6 +102,17 @@ def test_worker_load_gauges_follow_the_workers(runtime_env, start_server, smollm
             ),
         )
 
+        # The router compared its predicted prefix hits with what the workers reused (the
+        # mocker's cached_tokens), and learned from both first tokens.
+        text = httpx.get(f"{server.url}/metrics").text
+        router = dict(
+            re.findall(r'^dynamo_frontend_router_([a-z_]+)\{model="mock"\} (\S+)$', text, re.M)
+        )
+        assert float(router["cache_reports_total"]) == 2
+        assert float(router["actual_cached_tokens_total"]) > 0  # the second request's hits
+        assert "cached_tokens_error_total" in router
+        assert float(router["ttft_prediction_error"]) >= 0
+
         # A worker that leaves takes its gauges with it.
         workers[0].send_signal(signal.SIGTERM)
         assert workers[0].wait(30) == 0

@@ -65,6 +65,7 @@ async def router_for(
             args.kv_overlap_score_weight,
             args.router_temperature,
             args.kv_index_max_blocks or DEFAULT_MAX_BLOCKS,
+            args.router_cost or "predicted",
         )
     if args.router_mode == "kv":
         log.warning("model '%s' takes text, not tokens: routing it round-robin", model.name)

@@ -214,8 +214,16 @@ def build_parser(prog: str = "dynamo-run") -> argparse.ArgumentParser:
         default="round-robin",
         help="how out=dyn picks a worker: round-robin (each in turn), random, least-loaded "
         "(the fewest requests in flight from this frontend), power-of-two (two at random, the "
-        "one with fewer in flight), kv (the best cached prefix for its load, from the "
-        "workers' KV events) (default round-robin)",
+        "one with fewer in flight), kv (the worker predicted to answer first, from the "
+        "workers' KV events and load: see --router-cost) (default round-robin)",
+    )
+    h.add_argument(
+        "--router-cost",
+        choices=["predicted", "blocks"],
+        help="KV router: predicted (each worker's time to first token: the prefill queued on "
+        "it plus this prompt's uncached tokens, at the prefill rate learned from the first "
+        "tokens seen, plus its decode load) or blocks (upstream's: weight x prefill blocks + "
+        "active blocks) (default predicted)",
     )
     h.add_argument(
         "--migration-limit",
@@ -229,7 +237,7 @@ def build_parser(prog: str = "dynamo-run") -> argparse.ArgumentParser:
         choices=["tcp", "nats"],
         help="in=dyn://: how the worker takes requests (its instance record says so; out=dyn "
         "reaches each worker by its own record); the same as DYN_REQUEST_PLANE "
-        "(default: DYN_REQUEST_PLANE, else nats)",
+        "(default: DYN_REQUEST_PLANE, else tcp)",
     )
     h.add_argument(
         "--discovery-backend",
@@ -308,6 +316,8 @@ def parse_command_line(argv: list[str], prog: str = "dynamo-run") -> Invocation:
     check_http_only_flags(args, inp)
     if args.kv_index_max_blocks is not None and args.router_mode != "kv":
         raise UsageError("--kv-index-max-blocks is a KV router flag: it needs --router-mode kv")
+    if args.router_cost is not None and args.router_mode != "kv":
+        raise UsageError("--router-cost is a KV router flag: it needs --router-mode kv")
     if inp == "http":
         from dynamo.frontend.admission import AdmissionOptions
 

@@ -12,6 +12,16 @@ dynamo_frontend_worker_active_requests{model,worker}
 dynamo_frontend_worker_active_prefill_tokens{model,worker}
 dynamo_frontend_kv_workers_without_events{model}           workers routed by load alone
 
+How right the router was, per request whose worker reported its prefix-cache hits
+(`cached_tokens`) and per first token:
+
+dynamo_frontend_router_cache_reports_total{model}             requests compared
+dynamo_frontend_router_predicted_cached_tokens_total{model}   cached tokens the router predicted
+dynamo_frontend_router_actual_cached_tokens_total{model}      cached tokens the workers reused
+dynamo_frontend_router_cached_tokens_error_total{model}       sum of |predicted - actual|
+dynamo_frontend_router_ttft_prediction_error{model}           recent mean |error| / TTFT of the
+                                                              `predicted` cost (0..)
+
 What the workers report (their latest `ForwardPassMetrics` on `kv_metrics`, summed over
 data-parallel ranks; a worker that reported nothing has none of these):
 
@@ -90,8 +100,21 @@ class KvRouterCollector(Collector):
             "Workers that published no KV event (routed by load alone)",
             labels=["model"],
         )
+        accuracy = [
+            (CounterMetricFamily(f"{p}_router_{name}", text, labels=["model"]), field)
+            for name, text, field in _ACCURACY_COUNTERS
+        ]
+        ttft_error = GaugeMetricFamily(
+            f"{p}_router_ttft_prediction_error",
+            "Recent mean relative error of the predicted time to first token",
+            labels=["model"],
+        )
         for model, router, workers in self._routers():
             stats = router.stats
+            for family, field in accuracy:
+                family.add_metric([model], getattr(stats, field))
+            if router.ttft.observations:
+                ttft_error.add_metric([model], router.ttft.relative_error)
             hit.add_metric([model], stats.hit_rate)
             overlap.add_metric([model], stats.overlap_blocks)
             blocks.add_metric([model], stats.request_blocks)
@@ -118,7 +141,30 @@ class KvRouterCollector(Collector):
             index_blocks,
             evicted,
             silent,
+            *(family for family, _ in accuracy),
+            ttft_error,
         )
+
+
+# (metric name after `_router_`, help, KvRouterStats field)
+_ACCURACY_COUNTERS: tuple[tuple[str, str, str], ...] = (
+    ("cache_reports", "Requests whose worker reported its prefix-cache hits", "cache_reports"),
+    (
+        "predicted_cached_tokens",
+        "Prompt tokens the router predicted the chosen worker had cached",
+        "predicted_cached_tokens",
+    ),
+    (
+        "actual_cached_tokens",
+        "Prompt tokens the workers reported reusing from their prefix cache",
+        "actual_cached_tokens",
+    ),
+    (
+        "cached_tokens_error",
+        "Sum over requests of |predicted - actual| cached tokens",
+        "cached_tokens_abs_error",
+    ),
+)
 
 
 # (metric suffix, help, WorkerLoad field)

@@ -6,7 +6,13 @@ leaves etcd, and tracks every request from routing to its last token. Several fr
 at once: each builds its own index from the same event stream.
 
 Beside it, the workers' own load reports (`ForwardPassMetrics` on `namespace.{ns}.kv_metrics`)
-are kept per worker in `WorkerLoads`, for `/metrics`; a worker's leave drops them too.
+are kept per worker in `WorkerLoads`, for `/metrics` and for the `predicted` cost (the requests
+a worker reports waiting); a worker's leave drops them too.
+
+Per request, the stream tells the router when the first token came (what the `predicted` cost
+learns from) and how many prompt tokens the worker reused from its prefix cache
+(`completion_usage.prompt_tokens_details.cached_tokens`, which the mocker, vLLM and SGLang
+workers send), to compare with the overlap the router predicted.
 """
 
 from __future__ import annotations
@@ -65,14 +71,32 @@ class KvRouterEngine(RouterEngine):
             return worker
 
         first = True
+        cache_reported = False
         try:
             async for item in self.client.stream(request, context, pick=pick):
                 if first:
                     router.mark_prefill_completed(rid)
                     first = False
+                if not cache_reported:
+                    cached = _cached_tokens(item)
+                    if cached is not None:
+                        router.report_cached_tokens(rid, cached)
+                        cache_reported = True
                 yield item
         finally:
             router.free(rid)
+
+
+def _cached_tokens(item: Any) -> int | None:
+    """`completion_usage.prompt_tokens_details.cached_tokens` of a worker's delta, if there."""
+    if not isinstance(item, dict):
+        return None
+    usage = item.get("completion_usage")
+    if not isinstance(usage, dict):
+        return None
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    return cached if isinstance(cached, int) else None
 
 
 async def start_kv_router(
@@ -81,15 +105,18 @@ async def start_kv_router(
     weight: float,
     temperature: float,
     max_index_blocks: int | None = DEFAULT_MAX_BLOCKS,
+    cost: str = "predicted",
 ) -> KvRouterEngine:
     """A KV router for one discovered model, fed by its component's event subject."""
+    loads = WorkerLoads()
     router = KvRouter(
         block_size=model.card.kv_cache_block_size,
         overlap_score_weight=weight,
         temperature=temperature,
         max_index_blocks=max_index_blocks,
+        cost=cost,
+        waiting=loads.waiting,
     )
-    loads = WorkerLoads()
     endpoint = model.client.endpoint
     subject = kv_events_subject(endpoint.component.namespace, endpoint.component.name)
 

@@ -184,6 +184,14 @@ class WorkerLoads:
         """The latest metrics of each rank of a worker (empty when it reported none)."""
         return {rank: m for rank, (_, m) in self._latest.get(worker_id, {}).items()}
 
+    def waiting(self, worker_id: int) -> int:
+        """Requests the worker reports queued, over its ranks (0 when it reported none); cheap
+        enough for the router to read per worker per decision."""
+        ranks = self._latest.get(worker_id)
+        if not ranks:
+            return 0
+        return sum(m.worker_stats.num_requests_waiting for _, m in ranks.values())
+
     def load(self, worker_id: int) -> WorkerLoad | None:
         """A worker's load over all its ranks; None when it reported none."""
         ranks = [m for _, m in self._latest.get(worker_id, {}).values()]

@@ -10,7 +10,12 @@ The frontend wires it like this (one router per served model, i.e. per worker co
     # request plane, per request
     worker, overlap = router.select(token_ids, client.instance_ids(), request_id)
     ... send to `worker`; on the first token: router.mark_prefill_completed(request_id)
+    ... when the worker says how much of the prompt it had cached (`completion_usage.
+        prompt_tokens_details.cached_tokens`): router.report_cached_tokens(request_id, n)
     ... when the stream ends, however it ends: router.free(request_id)
+
+The cost is `predicted` (the predicted time to first token, learned from the first tokens the
+router sees: `dynamo.llm.kv.ttft`) or `blocks` (upstream's, `dynamo.llm.kv.scheduler`).
 
 Workers that never published an event are still routed, by load alone (their overlap is 0);
 upstream degrades like that silently. Here `workers_without_events()` names them and, once such
@@ -22,7 +27,8 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +36,10 @@ from dynamo.llm.kv.events import KvEventError, RouterEvent, parse_router_event
 from dynamo.llm.kv.hashing import local_block_hashes, sequence_hashes
 from dynamo.llm.kv.indexer import DEFAULT_MAX_BLOCKS, OverlapScores, RadixIndexer
 from dynamo.llm.kv.scheduler import KvScheduler, RouterConfigOverride
+from dynamo.llm.kv.ttft import TtftFeatures, TtftModel
+
+#: The router's costs (`--router-cost`): see the module docstring.
+ROUTER_COSTS = ("predicted", "blocks")
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +60,13 @@ class KvRouterStats:
     overlap_blocks: int = 0
     events_received: int = 0
     events_malformed: int = 0
+    #: Over the requests whose worker reported its prefix-cache hits: the cached tokens the
+    #: router predicted (overlap blocks x block size), the ones the worker reused, and the sum
+    #: of their absolute differences. A drifting index shows as a gap between the first two.
+    cache_reports: int = 0
+    predicted_cached_tokens: int = 0
+    actual_cached_tokens: int = 0
+    cached_tokens_abs_error: int = 0
 
     @property
     def hit_rate(self) -> float:
@@ -60,6 +77,12 @@ class KvRouterStats:
 class _Pending:
     worker: int
     had_full_block: bool
+    #: Overlap blocks the router predicted on the chosen worker.
+    overlap: int = 0
+    #: When it was routed, and what its time to first token was predicted from.
+    routed_at: float = 0.0
+    features: TtftFeatures | None = None
+    cache_reported: bool = False
 
 
 class KvRouter:
@@ -72,8 +95,19 @@ class KvRouter:
         temperature: float = 0.0,
         seed: int | None = None,
         max_index_blocks: int | None = DEFAULT_MAX_BLOCKS,
+        cost: str = "predicted",
+        waiting: Callable[[int], int] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`waiting(worker)`: the requests the worker reports queued (its load metrics), read
+        by the `predicted` cost; `clock` times the first tokens it learns from."""
+        if cost not in ROUTER_COSTS:
+            raise ValueError(f"unknown router cost {cost!r} (one of {', '.join(ROUTER_COSTS)})")
         self.block_size = block_size
+        self.cost = cost
+        self.ttft = TtftModel()
+        self._waiting = waiting
+        self._clock = clock
         self.indexer = RadixIndexer(max_index_blocks)
         self.scheduler = KvScheduler(
             block_size, overlap_score_weight, temperature, random.Random(seed)
@@ -105,6 +139,7 @@ class KvRouter:
         """The worker left: its blocks and its active requests go with it."""
         self.indexer.remove_worker(worker)
         self.scheduler.remove_worker(worker)
+        self.ttft.remove_worker(worker)
         self._heard_from.discard(worker)
         self._silent_done.pop(worker, None)
         self._warned.discard(worker)
@@ -136,14 +171,32 @@ class KvRouter:
         seq = sequence_hashes(local)
         matches = self.indexer.find_sequence_matches(seq, with_tree_sizes=False)
         sched = self.scheduler
-        if len(workers) == 1:
+        features: TtftFeatures | None = None
+        if self.cost == "predicted":
+            waiting = None
+            if self._waiting is not None:
+                waiting = {w: self._waiting(w) for w in workers}
+            logits, all_features = sched.predicted_ttfts(
+                workers,
+                len(token_ids),
+                matches.scores,
+                self.ttft,
+                waiting,
+                1.0 if weight is None else weight,
+            )
+            if len(workers) == 1:
+                worker, features = workers[0], all_features[0]
+            else:
+                worker = sched.choose(workers, logits, _TreeSizes(self.indexer), temperature)
+                features = all_features[workers.index(worker)]
+        elif len(workers) == 1:
             worker = workers[0]
         else:
             logits = sched.logits(workers, len(token_ids), seq, matches.scores, weight)
             worker = sched.choose(workers, logits, _TreeSizes(self.indexer), temperature)
         overlap = matches.scores.get(worker, 0)
         sched.add_request(request_id, worker, len(token_ids), overlap, seq)
-        self._pending[request_id] = _Pending(worker, bool(local))
+        self._pending[request_id] = _Pending(worker, bool(local), overlap, self._clock(), features)
         stats = self.stats
         stats.decisions[worker] = stats.decisions.get(worker, 0) + 1
         stats.request_blocks += -(-len(token_ids) // self.block_size)
@@ -151,7 +204,27 @@ class KvRouter:
         return worker, overlap
 
     def mark_prefill_completed(self, request_id: str) -> None:
+        """The first token came back: the worker's prefill queue shrinks, and the time it took
+        teaches the `predicted` cost."""
+        pending = self._pending.get(request_id)
+        if pending is not None and pending.features is not None:
+            self.ttft.observe(pending.worker, pending.features, self._clock() - pending.routed_at)
+            pending.features = None  # learned once
         self.scheduler.mark_prefill_completed(request_id)
+
+    def report_cached_tokens(self, request_id: str, cached_tokens: int) -> None:
+        """The worker reused `cached_tokens` of the prompt from its prefix cache: compared with
+        what the router predicted (once per request)."""
+        pending = self._pending.get(request_id)
+        if pending is None or pending.cache_reported:
+            return
+        pending.cache_reported = True
+        predicted = pending.overlap * self.block_size
+        stats = self.stats
+        stats.cache_reports += 1
+        stats.predicted_cached_tokens += predicted
+        stats.actual_cached_tokens += cached_tokens
+        stats.cached_tokens_abs_error += abs(predicted - cached_tokens)
 
     def free(self, request_id: str) -> None:
         """The request ended, however it ended; safe to call twice."""
@@ -205,4 +278,4 @@ def _override_values(
     return overrides.get("overlap_score_weight"), overrides.get("router_temperature")
 
 
-__all__ = ["SILENT_WORKER_THRESHOLD", "KvRouter", "KvRouterStats"]
+__all__ = ["ROUTER_COSTS", "SILENT_WORKER_THRESHOLD", "KvRouter", "KvRouterStats"]

@@ -9,6 +9,12 @@ prefix on one worker share those blocks; a partial tail block belongs to its req
     decode_blocks  = active_blocks + request blocks not already active on the worker
     logit          = w * prefill_tokens / block_size + decode_blocks      (lower is better)
 
+That is the `blocks` cost (`--router-cost blocks`). The `predicted` cost (the default) is the
+predicted time to first token in seconds (`dynamo.llm.kv.ttft`), from the same tracking: the
+prefill tokens queued on the worker, plus the request's own after its overlap, plus the
+requests the worker reports waiting beyond the router's own (at the mean prefill size), and
+its active blocks.
+
 Temperature 0 takes the argmin, ties to the worker with the smaller radix tree, remaining ties
 at random (so fresh, identical workers share the load). Above 0 the logits are normalised to
 `-v / (max - min)`, divided by the temperature and sampled from their softmax.
@@ -22,6 +28,11 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+from dynamo.llm.kv.ttft import TtftFeatures, TtftModel
+
+#: EWMA weight of one request in the mean prefill size (what an unknown waiting request costs).
+MEAN_PREFILL_ALPHA = 0.05
 
 
 class SizeLookup(Protocol):
@@ -48,10 +59,12 @@ class _Request:
 
 
 class _WorkerLoad:
-    __slots__ = ("active_prefill_tokens", "block_refs", "partial_blocks", "requests")
+    __slots__ = ("active_prefill_tokens", "block_refs", "partial_blocks", "prefilling", "requests")
 
     def __init__(self) -> None:
         self.active_prefill_tokens = 0
+        #: Requests routed here that have not answered yet.
+        self.prefilling = 0
         #: sequence hash → active requests holding that block (a Counter: `update` counts a
         #: whole request's blocks in C).
         self.block_refs: Counter[int] = Counter()
@@ -81,6 +94,8 @@ class KvScheduler:
         self._rng = rng or random.Random()
         self._loads: dict[int, _WorkerLoad] = {}
         self._requests: dict[str, _Request] = {}
+        #: Mean prefill tokens of a routed request (after its overlap).
+        self.mean_prefill_tokens = 0.0
 
     # -- cost and choice ------------------------------------------------------------------------
 
@@ -118,6 +133,39 @@ class KvScheduler:
                 decode = load.active_blocks + new + partial
             out.append(w * prefill / bs + decode)
         return out
+
+    def predicted_ttfts(
+        self,
+        workers: Sequence[int],
+        isl: int,
+        overlaps: Mapping[int, int],
+        model: TtftModel,
+        waiting: Mapping[int, int] | None = None,
+        prefill_weight: float = 1.0,
+    ) -> tuple[list[float], list[TtftFeatures]]:
+        """The predicted seconds to first token on each of `workers`, and what each was
+        predicted from. `waiting`: requests each worker reports waiting (its load metrics)."""
+        bs = self.block_size
+        loads = self._loads
+        mean = self.mean_prefill_tokens
+        costs: list[float] = []
+        features: list[TtftFeatures] = []
+        for worker in workers:
+            load = loads.get(worker)
+            ahead = max(isl - overlaps.get(worker, 0) * bs, 0)
+            blocks = 0
+            own_waiting = 0
+            if load is not None:
+                ahead += load.active_prefill_tokens
+                blocks = load.active_blocks
+                own_waiting = load.prefilling
+            if waiting is not None:
+                # Requests the worker has queued beyond the ones this router sent it.
+                ahead += max(waiting.get(worker, 0) - own_waiting, 0) * mean
+            f = TtftFeatures(ahead, blocks)
+            features.append(f)
+            costs.append(model.predict(worker, f, prefill_weight))
+        return costs, features
 
     def choose(
         self,
@@ -162,7 +210,9 @@ class KvScheduler:
         load.block_refs.update(blocks)
         load.partial_blocks += partial
         load.active_prefill_tokens += prefill
+        load.prefilling += 1
         load.requests += 1
+        self.mean_prefill_tokens += MEAN_PREFILL_ALPHA * (prefill - self.mean_prefill_tokens)
         self._requests[request_id] = _Request(worker, prefill, blocks, partial)
 
     def mark_prefill_completed(self, request_id: str) -> None:
@@ -174,6 +224,7 @@ class KvScheduler:
         load = self._loads.get(req.worker)
         if load is not None:
             load.active_prefill_tokens -= req.prefill_tokens
+            load.prefilling -= 1
 
     def free(self, request_id: str) -> None:
         """The request ended (any way): release its prefill tokens and blocks."""
@@ -185,6 +236,7 @@ class KvScheduler:
             return
         if not req.prefill_done:
             load.active_prefill_tokens -= req.prefill_tokens
+            load.prefilling -= 1
         refs = load.block_refs
         for h in req.blocks:
             n = refs[h] - 1
