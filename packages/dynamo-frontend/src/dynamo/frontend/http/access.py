@@ -13,10 +13,10 @@ import hashlib
 import hmac
 from collections.abc import Iterable
 
-import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from dynamo.frontend.http.errors import error_body
+from dynamo.frontend.http.errors import send_error
+from dynamo.llm.errors import RequestError
 
 #: Paths a load balancer or an orchestrator probes: never behind a key.
 PROBE_PATHS = frozenset({"/health", "/live"})
@@ -27,6 +27,17 @@ _MISSING = (
     "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
 )
 _INCORRECT = "Incorrect API key provided."
+
+
+class AuthenticationError(RequestError):
+    """No API key, or not one of ours (401, as OpenAI answers it)."""
+
+    status_code = 401
+
+    def __init__(self, given: bool):
+        super().__init__(
+            _INCORRECT if given else _MISSING, code="invalid_api_key" if given else None
+        )
 
 
 def _digest(key: str) -> bytes:
@@ -78,23 +89,6 @@ class ApiKeyMiddleware:
         if token and self.keys.accepts(token):
             await self.app(scope, receive, send)
             return
-        message = _MISSING if token is None else _INCORRECT
-        body = orjson.dumps(
-            error_body(
-                message,
-                "invalid_request_error",
-                code=None if token is None else "invalid_api_key",
-            )
+        await send_error(
+            send, AuthenticationError(token is not None), {"WWW-Authenticate": "Bearer"}
         )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", b"Bearer"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})

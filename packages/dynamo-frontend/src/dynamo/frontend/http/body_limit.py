@@ -8,10 +8,9 @@ dropped, and the client gets the 413. So no request can make the server hold mor
 
 from __future__ import annotations
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dynamo.frontend.http.errors import error_body
+from dynamo.frontend.http.errors import send_error
 from dynamo.llm.errors import RequestError
 
 
@@ -85,17 +84,4 @@ class BodyLimitMiddleware:
             await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        error = BodyTooLarge(self.max_bytes)
-        body = orjson.dumps(error_body(error.message, error.error_type, code=error.code))
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_error(send, BodyTooLarge(self.max_bytes), {"Connection": "close"})

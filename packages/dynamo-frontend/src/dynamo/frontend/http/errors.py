@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
+from starlette.types import Send
 
 from dynamo.llm.errors import RequestError
 
@@ -62,6 +64,24 @@ def error_headers(exc: BaseException) -> dict[str, str]:
     if retry_after is None:
         return {}
     return {"Retry-After": str(max(1, math.ceil(retry_after)))}
+
+
+async def send_error(
+    send: Send, exc: BaseException, headers: Mapping[str, str] | None = None
+) -> None:
+    """Answer with the error straight over ASGI: for middleware, which runs outside the routes."""
+    status, body = to_error(exc)
+    payload = orjson.dumps(body)
+    raw_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+        *(
+            (k.lower().encode(), v.encode())
+            for k, v in {**error_headers(exc), **(headers or {})}.items()
+        ),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": payload})
 
 
 def sse_error(exc: BaseException) -> bytes:
