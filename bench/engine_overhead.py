@@ -7,6 +7,11 @@ then `dynamo-run in=http out=<engine>` is started and driven over HTTP with stre
 
     uv run python bench/engine_overhead.py --engine llamacpp --max-tokens 128 --rounds 3
     uv run python bench/engine_overhead.py --engine mistralrs --max-tokens 32 --rounds 2
+    $VLLM_VENV/bin/python bench/engine_overhead.py --engine vllm --model-path HF_FOLDER \
+        --max-tokens 64 --rounds 2 --streams 1 8
+
+vLLM batches concurrent requests, so `--engine vllm` measures each `--streams` level on both
+sides (bench/_vllm.py); it needs the vLLM venv and an HF folder (packages/engine-vllm/scripts).
 """
 
 from __future__ import annotations
@@ -43,13 +48,19 @@ def direct_llamacpp(
     """Tokens per second of llama-cpp-python's own generate loop on the same prompts."""
     from llama_cpp import Llama
 
-    from dynamo.engines.llamacpp import llama_kwargs
-    from dynamo.llm import EngineConfig
+    from dynamo.engines.llamacpp import default_threads
 
-    # The same construction arguments as `out=llamacpp` (n_threads above all), so the ratio
-    # measures the serving stack, not a different thread count.
-    kwargs = llama_kwargs(EngineConfig("bench", context_length=n_ctx), None)
-    llm = Llama(model_path=model_path, **kwargs)
+    # The settings `out=llamacpp` uses (n_threads above all, flash attention), so the ratio
+    # measures the serving stack, not a different thread count or attention kernel.
+    threads = default_threads()
+    llm = Llama(
+        model_path=model_path,
+        n_ctx=n_ctx,
+        n_threads=threads,
+        n_threads_batch=threads,
+        flash_attn=True,
+        verbose=False,
+    )
     tokens, elapsed = 0, 0.0
     for ids in prompts:
         start = time.perf_counter()
@@ -111,16 +122,60 @@ def start_server(engine: str, model_path: str, n_ctx: int) -> tuple[subprocess.P
     )
 
 
+def run_vllm(args: argparse.Namespace) -> None:
+    """Direct, then served, at each --streams level (see bench/_vllm.py)."""
+    import _vllm
+
+    model_path = args.model_path
+    if model_path is None:
+        raise SystemExit("--engine vllm needs --model-path HF_FOLDER (vLLM reads no GGUF)")
+    prompt_ids = [chat_prompt_ids(model_path, t) for t in PROMPTS]
+    direct = _vllm.direct(
+        model_path, prompt_ids, args.max_tokens, args.n_ctx, args.streams, args.rounds
+    )
+    proc, url = start_dynamo_run(
+        "vllm", model_path, _vllm.server_args(args.n_ctx), env={"HF_HUB_OFFLINE": "1"},
+        stdout=subprocess.DEVNULL, timeout=900,
+    )  # fmt: skip
+    try:
+        serve = _vllm.served(url, PROMPTS, args.max_tokens, args.streams, args.rounds)
+    finally:
+        stop([proc], grace=60)
+    print(
+        json.dumps(
+            {
+                "engine": "vllm",
+                "max_tokens": args.max_tokens,
+                "rounds": args.rounds,
+                **{
+                    f"streams_{s}": {
+                        "direct_tok_s": round(direct[s], 1),
+                        "served_tok_s": round(serve[s], 1),
+                        "ratio": round(serve[s] / direct[s], 3),
+                    }
+                    for s in args.streams
+                },
+            }
+        )
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--engine", default="llamacpp", choices=["llamacpp", "mistralrs"])
+    p.add_argument("--engine", default="llamacpp", choices=["llamacpp", "mistralrs", "vllm"])
     p.add_argument("--model-path", default=None)
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--rounds", type=int, default=3, help="alternating direct/served rounds")
     p.add_argument("--n-ctx", type=int, default=2048)
+    p.add_argument(
+        "--streams", type=int, nargs="+", default=[1, 8], help="concurrency levels (vllm only)"
+    )
     args = p.parse_args()
+    if args.engine == "vllm":
+        run_vllm(args)
+        return
     model_path = args.model_path or default_model()
     prompt_ids = [chat_prompt_ids(model_path, t) for t in PROMPTS]
 

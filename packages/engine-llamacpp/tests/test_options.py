@@ -1,4 +1,4 @@
-"""Argument mapping, without loading a model."""
+"""Engine settings from the flags and `--extra-engine-args`, without loading a model."""
 
 from __future__ import annotations
 
@@ -7,64 +7,86 @@ from pathlib import Path
 
 import pytest
 
-from dynamo.engines.llamacpp import llama_kwargs, sampling_kwargs
-from dynamo.engines.llamacpp._options import default_threads
+from dynamo.engines.llamacpp import EngineSettings, default_threads
+from dynamo.engines.llamacpp._options import DEFAULT_BATCH, DEFAULT_PARALLEL
 from dynamo.llm import EngineConfig, EngineError
 
 
-def test_openai_defaults_when_unset():
-    assert sampling_kwargs({}) == {
-        "temp": 1.0,
-        "top_p": 1.0,
-        "top_k": 0,
-        "min_p": 0.0,
-        "repeat_penalty": 1.0,
-        "presence_penalty": 0.0,
-        "frequency_penalty": 0.0,
-    }
+def settings(model_context: int | None = 2048, **kw) -> EngineSettings:
+    return EngineSettings.from_config(EngineConfig("m", **kw), model_context)
 
 
-def test_every_sampling_option_is_mapped():
-    got = sampling_kwargs(
-        {
-            "temperature": 0.0,
-            "top_p": 0.5,
-            "top_k": 7,
-            "min_p": 0.1,
-            "repetition_penalty": 1.3,
-            "presence_penalty": 0.4,
-            "frequency_penalty": -0.2,
-            "seed": 3,
-        }
-    )
-    assert got == {
-        "temp": 0.0,
-        "top_p": 0.5,
-        "top_k": 7,
-        "min_p": 0.1,
-        "repeat_penalty": 1.3,
-        "presence_penalty": 0.4,
-        "frequency_penalty": -0.2,
-    }
-
-
-def test_negative_top_k_means_off():
-    assert sampling_kwargs({"top_k": -1})["top_k"] == 0
+def test_defaults():
+    s = settings()
+    assert (s.n_ctx, s.n_parallel, s.n_batch) == (2048, DEFAULT_PARALLEL, DEFAULT_BATCH)
+    assert not s.prefix_cache and not s.verbose
+    assert s.context_params["n_batch"] == DEFAULT_BATCH
 
 
 def test_context_length_default_and_cap():
-    assert llama_kwargs(EngineConfig("m"), 2048)["n_ctx"] == 2048
-    assert llama_kwargs(EngineConfig("m"), 131072)["n_ctx"] == 8192
-    assert llama_kwargs(EngineConfig("m", context_length=100_000), 131072)["n_ctx"] == 100_000
+    assert settings(131072).n_ctx == 8192
+    assert settings(None).n_ctx == 8192
+    assert settings(131072, context_length=100_000).n_ctx == 100_000
+    assert settings(extra_engine_args={"n_ctx": 512}).n_ctx == 512
+    assert settings(context_length=512, extra_engine_args={"n_ctx": 512}).n_ctx == 512
 
 
-def test_extra_engine_args_pass_through_and_unknown_keys_fail():
-    kwargs = llama_kwargs(EngineConfig("m", extra_engine_args={"n_threads": 2, "n_batch": 64}), 512)
-    assert kwargs["n_threads"] == 2 and kwargs["n_batch"] == 64
-    with pytest.raises(EngineError, match="does not take n_bogus"):
-        llama_kwargs(EngineConfig("m", extra_engine_args={"n_bogus": 1}), 512)
-    with pytest.raises(EngineError, match="model_path"):
-        llama_kwargs(EngineConfig("m", extra_engine_args={"model_path": "x"}), 512)
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"extra_engine_args": {"n_ctx": 0}}, "n_ctx must be a positive integer"),
+        ({"extra_engine_args": {"n_ctx": "abc"}}, "n_ctx must be a positive integer"),
+        ({"extra_engine_args": {"n_ctx": 64.5}}, "n_ctx must be a positive integer"),
+        ({"context_length": -5}, "--context-length must be a positive integer"),
+        ({"context_length": 512, "extra_engine_args": {"n_ctx": 1024}}, "disagrees"),
+        ({"extra_engine_args": {"n_parallel": 0}}, "n_parallel must be a positive integer"),
+        ({"extra_engine_args": {"n_parallel": True}}, "n_parallel must be a positive integer"),
+        ({"extra_engine_args": {"n_parallel": 8, "n_batch": 4}}, "n_batch .4. must be at least"),
+        ({"extra_engine_args": {"prefix_cache": "yes"}}, "prefix_cache must be true or false"),
+    ],
+)
+def test_bad_values_are_refused(kw, message):
+    with pytest.raises(EngineError, match=message):
+        settings(**kw)
+
+
+def test_llama_struct_fields_pass_through():
+    s = settings(
+        extra_engine_args={
+            "n_threads": 3,
+            "n_batch": 64,
+            "n_gpu_layers": 0,
+            "check_tensors": False,
+            "rope_freq_base": 10000,
+            "n_parallel": 2,
+            "prefix_cache": True,
+        }
+    )
+    assert s.context_params["n_threads"] == 3 and s.n_batch == 64
+    assert s.model_params == {"n_gpu_layers": 0, "check_tensors": False}
+    assert s.context_params["rope_freq_base"] == 10000.0
+    assert s.n_parallel == 2 and s.prefix_cache
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"n_bogus": 1}, "does not take n_bogus"),
+        # Set by the engine itself, or pointers: not settable.
+        ({"n_seq_max": 4}, "does not take n_seq_max"),
+        ({"kv_unified": True}, "does not take kv_unified"),
+        ({"tensor_split": [1.0]}, "does not take tensor_split"),
+        ({"model_path": "x"}, "does not take model_path"),
+        ({"n_threads": "4"}, "n_threads must be an integer"),
+        ({"n_threads": 2.5}, "n_threads must be an integer"),
+        ({"check_tensors": 1}, "check_tensors must be true or false"),
+        ({"rope_freq_base": "x"}, "rope_freq_base must be a number"),
+        ({"n_batch": -1}, "n_batch is out of range"),
+    ],
+)
+def test_unknown_or_mistyped_llama_fields_fail(extra, message):
+    with pytest.raises(EngineError, match=message):
+        settings(extra_engine_args=extra)
 
 
 def _topology(root: Path, cpu: int, package: int, core: int) -> None:
@@ -96,7 +118,5 @@ def test_default_threads_unknown_topology(tmp_path, monkeypatch):
 
 def test_n_threads_default_and_override():
     threads = default_threads()
-    kwargs = llama_kwargs(EngineConfig("m"), 512)
-    assert kwargs.get("n_threads") == threads
-    kwargs = llama_kwargs(EngineConfig("m", extra_engine_args={"n_threads": 3}), 512)
-    assert kwargs["n_threads"] == 3
+    assert settings().context_params.get("n_threads") == threads
+    assert settings(extra_engine_args={"n_threads": 3}).context_params["n_threads"] == 3

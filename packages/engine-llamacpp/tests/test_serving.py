@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import time
+
+import httpx
 import llama_cpp
 import openai
 import pytest
@@ -32,7 +37,8 @@ def server(smollm2_gguf, start_module_server):
 
 @pytest.fixture(scope="module")
 def direct(smollm2_gguf):
-    return llama_cpp.Llama(model_path=str(smollm2_gguf), n_ctx=2048, verbose=False)
+    # Flash attention, as out=llamacpp uses it (llama.cpp's default; llama-cpp-python's is off).
+    return llama_cpp.Llama(model_path=str(smollm2_gguf), n_ctx=2048, flash_attn=True, verbose=False)
 
 
 @pytest.mark.parametrize("messages", MESSAGES)
@@ -57,3 +63,33 @@ def test_streaming_equals_unary(server):
     )
     text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     assert text == unary.choices[0].message.content
+
+
+def test_force_quit_ends_streams_and_exits_at_once(smollm2_gguf, start_server):
+    """Issue 18 item 3: a second Ctrl-C (uvicorn's force quit) with a stream in flight stops
+    generation within about a token and exits; it used to wait for the whole generation."""
+    server = start_server("out=llamacpp", str(smollm2_gguf), "--model-name", "smol")
+    body = {
+        "model": "smol",
+        "messages": [{"role": "user", "content": "Write a long essay"}],
+        "max_tokens": 4000,
+        "ignore_eos": True,
+        "stream": True,
+    }
+    with (
+        httpx.Client(timeout=60) as client,
+        client.stream("POST", f"{server.v1}/chat/completions", json=body) as response,
+    ):
+        lines = response.iter_lines()
+        assert next(line for line in lines if line.startswith("data: {"))
+        started = time.monotonic()
+        server.proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        server.proc.send_signal(signal.SIGINT)
+        server.proc.wait(15)
+        rest = []
+        with contextlib.suppress(httpx.HTTPError):  # cut off, or ended with an error event
+            rest.extend(lines)
+    assert time.monotonic() - started < 15
+    assert not any('"finish_reason":"length"' in line for line in rest)
+    assert "Traceback" not in server.output()

@@ -1,6 +1,7 @@
-"""The llama.cpp engine: `out=llamacpp`."""
+"""The llama.cpp engine: `out=llamacpp`, continuous batching over llama-cpp-python's low-level API."""
 
 from dynamo.engines.llamacpp._engine import LlamaCppEngine
-from dynamo.engines.llamacpp._options import llama_kwargs, sampling_kwargs
+from dynamo.engines.llamacpp._options import EngineSettings, default_threads
+from dynamo.engines.llamacpp._sampling import SamplingParams
 
-__all__ = ["LlamaCppEngine", "llama_kwargs", "sampling_kwargs"]
+__all__ = ["EngineSettings", "LlamaCppEngine", "SamplingParams", "default_threads"]

@@ -1,18 +1,30 @@
-"""`LlamaCppEngine`: a Backend engine over one `llama_cpp.Llama`, generating on a worker thread."""
+"""`LlamaCppEngine`: a Backend engine that decodes many requests at once with llama.cpp.
+
+The async side validates each request, hands it to the decode loop (`_batch.BatchLoop`, one
+thread) and yields the deltas the loop delivers. See the package README for the options.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
-from dynamo.engines.llamacpp._options import llama_kwargs, sampling_kwargs
-from dynamo.llm import Context, Engine, EngineConfig, EngineError, ModelType
-from dynamo.llm.threaded import stream_from_thread
+from dynamo.engines.llamacpp._batch import BatchLoop
+from dynamo.engines.llamacpp._native import NativeModel
+from dynamo.engines.llamacpp._options import EngineSettings
+from dynamo.engines.llamacpp._sampling import SamplingParams
+from dynamo.engines.llamacpp._sequence import Sequence
+from dynamo.llm import Context, Engine, EngineConfig, ModelType
+from dynamo.llm.errors import (
+    ContextLengthExceededError,
+    EngineError,
+    InvalidRequestError,
+    RequestError,
+)
+from dynamo.llm.features import Feature
 
 log = logging.getLogger(__name__)
 
@@ -29,73 +41,147 @@ def _gguf_path(config: EngineConfig) -> Path:
     return path
 
 
+def _count(stop: dict[str, Any], name: str) -> int | None:
+    value = stop.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequestError(f"{name} must be an integer", param=name)
+    return value
+
+
 class LlamaCppEngine(Engine):
-    """Token ids in, token ids out. One request at a time, in arrival order."""
+    """Token ids in, token ids out; up to `max_num_seqs` requests decoded together."""
 
     model_type = ModelType.Backend
     requires_model = True
     accepted_flags = frozenset({"context_length", "extra_engine_args", "model_config"})
     distribution = "dynamo-engine-llamacpp"
+    features: ClassVar[frozenset[Feature]] = frozenset(
+        {
+            Feature.TEMPERATURE,
+            Feature.TOP_P,
+            Feature.TOP_K,
+            Feature.MIN_P,
+            Feature.REPETITION_PENALTY,
+            Feature.PRESENCE_PENALTY,
+            Feature.FREQUENCY_PENALTY,
+            Feature.SEED,
+            Feature.LOGIT_BIAS,
+        }
+    )
 
-    def __init__(self, llama: Any, n_ctx: int):
-        self._llama = llama
-        self._n_ctx = n_ctx
-        # One thread: requests queue in FIFO order and never touch the model concurrently.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
+    def __init__(self, native: NativeModel, settings: EngineSettings):
+        self._native = native
+        self._loop = BatchLoop(native, prefix_cache=settings.prefix_cache)
+        #: Each request's context (prompt plus output), in tokens: the model card's context length.
+        self.context_length = native.n_ctx
+        #: Requests decoded at once; more wait in arrival order. For admission control.
+        self.max_num_seqs = native.n_parallel
+        #: Most tokens decoded in one step.
+        self.max_num_batched_tokens = native.n_batch
+        self._loop.start()
 
     @classmethod
     async def start(cls, config: EngineConfig) -> Self:
-        from llama_cpp import Llama
-
         path = _gguf_path(config)
-        kwargs = llama_kwargs(config, config.card.context_length if config.card else None)
-        log.info("loading %s with llama.cpp (n_ctx=%d)", path.name, kwargs["n_ctx"])
-        try:
-            llama = await asyncio.to_thread(Llama, model_path=str(path), **kwargs)
-        except (ValueError, RuntimeError) as e:
-            raise EngineError(f"llama.cpp could not load {path.name}: {e}") from None
-        return cls(llama, llama.n_ctx())
+        card = config.card
+        settings = EngineSettings.from_config(config, card.context_length if card else None)
+        log.info(
+            "loading %s with llama.cpp: %d slots x %d tokens of context",
+            path.name,
+            settings.n_parallel,
+            settings.n_ctx,
+        )
+        native = await asyncio.to_thread(NativeModel.load, path, settings)
+        engine = cls(native, settings)
+        if card is not None:
+            # What the frontend checks prompts against is what this engine can hold.
+            card.context_length = engine.context_length
+            card.runtime_config.update(
+                max_num_seqs=engine.max_num_seqs,
+                max_num_batched_tokens=engine.max_num_batched_tokens,
+            )
+        return engine
 
-    def generate(self, request: dict[str, Any], context: Context) -> AsyncIterator[dict[str, Any]]:
-        def produce(push: Any, abort: threading.Event) -> None:
-            self._generate_into(request, context, abort, push)
+    @property
+    def free_slots(self) -> int:
+        """Slots no request holds now."""
+        return self._loop.slots.free
 
-        return stream_from_thread(self._executor, produce, "llama.cpp")
+    @property
+    def in_flight(self) -> int:
+        """Requests running or waiting for a slot."""
+        return self._loop.in_flight
 
-    def _generate_into(
-        self, request: dict[str, Any], context: Context, abort: threading.Event, push: Any
-    ) -> None:
-        if abort.is_set() or context.is_stopped():
-            # Cancelled while queued behind another request: skip the prefill altogether.
-            push({"token_ids": [], "finish_reason": "cancelled"})
-            return
-        prompt = request["token_ids"]
-        stop = request.get("stop_conditions") or {}
-        sampling = request.get("sampling_options") or {}
-        room = self._n_ctx - len(prompt)
+    async def kv_tokens_in_use(self) -> int:
+        """KV cells held by all slots together (read on the decode thread, between steps)."""
+        native = self._native
+
+        def count() -> int:
+            return sum(native.seq_length(slot) for slot in range(native.n_parallel))
+
+        return await asyncio.wrap_future(self._loop.call(count))
+
+    def _sequence(self, request: dict[str, Any], context: Context) -> Sequence:
+        prompt = request.get("token_ids")
+        n_vocab = self._native.n_vocab
+        if not isinstance(prompt, list) or not prompt:
+            raise InvalidRequestError("the prompt has no tokens", param="prompt")
+        if not all(type(t) is int and 0 <= t < n_vocab for t in prompt):
+            raise InvalidRequestError(f"prompt token ids must be in [0, {n_vocab})", param="prompt")
+        room = self.context_length - len(prompt)
         if room <= 0:
-            push({"token_ids": [], "finish_reason": "length"})
-            return
-        max_tokens = min(stop.get("max_tokens") or room, room)
-        eos = set() if stop.get("ignore_eos") else set(request.get("eos_token_ids") or ())
-        min_tokens = stop.get("min_tokens") or 0
-        if sampling.get("seed") is not None:
-            self._llama.set_seed(int(sampling["seed"]))
-        tokens = self._llama.generate(prompt, reset=True, **sampling_kwargs(sampling))
-        for produced, token in enumerate(tokens):
-            if abort.is_set() or context.is_stopped():
-                push({"token_ids": [], "finish_reason": "cancelled"})
-                return
-            if token in eos and produced >= min_tokens:
-                push({"token_ids": [], "finish_reason": "eos"})
-                return
-            push({"token_ids": [token]})
-            if produced + 1 >= max_tokens:
-                push({"token_ids": [], "finish_reason": "length"})
-                return
+            raise ContextLengthExceededError(
+                f"This model's maximum context length is {self.context_length} tokens, but the "
+                f"prompt has {len(prompt)} tokens. Shorten the prompt."
+            )
+        stop = request.get("stop_conditions") or {}
+        max_tokens = _count(stop, "max_tokens")
+        if max_tokens is not None and max_tokens < 1:
+            raise InvalidRequestError("max_tokens must be at least 1", param="max_tokens")
+        output = request.get("output_options") or {}
+        for name in ("logprobs", "prompt_logprobs"):
+            if output.get(name) is not None:
+                raise InvalidRequestError(f"out=llamacpp does not return {name}", param=name)
+        sampling = request.get("sampling_options") or {}
+        if sampling.get("guided_decoding"):
+            raise InvalidRequestError(
+                "out=llamacpp does not take guided_decoding", param="guided_decoding"
+            )
+        eos = (
+            frozenset() if stop.get("ignore_eos") else frozenset(request.get("eos_token_ids") or ())
+        )
+        return Sequence(
+            prompt,
+            SamplingParams.from_options(sampling, n_vocab),
+            max_tokens=min(max_tokens or room, room),
+            min_tokens=_count(stop, "min_tokens") or 0,
+            eos=eos,
+            context=context,
+            loop=asyncio.get_running_loop(),
+        )
+
+    async def generate(
+        self, request: dict[str, Any], context: Context
+    ) -> AsyncIterator[dict[str, Any]]:
+        seq = self._sequence(request, context)
+        self._loop.submit(seq)
+        try:
+            while True:
+                item = await seq.queue.get()
+                if isinstance(item, RequestError):
+                    raise item
+                yield item
+                if item.get("finish_reason"):
+                    return
+        finally:
+            # Nobody reads on: the decode thread frees the slot at its next step.
+            seq.abandoned = True
+            self._loop.wake()
 
     async def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
-        close = getattr(self._llama, "close", None)
-        if close is not None:
-            close()
+        """Stop decoding after the step in progress (requests in flight end with an error) and
+        free the model, without blocking the event loop."""
+        self._loop.stop()
+        await asyncio.to_thread(self._loop.join)

@@ -1,10 +1,20 @@
-"""Mapping Dynamo's options onto llama-cpp-python's: model construction and per-request sampling."""
+"""The engine's settings, from `--context-length` and `--extra-engine-args`.
+
+Our own options: `n_parallel` (sequences decoded together, each in its own slot), `n_ctx` (each
+slot's context: the card's context length), `prefix_cache` (reuse a finished request's KV cells
+for a later prompt that starts the same way; off by default, see the README) and `verbose`
+(llama.cpp's own log lines). Every other key must be a scalar field of llama.cpp's
+`llama_model_params` or `llama_context_params` (`n_threads`, `n_batch`, `n_gpu_layers`,
+`flash_attn_type`, `type_k`, ...), passed to llama.cpp as given; anything else is an error, and so
+is a value of the wrong type.
+"""
 
 from __future__ import annotations
 
-import inspect
+import ctypes
 import math
 import os
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -12,17 +22,62 @@ from typing import Any
 from dynamo.llm.engine import EngineConfig
 from dynamo.llm.errors import EngineError
 
-# Upper bound on the default context: the KV cache for a 128k-context model does not fit a laptop.
+#: Upper bound on the default context: the KV cache for a 128k-context model does not fit a laptop.
 DEFAULT_MAX_CONTEXT = 8192
-# Arguments we set ourselves; the user may not override them through --extra-engine-args.
-_OWNED = {"self", "model_path", "kwargs", "vocab_only"}
+#: Default slots: llama-server's default (`--parallel` auto). On a CPU, batching 4 sequences costs
+#: little more than decoding one; more slots add KV cache memory (n_parallel x n_ctx cells).
+DEFAULT_PARALLEL = 4
+#: Default most tokens in one decode step (prompt chunks plus one token per running sequence).
+DEFAULT_BATCH = 512
+#: Our own options, beside llama.cpp's struct fields.
+OWN_OPTIONS = frozenset({"n_ctx", "n_parallel", "prefix_cache", "verbose"})
+#: Struct fields the engine sets itself.
+_OWNED_FIELDS = frozenset(
+    {"n_ctx", "n_seq_max", "kv_unified", "vocab_only", "embeddings", "no_alloc", "n_samplers"}
+)
 
 
 @cache
-def _llama_parameters() -> frozenset[str]:
-    from llama_cpp import Llama
+def _struct_fields() -> dict[str, tuple[str, Any]]:
+    """Settable scalar fields of llama.cpp's model and context parameter structs:
+    name -> (which struct, ctypes type)."""
+    import llama_cpp
 
-    return frozenset(inspect.signature(Llama.__init__).parameters) - _OWNED
+    found: dict[str, tuple[str, Any]] = {}
+    for struct, cls in (
+        ("model", llama_cpp.llama_model_params),
+        ("context", llama_cpp.llama_context_params),
+    ):
+        for name, ctype, *_ in cls._fields_:
+            is_scalar = isinstance(getattr(ctype, "_type_", None), str)
+            if is_scalar and ctype._type_ in "?bBhHiIlLqQfd" and name not in _OWNED_FIELDS:
+                found[name] = (struct, ctype)
+    return found
+
+
+def _checked(name: str, value: Any, ctype: Any) -> Any:
+    code = ctype._type_
+    if code == "?":
+        if not isinstance(value, bool):
+            raise EngineError(f"--extra-engine-args: {name} must be true or false, got {value!r}")
+        return value
+    if code in "fd":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise EngineError(f"--extra-engine-args: {name} must be a number, got {value!r}")
+        return float(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise EngineError(f"--extra-engine-args: {name} must be an integer, got {value!r}")
+    bits = 8 * ctypes.sizeof(ctype)
+    low, high = (0, 2**bits - 1) if code.isupper() else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    if not low <= value <= high:
+        raise EngineError(f"--extra-engine-args: {name} is out of range: {value}")
+    return value
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise EngineError(f"{name} must be a positive integer, got {value!r}")
+    return value
 
 
 def _cgroup_cpus(cpu_max: Path) -> int | None:
@@ -43,7 +98,7 @@ def default_threads(
     """Physical cores this process may use, capped by its cgroup CPU quota: llama.cpp's own
     default. llama-cpp-python's default (half the logical CPUs, assuming hyper-threading) leaves
     half of a VM's cores idle, which halves decoding speed. None where the topology is unreadable
-    (llama-cpp-python then picks)."""
+    (llama.cpp then picks)."""
     try:
         cpus = os.sched_getaffinity(0)
     except AttributeError:  # not Linux
@@ -63,41 +118,72 @@ def default_threads(
     return min(len(cores), quota) if quota else len(cores)
 
 
-def llama_kwargs(config: EngineConfig, model_context: int | None) -> dict[str, Any]:
-    """`llama_cpp.Llama(...)` keyword arguments for this engine config."""
-    extra = dict(config.extra_engine_args)
-    unknown = sorted(set(extra) - _llama_parameters())
-    if unknown:
-        raise EngineError(
-            f"--extra-engine-args: llama_cpp.Llama does not take {', '.join(unknown)} "
-            f"(see help(llama_cpp.Llama))"
+@dataclass(frozen=True)
+class EngineSettings:
+    """What the engine was asked for, validated."""
+
+    #: Each slot's context (prompt plus output), in tokens.
+    n_ctx: int
+    #: Sequences decoded together: one slot (and one KV stream) each.
+    n_parallel: int
+    #: Most tokens in one decode step.
+    n_batch: int
+    prefix_cache: bool = False
+    verbose: bool = False
+    #: llama.cpp struct fields, by struct ("model" or "context").
+    model_params: dict[str, Any] = field(default_factory=dict)
+    context_params: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config: EngineConfig, model_context: int | None) -> EngineSettings:
+        """Validate `config`; an `EngineError` names the first option that cannot be honoured."""
+        extra = dict(config.extra_engine_args)
+        known = _struct_fields()
+        unknown = sorted(set(extra) - known.keys() - OWN_OPTIONS)
+        if unknown:
+            raise EngineError(
+                f"--extra-engine-args: out=llamacpp does not take {', '.join(unknown)}; it takes "
+                f"{', '.join(sorted(OWN_OPTIONS))} and the scalar fields of llama.cpp's "
+                f"llama_model_params and llama_context_params (n_threads, n_batch, n_gpu_layers, "
+                f"flash_attn_type, type_k, ...)"
+            )
+        params: dict[str, dict[str, Any]] = {"model": {}, "context": {}}
+        threads = default_threads()
+        if threads:
+            params["context"].update(n_threads=threads, n_threads_batch=threads)
+        for name, value in extra.items():
+            if name in known:
+                struct, ctype = known[name]
+                params[struct][name] = _checked(name, value, ctype)
+        if "n_ctx" in extra and config.context_length and extra["n_ctx"] != config.context_length:
+            raise EngineError(
+                f"--extra-engine-args n_ctx {extra['n_ctx']} disagrees with "
+                f"--context-length {config.context_length}"
+            )
+        if "n_ctx" in extra:
+            n_ctx = _positive_int("--extra-engine-args n_ctx", extra["n_ctx"])
+        elif config.context_length is not None:
+            n_ctx = _positive_int("--context-length", config.context_length)
+        else:
+            n_ctx = min(model_context or DEFAULT_MAX_CONTEXT, DEFAULT_MAX_CONTEXT)
+        n_parallel = _positive_int(
+            "--extra-engine-args n_parallel", extra.get("n_parallel", DEFAULT_PARALLEL)
         )
-    n_ctx = config.context_length or min(model_context or DEFAULT_MAX_CONTEXT, DEFAULT_MAX_CONTEXT)
-    threads = default_threads()
-    defaults: dict[str, Any] = {"n_ctx": n_ctx, "verbose": False}
-    if threads:
-        defaults["n_threads"] = threads
-    return {**defaults, **extra}
-
-
-def sampling_kwargs(sampling: dict[str, Any]) -> dict[str, Any]:
-    """`Llama.generate(...)` sampling arguments from a PreprocessedRequest's `sampling_options`.
-
-    Unset options take OpenAI's defaults (temperature 1, top_p 1, no top_k, no min_p), not
-    llama-cpp-python's own (0.8, 0.95, 40, 0.05), so that a request means the same on every engine.
-    """
-
-    def get(name: str, default: Any) -> Any:
-        value = sampling.get(name)
-        return default if value is None else value
-
-    top_k = get("top_k", 0)
-    return {
-        "temp": float(get("temperature", 1.0)),
-        "top_p": float(get("top_p", 1.0)),
-        "top_k": 0 if top_k is None or top_k < 0 else int(top_k),
-        "min_p": float(get("min_p", 0.0)),
-        "repeat_penalty": float(get("repetition_penalty", 1.0)),
-        "presence_penalty": float(get("presence_penalty", 0.0)),
-        "frequency_penalty": float(get("frequency_penalty", 0.0)),
-    }
+        n_batch = params["context"].setdefault("n_batch", DEFAULT_BATCH)
+        if n_batch < n_parallel:
+            raise EngineError(
+                f"--extra-engine-args: n_batch ({n_batch}) must be at least n_parallel "
+                f"({n_parallel}): every running sequence needs a place in each decode step"
+            )
+        for flag in ("prefix_cache", "verbose"):
+            if not isinstance(extra.get(flag, False), bool):
+                raise EngineError(f"--extra-engine-args: {flag} must be true or false")
+        return cls(
+            n_ctx=n_ctx,
+            n_parallel=n_parallel,
+            n_batch=n_batch,
+            prefix_cache=extra.get("prefix_cache", False),
+            verbose=extra.get("verbose", False),
+            model_params=params["model"],
+            context_params=params["context"],
+        )
