@@ -4,6 +4,7 @@ deadline, the engines' published capacity and the metrics; in process over httpx
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
@@ -227,3 +228,26 @@ def test_bad_flags(argv, needle):
         parse_command_line(["in=http", "out=echo_full", *argv])
     with pytest.raises(UsageError, match="needs in=http"):
         parse_command_line(["in=text", "out=echo_full", *argv])
+
+
+class PacedEngine:
+    """Answers each request after 50 ms."""
+
+    async def generate(self, request: dict[str, Any], context: Context) -> AsyncIterator[dict]:
+        await asyncio.sleep(0.05)
+        yield chunk("ok")
+        yield chunk("", "stop")
+
+
+async def test_ten_times_capacity_gets_only_200_429_503_with_retry_after():
+    """The overload drill in small: 10 x (limit + queue) at once."""
+    options = AdmissionOptions(max_concurrent=2, queue_size=2, queue_timeout=0.12)
+    _, state, client = setup(options, PacedEngine())
+    async with client:
+        answers = await asyncio.gather(*(ask(client, f"r{i}") for i in range(40)))
+    statuses = Counter(r.status_code for r in answers)
+    assert set(statuses) <= {200, 429, 503}, statuses
+    assert statuses[200] >= 4 and statuses[429] > 0
+    assert all("retry-after" in r.headers for r in answers if r.status_code != 200)
+    gate = state.admission.gates["m"]
+    assert gate.in_flight == 0 and gate.waiting == 0
