@@ -187,6 +187,7 @@ def split_stack(
     router_mode: str = "round-robin",
     request_plane: str | None = None,
     timeout: float = 120.0,
+    frontend_args: Sequence[str] = (),
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """Our frontend and its engine in separate processes: etcd, NATS, `workers` engine workers
     (`in=dyn://bench.worker.generate out=ENGINE`) and `in=http out=dyn`.
@@ -194,7 +195,7 @@ def split_stack(
     The shape upstream always runs in (frontend + mocker over a request plane), so the frontend
     process's CPU can be compared with upstream's without either side counting an engine. Yields
     the frontend's URL and process. `request_plane` (tcp or nats) is the workers'
-    `--request-plane` (default: the runtime's).
+    `--request-plane` (default: the runtime's); `frontend_args` go to the frontend.
     """
     from dynamo.runtime.testing import EtcdServer, NatsServer
 
@@ -211,7 +212,7 @@ def split_stack(
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         frontend = [*cli, "in=http", "out=dyn", "--router-mode", router_mode]
-        frontend += ["--http-host", "127.0.0.1", "--http-port", str(port)]
+        frontend += ["--http-host", "127.0.0.1", "--http-port", str(port), *frontend_args]
         procs.append(subprocess.Popen(frontend, env=env))
         try:
             wait_until(lambda: model_listed(url, model_name), procs, "dynamo-run split", timeout)

@@ -10,6 +10,15 @@ measured, side by side, as JSON lines.
 
     uv run python bench/kv_routing.py --workers 4 --documents 16 --questions 6 --concurrency 8
     uv run python bench/kv_routing.py --words 2000 --rate 4 --concurrency 0
+
+Modes are `--router-mode` values; `kv:blocks` / `kv:predicted` pick the KV router's
+`--router-cost`, so both costs run on the same workload in one invocation. Each KV mode's line
+also has the router's predicted and the workers' reported prefix-cache hits (cached tokens
+summed over requests, from /metrics) and the TTFT prediction error.
+
+`--tenant-skew S` shapes how many conversations each document gets: proportional to
+1/(rank+1)^S (Zipf), the same total; with many tenants and single short questions
+(`--turns 1`) a few hot tenants' prefixes are wanted by more requests than one worker serves.
 """
 
 from __future__ import annotations
@@ -59,7 +68,7 @@ def workload(args: argparse.Namespace) -> list[Conversation]:
     conversations = [
         Conversation(doc, [f"Question {q}.{t} about document {d}?" for t in range(args.turns)])
         for d, doc in enumerate(docs)
-        for q in range(args.questions)
+        for q in range(questions_per_document(args, d))
     ]
     rng.shuffle(conversations)
     if args.rate > 0:
@@ -68,6 +77,15 @@ def workload(args: argparse.Namespace) -> list[Conversation]:
             now += rng.expovariate(args.rate)
             conversation.arrival_s = now
     return conversations
+
+
+def questions_per_document(args: argparse.Namespace, d: int) -> int:
+    """`--questions` each, or with `--tenant-skew` the same total spread by Zipf weights."""
+    if args.tenant_skew <= 0:
+        return args.questions
+    weights = [1 / (i + 1) ** args.tenant_skew for i in range(args.documents)]
+    share = weights[d] / sum(weights)
+    return max(1, round(share * args.documents * args.questions))
 
 
 async def replay(
@@ -131,11 +149,24 @@ async def replay(
     }
 
 
-def kv_hit_rate(url: str) -> float | None:
+#: What a KV mode's result line reports from the frontend's /metrics (name → key).
+KV_METRICS = {
+    "dynamo_frontend_kv_hit_rate": "kv_hit_rate",
+    "dynamo_frontend_router_predicted_cached_tokens_total": "predicted_cached_tokens",
+    "dynamo_frontend_router_actual_cached_tokens_total": "actual_cached_tokens",
+    "dynamo_frontend_router_cached_tokens_error_total": "cached_tokens_abs_error",
+    "dynamo_frontend_router_ttft_prediction_error": "ttft_prediction_error",
+}
+
+
+def kv_metrics(url: str) -> dict:
+    """The KV router's hit rate and prediction accuracy, as the frontend counted them."""
+    out: dict = {}
     for line in httpx.get(f"{url}/metrics").text.splitlines():
-        if line.startswith("dynamo_frontend_kv_hit_rate{"):
-            return round(float(line.rsplit(" ", 1)[1]), 3)
-    return None
+        name = line.split("{", 1)[0]
+        if name in KV_METRICS:
+            out[KV_METRICS[name]] = round(float(line.rsplit(" ", 1)[1]), 3)
+    return out
 
 
 def run_mode(mode: str, args: argparse.Namespace, conversations: list[Conversation]) -> dict:
@@ -154,16 +185,19 @@ def run_mode(mode: str, args: argparse.Namespace, conversations: list[Conversati
         "num_gpu_blocks": args.num_gpu_blocks,
     }
     # KV routing needs the same view of the cache for every frontend replica: one frontend here.
+    router_mode, _, cost = mode.partition(":")
     with split_stack(
         "mocker",
         args.model_path,
         model_name="mock",
         extra_engine_args=engine_args,
         workers=args.workers,
-        router_mode=mode,
+        router_mode=router_mode,
+        frontend_args=["--router-cost", cost] if cost else (),
     ) as (url, _frontend):
         result = asyncio.run(replay(url, "mock", conversations, args))
-        result["kv_hit_rate"] = kv_hit_rate(url)
+        if router_mode == "kv":
+            result.update(kv_metrics(url))
     return {"router_mode": mode, **result}
 
 
@@ -202,7 +236,17 @@ def main() -> None:
         help="KV blocks per mocker worker (upstream's default; lower it so that one worker's "
         "cache cannot hold every document but all workers' caches together can)",
     )
-    p.add_argument("--modes", default="kv,round-robin,random")
+    p.add_argument(
+        "--tenant-skew",
+        type=float,
+        default=0.0,
+        help="Zipf exponent of the conversations per document (0 = --questions each)",
+    )
+    p.add_argument(
+        "--modes",
+        default="kv,round-robin,random",
+        help="router modes, comma-separated; kv:predicted and kv:blocks pick the KV cost",
+    )
     p.add_argument("--model-path", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -218,9 +262,16 @@ def main() -> None:
     for result in results:
         print(json.dumps(result), flush=True)
     by_mode = {r["router_mode"]: r for r in results}
-    if "kv" in by_mode and "round-robin" in by_mode:
-        ratio = by_mode["kv"]["ttft_p50_ms"] / by_mode["round-robin"]["ttft_p50_ms"]
-        print(json.dumps({"kv_ttft_p50_over_round_robin": round(ratio, 3)}))
+    baseline = by_mode.get("round-robin")
+    if baseline and baseline["ttft_p50_ms"]:
+        ratios = {
+            f"{mode}_ttft_p50_over_round_robin": round(
+                r["ttft_p50_ms"] / baseline["ttft_p50_ms"], 3
+            )
+            for mode, r in by_mode.items()
+            if mode.startswith("kv")
+        }
+        print(json.dumps(ratios))
 
 
 if __name__ == "__main__":

@@ -80,7 +80,7 @@ def test_a_lightly_loaded_holder_keeps_its_prefix():
     r = KvRouter(BS, seed=0)
     announce(r, 2, DOC)
     r.scheduler.add_request("queued", 2, 1000, 0, [])  # 1000 tokens: one partial block
-    costs, _ = r.scheduler.predicted_ttfts([1, 2], 4100, {2: 250}, r.ttft)
+    costs, _ = r.scheduler.predicted_ttfts([1, 2], 4100, [], {2: 250}, r.ttft)
     assert costs == pytest.approx([prior_ttft(4100), prior_ttft(1100, 1)])
     assert r.select(question(0), [1, 2], "q") == (2, 250)
     assert r._pending["q"].features == TtftFeatures(1100, 1)
@@ -137,6 +137,23 @@ def test_a_hot_prefix_gets_a_second_holder():
     assert r.select(question(1), [1, 2], "b") == (2, 250)
 
 
+def test_a_prefix_in_flight_counts_as_cached():
+    """A document's first request has been prefilled but is still decoding, and its worker's
+    KV event has not arrived yet: the next request for the document goes there all the same
+    (the engine shares those blocks), not to an idle worker to prefill it again."""
+    r = KvRouter(BS, seed=0, clock=lambda: 0.0)  # no time passes: nothing learned
+    first, _ = r.select(question(0), [1, 2], "a")
+    r.mark_prefill_completed("a")
+    second, overlap = r.select(question(1), [1, 2], "b")
+    assert (second, overlap) == (first, 250)  # predicted cached: the first request's blocks
+    assert r.worker_load(first)["active_prefill_tokens"] == 100
+    # While the first is still prefilling, waiting behind it (4100 + 100 tokens) is about as
+    # long as a cold prefill of 4100 tokens on the idle worker: that one is sooner.
+    r.free("b")
+    r.scheduler.add_request("c", first, 4100, 0, [])
+    assert r.select(question(2), [1, 2], "d")[0] != first
+
+
 def test_the_router_learns_from_first_tokens_and_the_workers_waiting_queue():
     now = [100.0]
     waiting = {1: 0, 2: 0}
@@ -151,7 +168,7 @@ def test_the_router_learns_from_first_tokens_and_the_workers_waiting_queue():
     # The other frontend's requests: worker 1 reports 3 waiting it did not get from here.
     r.scheduler.mean_prefill_tokens = 2000.0
     waiting[1] = 3
-    _, features = r.scheduler.predicted_ttfts([1, 2], 100, {}, r.ttft, waiting)
+    _, features = r.scheduler.predicted_ttfts([1, 2], 100, [], {}, r.ttft, waiting)
     assert features[0].prefill_tokens == 100 + 3 * 2000
     assert features[1].prefill_tokens == 100
 

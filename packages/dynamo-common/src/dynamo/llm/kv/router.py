@@ -179,6 +179,7 @@ class KvRouter:
             logits, all_features = sched.predicted_ttfts(
                 workers,
                 len(token_ids),
+                seq,
                 matches.scores,
                 self.ttft,
                 waiting,
@@ -195,6 +196,8 @@ class KvRouter:
             logits = sched.logits(workers, len(token_ids), seq, matches.scores, weight)
             worker = sched.choose(workers, logits, _TreeSizes(self.indexer), temperature)
         overlap = matches.scores.get(worker, 0)
+        if features is not None:  # predicted: a prefix active there counts as cached
+            overlap = sched.overlap(worker, overlap, seq)
         sched.add_request(request_id, worker, len(token_ids), overlap, seq)
         self._pending[request_id] = _Pending(worker, bool(local), overlap, self._clock(), features)
         stats = self.stats

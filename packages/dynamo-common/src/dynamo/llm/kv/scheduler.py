@@ -138,13 +138,17 @@ class KvScheduler:
         self,
         workers: Sequence[int],
         isl: int,
+        seq_hashes: Sequence[int],
         overlaps: Mapping[int, int],
         model: TtftModel,
         waiting: Mapping[int, int] | None = None,
         prefill_weight: float = 1.0,
     ) -> tuple[list[float], list[TtftFeatures]]:
         """The predicted seconds to first token on each of `workers`, and what each was
-        predicted from. `waiting`: requests each worker reports waiting (its load metrics)."""
+        predicted from. `waiting`: requests each worker reports waiting (its load metrics).
+
+        A prefix that requests in flight on a worker hold counts as cached there (`overlap`):
+        the engine shares their blocks, and their prefill is already in the worker's queue."""
         bs = self.block_size
         loads = self._loads
         mean = self.mean_prefill_tokens
@@ -152,10 +156,12 @@ class KvScheduler:
         features: list[TtftFeatures] = []
         for worker in workers:
             load = loads.get(worker)
-            ahead = max(isl - overlaps.get(worker, 0) * bs, 0)
             blocks = 0
             own_waiting = 0
-            if load is not None:
+            if load is None:
+                ahead = max(isl - overlaps.get(worker, 0) * bs, 0)
+            else:
+                ahead = max(isl - self.overlap(worker, overlaps.get(worker, 0), seq_hashes) * bs, 0)
                 ahead += load.active_prefill_tokens
                 blocks = load.active_blocks
                 own_waiting = load.prefilling
@@ -166,6 +172,14 @@ class KvScheduler:
             features.append(f)
             costs.append(model.predict(worker, f, prefill_weight))
         return costs, features
+
+    def overlap(self, worker: int, cached_blocks: int, seq_hashes: Sequence[int]) -> int:
+        """The request's leading blocks the worker has: `cached_blocks` (from its KV events),
+        or more when requests in flight there hold a longer prefix of it."""
+        load = self._loads.get(worker)
+        if load is None or not seq_hashes or seq_hashes[0] not in load.block_refs:
+            return cached_blocks
+        return max(cached_blocks, _active_prefix(load.block_refs, seq_hashes))
 
     def choose(
         self,
