@@ -39,10 +39,14 @@ class ChatRun:
     _deltas: AsyncIterator[StreamDelta]
     _first: StreamDelta | None
 
+    def __post_init__(self) -> None:
+        self._last = self._first
+
     @property
     def prompt_tokens(self) -> int:
-        """The prompt's length in tokens, known once the first piece is in."""
-        return self._first.prompt_tokens if self._first is not None else 0
+        """The prompt's length in tokens, as the latest piece says (a text-level engine may
+        only tell it at the end)."""
+        return self._last.prompt_tokens if self._last is not None else 0
 
     async def chunks(self) -> AsyncIterator[dict[str, Any]]:
         """The `chat.completion.chunk` dicts `/v1/chat/completions` would stream, then one usage
@@ -55,7 +59,7 @@ class ChatRun:
             if last.finish_reason is None:
                 async for delta in self._deltas:
                     self.timer.on_tokens(delta.completion_tokens)
-                    last = delta
+                    last = self._last = delta
                     yield builder.chunk(delta)
         yield (
             builder.usage_chunk(last) if last is not None else {"choices": [], "usage": usage(0, 0)}
