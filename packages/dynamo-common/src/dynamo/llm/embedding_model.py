@@ -57,14 +57,14 @@ class EmbeddingModel(ServedModel):
         )
 
     def _token_ids(self, request: EmbeddingRequest) -> list[list[int]]:
-        inputs = request.inputs()
         assert self.card is not None
-        if isinstance(inputs[0], str):
-            encoded = self.card.tokenizer().encode_batch(list(inputs), add_special_tokens=True)
-            ids = [e.ids for e in encoded]
+        tokenizer = self.card.tokenizer()
+        texts = [item for item in request.inputs() if isinstance(item, str)]
+        if texts:
+            ids = [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=True)]
         else:
-            vocab = self.card.tokenizer().get_vocab_size(with_added_tokens=True)
-            ids = [list(item) for item in inputs]  # type: ignore[arg-type]
+            vocab = tokenizer.get_vocab_size(with_added_tokens=True)
+            ids = [list(item) for item in request.inputs() if not isinstance(item, str)]
             if any(not 0 <= t < vocab for item in ids for t in item):
                 raise InvalidRequestError(f"input token ids must be in [0, {vocab})", param="input")
         limit = self.card.context_length

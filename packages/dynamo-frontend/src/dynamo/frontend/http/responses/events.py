@@ -54,7 +54,7 @@ class ResponseStream:
         self._open: dict[str, Any] | None = None  # the message or reasoning item being written
         self._calls: dict[int, dict[str, Any]] = {}  # chat tool-call index -> function_call item
         self._finish: str | None = None
-        self._usage: dict[str, int] = {"prompt_tokens": 0, "completion_tokens": 0}
+        self._usage: dict[str, Any] = {"prompt_tokens": 0, "completion_tokens": 0}
         self.status = "in_progress"
         self.error: dict[str, Any] | None = None
 
@@ -116,7 +116,10 @@ class ResponseStream:
         """The stream broke: an `error` event, then `response.failed` with the error on it."""
         self.status = "failed"
         kind = error.get("type")
-        self.error = {"code": _FAILED_CODES.get(kind, "server_error"), "message": error["message"]}
+        self.error = {
+            "code": _FAILED_CODES.get(kind or "", "server_error"),
+            "message": error["message"],
+        }
         return [
             self._event(
                 "error",

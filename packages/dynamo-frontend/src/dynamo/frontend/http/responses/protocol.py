@@ -117,6 +117,7 @@ class ResponsesRequest(_Strict):
     @classmethod
     def _null_is_default(cls, value: Any, info: ValidationInfo) -> Any:
         """`null` means the default, as OpenAI takes it (`store` true, `stream` false)."""
+        assert info.field_name is not None
         return cls.model_fields[info.field_name].default if value is None else value
 
     @model_validator(mode="after")
