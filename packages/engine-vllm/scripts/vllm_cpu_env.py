@@ -70,8 +70,9 @@ def default_venv() -> Path:
 
 
 def _run(*cmd: str | Path) -> None:
+    """Run a step; its output goes to stderr, so stdout carries only the venv's path."""
     print("+", " ".join(str(c) for c in cmd), file=sys.stderr, flush=True)
-    subprocess.run([str(c) for c in cmd], check=True)
+    subprocess.run([str(c) for c in cmd], check=True, stdout=sys.stderr)
 
 
 def _python(venv_dir: Path) -> Path:
