@@ -22,6 +22,9 @@ pytestmark = pytest.mark.integration
 #: The test runs over each request plane.
 both_planes = pytest.mark.parametrize("request_plane", ["nats", "tcp"], indirect=True)
 
+#: The test is about the NATS request plane itself.
+nats_plane = pytest.mark.parametrize("request_plane", ["nats"], indirect=True)
+
 
 @both_planes
 async def test_killed_worker_fails_fast_and_is_routed_around(workers, runtime, wait_client, gather):
@@ -110,6 +113,7 @@ async def test_worker_registers_again_after_etcd_loses_everything(
         await rt.close()
 
 
+@nats_plane
 async def test_serving_resumes_after_nats_restart(own_servers, workers, wait_client, gather):
     etcd, nats = own_servers
     workers.env.update(ETCD_ENDPOINTS=etcd.url, NATS_SERVER=nats.url)

@@ -15,7 +15,11 @@ pytestmark = pytest.mark.integration
 #: The test runs over each request plane.
 both_planes = pytest.mark.parametrize("request_plane", ["nats", "tcp"], indirect=True)
 
+#: The test is about the NATS request plane itself.
+nats_plane = pytest.mark.parametrize("request_plane", ["nats"], indirect=True)
 
+
+@nats_plane
 async def test_instance_is_registered_with_upstreams_key_and_value(runtime, wait_client):
     async def handler(request):
         yield request
@@ -307,6 +311,7 @@ async def test_requests_sharing_an_id_are_stopped_separately(runtime, wait_clien
     await serving
 
 
+@nats_plane
 async def test_worker_stops_when_its_caller_vanished_without_a_word(runtime, wait_client):
     """A caller that dies (SIGKILL) sends no stop; the worker finds its inbox gone."""
     from dynamo.runtime import codec

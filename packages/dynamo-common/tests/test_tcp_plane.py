@@ -198,3 +198,22 @@ def test_both_sides_run_on_uvloop():
             await server.close()
 
     assert uvloop.run(main()) == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.integration
+@tcp_plane
+async def test_serving_over_tcp_goes_on_while_nats_is_down(workers, wait_client, gather):
+    from dynamo.runtime.testing import EtcdServer, NatsServer
+
+    with EtcdServer() as etcd, NatsServer() as nats:
+        workers.env.update(ETCD_ENDPOINTS=etcd.url, NATS_SERVER=nats.url)
+        rt = DistributedRuntime(config=RuntimeConfig((etcd.url,), nats.url))
+        try:
+            workers.start()
+            await rt.ensure_connected()
+            client = await wait_client(rt, workers.namespace, 1)
+            nats.stop()
+            for _ in range(3):
+                assert len(await gather(client.round_robin({"n": 4}))) == 4
+        finally:
+            await rt.close()

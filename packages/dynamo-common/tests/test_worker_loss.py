@@ -22,6 +22,9 @@ pytestmark = pytest.mark.integration
 #: The test runs over each request plane.
 both_planes = pytest.mark.parametrize("request_plane", ["nats", "tcp"], indirect=True)
 
+#: The test is about the NATS request plane itself.
+nats_plane = pytest.mark.parametrize("request_plane", ["nats"], indirect=True)
+
 
 async def timed(gather, stream) -> tuple[float, list]:
     start = time.monotonic()
@@ -143,6 +146,7 @@ def own_servers():
         yield etcd, nats
 
 
+@nats_plane
 async def test_nats_down_is_a_503_with_retry_after_within_a_second(
     own_servers, workers, wait_client, gather
 ):

@@ -85,7 +85,12 @@ async def test_roles_are_kept_apart(locked_nats):
 def test_frontend_and_worker_serve_with_their_own_users(
     locked_nats, etcd_server, start_server, dynamo_run_cmd, smollm2_gguf, tmp_path
 ):
-    base = {"ETCD_ENDPOINTS": etcd_server.url, "NATS_SERVER": locked_nats.url}
+    # Requests over NATS: the permissions below are the NATS request plane's.
+    base = {
+        "ETCD_ENDPOINTS": etcd_server.url,
+        "NATS_SERVER": locked_nats.url,
+        "DYN_REQUEST_PLANE": "nats",
+    }
     frontend = start_server(
         "out=dyn",
         env={**base, "NATS_AUTH_USERNAME": "frontend", "NATS_AUTH_PASSWORD": "frontend-pw"},
@@ -112,7 +117,8 @@ def test_frontend_and_worker_serve_with_their_own_users(
     )
     try:
         deadline = time.monotonic() + 90
-        while httpx.get(f"{frontend.url}/health").status_code != 200:
+        # etcd is shared with other tests: wait for this model, not any model.
+        while not httpx.get(f"{frontend.url}/health").json()["models"].get("smol", {}).get("ready"):
             assert worker.poll() is None, (tmp_path / "worker.log").read_text()
             assert time.monotonic() < deadline, frontend.output()
             time.sleep(0.2)
