@@ -4,6 +4,9 @@ against alone."""
 from __future__ import annotations
 
 import asyncio
+import json
+import math
+import re
 import time
 
 import llama_cpp
@@ -303,3 +306,61 @@ async def test_prefix_cache_reuses_cells_and_keeps_greedy_output(card, smollm2_g
         assert await run(cached, second, 24) == await run(engine, second, 24)
     finally:
         await cached.close()
+
+
+def text_of(card, ids: list[int]) -> str:
+    return card.tokenizer().decode(ids, skip_special_tokens=True)
+
+
+async def test_structured_output_json_choice_regex(engine, card):
+    """Issue 15 on llama.cpp: guided_decoding constrains sampling through llama.cpp's grammar
+    sampler, per sequence (three constraints decoded in one batch)."""
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+        "required": ["city", "population"],
+    }
+    ask = prompt_ids(card, "Give me a city and its population as JSON.")
+    reqs = [
+        request(ask, 60, guided_decoding={"json": schema}),
+        request(
+            prompt_ids(card, "Is the sky blue?"), 10, guided_decoding={"choice": ["yes", "no"]}
+        ),
+        request(prompt_ids(card, "Pick a number."), 10, guided_decoding={"regex": "[0-9]{3}"}),
+    ]
+    outs = await asyncio.gather(*(collect(engine.generate(r, Context())) for r in reqs))
+    assert all(o[-1]["finish_reason"] == "eos" for o in outs)
+    as_json = json.loads(text_of(card, tokens(outs[0])))
+    assert set(as_json) == {"city", "population"} and isinstance(as_json["population"], int)
+    assert text_of(card, tokens(outs[1])) in ("yes", "no")
+    assert re.fullmatch(r"[0-9]{3}", text_of(card, tokens(outs[2])))
+
+
+async def test_bad_grammar_is_a_request_error(engine, card):
+    req = request(prompt_ids(card, "Hi"), 5, guided_decoding={"grammar": "root ::= ("})
+    with pytest.raises(InvalidRequestError) as e:
+        await collect(engine.generate(req, Context()))
+    assert e.value.param == "guided_decoding"
+    assert await run(engine, prompt_ids(card, "Hi"), 3)  # and nothing is left behind
+
+
+async def test_logprobs_per_token(engine, card):
+    """Issue 15 on llama.cpp: with output_options.logprobs = k, every token comes with its log
+    probability and the k most likely tokens; greedy picks the best one."""
+    req = request(prompt_ids(card, QUESTIONS[0]), 6)
+    req["output_options"] = {"logprobs": 3}
+    out = [o for o in await collect(engine.generate(req, Context())) if o["token_ids"]]
+    assert out
+    for delta in out:
+        [token], [logprob], [top] = delta["token_ids"], delta["log_probs"], delta["top_logprobs"]
+        assert [t["rank"] for t in top] == [1, 2, 3]
+        assert top[0]["token_id"] == token and top[0]["logprob"] == logprob
+        assert top[0]["logprob"] >= top[1]["logprob"] >= top[2]["logprob"]
+        assert sum(math.exp(t["logprob"]) for t in top) <= 1.0 + 1e-6
+    assert tokens(out) == await run(engine, prompt_ids(card, QUESTIONS[0]), 6)
+    req["output_options"] = {"logprobs": 0}
+    first = (await collect(engine.generate(req, Context())))[0]
+    assert first["top_logprobs"] == [[]] and first["log_probs"][0] < 0
+    req["output_options"] = {"logprobs": 21}
+    with pytest.raises(InvalidRequestError):
+        await collect(engine.generate(req, Context()))

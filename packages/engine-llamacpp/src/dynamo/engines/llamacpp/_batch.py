@@ -25,6 +25,7 @@ from typing import Any
 
 import llama_cpp
 
+from dynamo.engines.llamacpp._logprobs import row_logprobs, token_entry
 from dynamo.engines.llamacpp._native import NativeModel
 from dynamo.engines.llamacpp._sampling import Sampler
 from dynamo.engines.llamacpp._sequence import Sequence
@@ -217,11 +218,17 @@ class BatchLoop:
             if seq.row < 0:
                 continue
             assert seq.sampler is not None
+            if seq.logprobs is not None:
+                logprobs = row_logprobs(ctx, seq.row, self.native.n_vocab)
             if len(seq.output) < seq.min_tokens and seq.eos:
                 _ban(ctx, seq.row, seq.eos)
             token = seq.sampler.sample(ctx, seq.row)
             finish = seq.accept(token)
             if finish != "eos":
-                self._post(seq, {"token_ids": [token]})
+                delta: dict[str, Any] = {"token_ids": [token]}
+                if seq.logprobs is not None:
+                    chosen, top = token_entry(logprobs, token, seq.logprobs)
+                    delta["log_probs"], delta["top_logprobs"] = [chosen], [top]
+                self._post(seq, delta)
             if finish is not None:
                 self._finish(seq, {"token_ids": [], "finish_reason": finish})

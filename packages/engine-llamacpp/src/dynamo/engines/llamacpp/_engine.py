@@ -24,7 +24,7 @@ from dynamo.llm.errors import (
     InvalidRequestError,
     RequestError,
 )
-from dynamo.llm.features import Feature
+from dynamo.llm.features import MAX_TOP_LOGPROBS, Feature
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,11 @@ class LlamaCppEngine(Engine):
             Feature.FREQUENCY_PENALTY,
             Feature.SEED,
             Feature.LOGIT_BIAS,
+            Feature.LOGPROBS,
+            Feature.GUIDED_JSON,
+            Feature.GUIDED_REGEX,
+            Feature.GUIDED_CHOICE,
+            Feature.GUIDED_GRAMMAR,
         }
     )
 
@@ -141,14 +146,20 @@ class LlamaCppEngine(Engine):
         if max_tokens is not None and max_tokens < 1:
             raise InvalidRequestError("max_tokens must be at least 1", param="max_tokens")
         output = request.get("output_options") or {}
-        for name in ("logprobs", "prompt_logprobs"):
-            if output.get(name) is not None:
-                raise InvalidRequestError(f"out=llamacpp does not return {name}", param=name)
-        sampling = request.get("sampling_options") or {}
-        if sampling.get("guided_decoding"):
+        if output.get("prompt_logprobs") is not None:
             raise InvalidRequestError(
-                "out=llamacpp does not take guided_decoding", param="guided_decoding"
+                "out=llamacpp does not return prompt_logprobs", param="prompt_logprobs"
             )
+        logprobs = output.get("logprobs")
+        if logprobs is not None and (
+            isinstance(logprobs, bool)
+            or not isinstance(logprobs, int)
+            or not 0 <= logprobs <= MAX_TOP_LOGPROBS
+        ):
+            raise InvalidRequestError(
+                f"logprobs must be an integer in [0, {MAX_TOP_LOGPROBS}]", param="logprobs"
+            )
+        sampling = request.get("sampling_options") or {}
         eos = (
             frozenset() if stop.get("ignore_eos") else frozenset(request.get("eos_token_ids") or ())
         )
@@ -160,6 +171,7 @@ class LlamaCppEngine(Engine):
             eos=eos,
             context=context,
             loop=asyncio.get_running_loop(),
+            logprobs=logprobs,
         )
 
     async def generate(

@@ -5,6 +5,7 @@ request's parameters and seed never reach another. Unset options take OpenAI's d
 (temperature 1, top_p 1, no top_k, no min_p), not llama-cpp-python's (0.8, 0.95, 40, 0.05), so
 that a request means the same on every engine. The chain's order is llama-cpp-python's:
 logit bias, penalties, grammar, then greedy, or top_k, top_p, min_p, temperature and a draw.
+A grammar (structured output, `_guided`) only lets through tokens that keep the text matching.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import llama_cpp
 
+from dynamo.engines.llamacpp._guided import grammar_for
 from dynamo.llm.errors import InvalidRequestError
 
 #: llama.cpp reads this seed as "pick a random one".
@@ -32,9 +34,8 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     seed: int | None = None
     logit_bias: tuple[tuple[int, float], ...] = ()
-    #: A GBNF grammar the output must match (structured output), with its root rule.
+    #: A GBNF grammar the output must match (structured output; root rule `root`).
     grammar: str | None = None
-    grammar_root: str = "root"
 
     @property
     def greedy(self) -> bool:
@@ -68,6 +69,9 @@ class SamplingParams:
         seed = sampling.get("seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise InvalidRequestError("seed must be an integer", param="seed")
+        guided = sampling.get("guided_decoding")
+        if guided is not None and not isinstance(guided, dict):
+            raise InvalidRequestError("guided_decoding must be an object", param="guided_decoding")
         top_p = number("top_p", 1.0, 0.0, 1.0)
         if top_p == 0.0:
             raise InvalidRequestError("top_p must be above 0", param="top_p")
@@ -86,6 +90,7 @@ class SamplingParams:
             frequency_penalty=number("frequency_penalty", 0.0, -math.inf),
             seed=seed,
             logit_bias=_logit_bias(sampling.get("logit_bias"), n_vocab),
+            grammar=grammar_for(guided) if guided else None,
         )
 
 
@@ -151,7 +156,7 @@ class Sampler:
                 )
             if params.grammar is not None:
                 grammar = llama_cpp.llama_sampler_init_grammar(
-                    vocab, params.grammar.encode(), params.grammar_root.encode()
+                    vocab, params.grammar.encode(), b"root"
                 )
                 if not grammar:
                     raise InvalidRequestError(

@@ -24,6 +24,7 @@ class Sequence:
         eos: frozenset[int],
         context: Context,
         loop: asyncio.AbstractEventLoop,
+        logprobs: int | None = None,
     ):
         self.prompt = prompt
         self.params = params
@@ -31,6 +32,8 @@ class Sequence:
         self.min_tokens = min_tokens
         self.eos = eos
         self.context = context
+        #: Top alternatives to report per token (0: the sampled token's only; None: none).
+        self.logprobs = logprobs
         self.loop = loop
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         #: Set by the request's task when nobody reads the stream any more.
