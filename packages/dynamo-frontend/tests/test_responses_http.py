@@ -70,6 +70,28 @@ async def test_store_retrieve_delete(served):
     client, _, _ = served
     kept = await client.responses.create(model="echo", input="keep me")
     assert (await client.responses.retrieve(kept.id)).output_text == "keep me"
+    items = await client.responses.input_items.list(kept.id)
+    assert [(i.type, i.role, i.content[0].text) for i in items.data] == [
+        ("message", "user", "keep me")
+    ]
+    convo = await client.responses.create(
+        model="echo",
+        input=[
+            {"role": "user", "content": "a"},
+            {"role": "assistant", "content": "b"},
+            {"role": "user", "content": "c"},
+        ],
+    )
+    newest_first = [
+        i.content[0].text for i in (await client.responses.input_items.list(convo.id)).data
+    ]
+    assert newest_first == ["c", "b", "a"]
+    page = await client.responses.input_items.list(convo.id, order="asc", limit=2)
+    assert [i.content[0].text for i in page.data] == ["a", "b"] and page.has_more
+    rest = await client.responses.input_items.list(convo.id, order="asc", after=page.data[-1].id)
+    assert [i.content[0].text for i in rest.data] == ["c"] and not rest.has_more
+    with pytest.raises(openai.BadRequestError):
+        await client.responses.input_items.list(convo.id, include=["file_search_call.results"])
     await client.responses.delete(kept.id)
     with pytest.raises(openai.NotFoundError):
         await client.responses.retrieve(kept.id)

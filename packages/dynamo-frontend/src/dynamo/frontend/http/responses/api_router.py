@@ -1,4 +1,4 @@
-"""The Responses API routes: create, retrieve and delete."""
+"""The Responses API routes: create, retrieve, list a response's input items, and delete."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from starlette.responses import Response
 
 from dynamo.frontend.http.openapi import Route
 from dynamo.frontend.http.responses.protocol import (
+    InputItemList,
     ResponseObject,
     ResponsesRequest,
     ResponseStreamEvent,
@@ -31,6 +32,7 @@ OPENAPI_ROUTES = {
         "`event: response.completed`), each `data` carrying its `type` and `sequence_number`",
     ),
     "/v1/responses/{response_id}": Route(method="get", response=ResponseObject),
+    "/v1/responses/{response_id}/input_items": Route(method="get", response=InputItemList),
 }
 
 
@@ -44,6 +46,10 @@ def attach_router(app: FastAPI, serving: ResponsesServing) -> None:
     @router.get("/v1/responses/{response_id}")
     async def retrieve_response(response_id: str) -> Response:
         return await serving.retrieve(response_id)
+
+    @router.get("/v1/responses/{response_id}/input_items")
+    async def list_input_items(response_id: str, request: Request) -> Response:
+        return await serving.input_items(response_id, request)
 
     @router.delete("/v1/responses/{response_id}")
     async def delete_response(response_id: str) -> Response:

@@ -10,6 +10,7 @@ output items into the conversation a later `previous_response_id` continues.
 from __future__ import annotations
 
 import base64
+import uuid
 from typing import Any
 
 from dynamo.frontend.http.responses.protocol import ResponsesRequest
@@ -214,3 +215,28 @@ def to_chat_request(
     return ChatCompletionRequest.model_validate(
         {k: v for k, v in body.items() if v is not None}
     ), conversation
+
+
+_ID_PREFIXES = {
+    "message": "msg",
+    "function_call": "fc",
+    "function_call_output": "fco",
+    "reasoning": "rs",
+}
+
+
+def input_items_with_ids(items: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The request's input as the items `GET /v1/responses/{id}/input_items` lists: a string is
+    one user message; every item gets an id (its own, or a new one)."""
+    if isinstance(items, str):
+        items = [{"role": "user", "content": [{"type": "input_text", "text": items}]}]
+    out = []
+    for item in items:
+        kind = item.get("type") or "message"
+        listed = {"type": kind, **item}
+        if kind == "message" and isinstance(listed.get("content"), str):
+            part = "output_text" if listed.get("role") == "assistant" else "input_text"
+            listed["content"] = [{"type": part, "text": listed["content"]}]
+        listed.setdefault("id", f"{_ID_PREFIXES.get(kind, 'item')}_{uuid.uuid4().hex}")
+        out.append(listed)
+    return out

@@ -141,6 +141,14 @@ class ResponsesRequest(_Strict):
         return self
 
 
+class InputItemsQuery(_Strict):
+    """`GET /v1/responses/{id}/input_items` query: OpenAI's paging (`include` is refused)."""
+
+    order: Literal["asc", "desc"] = "desc"
+    limit: int = Field(default=20, ge=1, le=100)
+    after: str | None = None
+
+
 class _Open(BaseModel):
     """A response shape for `/openapi.json`: its named fields, and room for OpenAI's others."""
 
@@ -174,3 +182,13 @@ class DeletedResponse(_Open):
     id: str
     object: Literal["response.deleted"]
     deleted: bool
+
+
+class InputItemList(_Open):
+    """What `GET /v1/responses/{id}/input_items` answers."""
+
+    object: Literal["list"]
+    data: list[dict[str, Any]]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool

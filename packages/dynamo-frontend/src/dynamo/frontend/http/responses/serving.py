@@ -10,13 +10,18 @@ from starlette.responses import Response, StreamingResponse
 from dynamo.frontend.http.chat_run import ChatRunner, fold, sse_event, stream
 from dynamo.frontend.http.errors import to_error
 from dynamo.frontend.http.metrics import FrontendMetrics
-from dynamo.frontend.http.responses.convert import items_to_messages, to_chat_request
+from dynamo.frontend.http.responses.convert import (
+    input_items_with_ids,
+    items_to_messages,
+    to_chat_request,
+)
 from dynamo.frontend.http.responses.events import ResponseStream
-from dynamo.frontend.http.responses.protocol import ResponsesRequest
+from dynamo.frontend.http.responses.protocol import InputItemsQuery, ResponsesRequest
 from dynamo.frontend.http.responses.store import ResponseStore
 from dynamo.frontend.http.serving import JSONResponse, error_response, parse_body
 from dynamo.frontend.model_manager import ModelManager
 from dynamo.frontend.request_template import RequestTemplate
+from dynamo.llm.errors import InvalidRequestError
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -53,7 +58,8 @@ class ResponsesServing:
             if request.store:
                 response = builder.response()
                 answer = items_to_messages(response["output"], "output")
-                self.store.put(response, [*conversation, *answer])
+                items = input_items_with_ids(request.input)
+                self.store.put(response, [*conversation, *answer], items)
 
         def failed(exc: Exception) -> list[bytes]:
             return [sse_event(event) for event in builder.fail(to_error(exc)[1]["error"])]
@@ -73,6 +79,34 @@ class ResponsesServing:
             return JSONResponse(self.store.get(response_id).response)
         except Exception as e:
             return error_response(e)
+
+    async def input_items(self, response_id: str, http_request: Request) -> Response:
+        """A stored response's input items, paged as OpenAI pages them."""
+        try:
+            query = InputItemsQuery.model_validate(dict(http_request.query_params))
+            items = list(self.store.get(response_id).input_items)
+            if query.order == "desc":
+                items.reverse()
+            if query.after is not None:
+                ids = [item["id"] for item in items]
+                if query.after not in ids:
+                    raise InvalidRequestError(
+                        f"no input item '{query.after}' in response '{response_id}'",
+                        param="after",
+                    )
+                items = items[ids.index(query.after) + 1 :]
+            page = items[: query.limit]
+        except Exception as e:
+            return error_response(e)
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": page,
+                "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None,
+                "has_more": len(items) > len(page),
+            }
+        )
 
     async def delete(self, response_id: str) -> Response:
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -31,6 +31,8 @@ class StoredResponse:
     messages: list[dict[str, Any]]
     expires_at: float
     size: int = 0
+    #: The request's own input, as items with ids (`GET /v1/responses/{id}/input_items`).
+    input_items: list[dict[str, Any]] = field(default_factory=list)
 
 
 class ResponseStore:
@@ -48,12 +50,18 @@ class ResponseStore:
         self._clock = clock
         self._entries: OrderedDict[str, StoredResponse] = OrderedDict()
 
-    def put(self, response: dict[str, Any], messages: list[dict[str, Any]]) -> None:
+    def put(
+        self,
+        response: dict[str, Any],
+        messages: list[dict[str, Any]],
+        input_items: list[dict[str, Any]] | None = None,
+    ) -> None:
         self._expire()
-        size = len(orjson.dumps(response)) + len(orjson.dumps(messages))
+        items = input_items or []
+        size = sum(len(orjson.dumps(part)) for part in (response, messages, items))
         self._drop(response["id"])
         self._entries[response["id"]] = StoredResponse(
-            response, messages, self._clock() + self.ttl_seconds, size
+            response, messages, self._clock() + self.ttl_seconds, size, items
         )
         self._bytes += size
         while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
