@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import time
 
@@ -93,3 +94,30 @@ def test_force_quit_ends_streams_and_exits_at_once(smollm2_gguf, start_server):
     assert time.monotonic() - started < 15
     assert not any('"finish_reason":"length"' in line for line in rest)
     assert "Traceback" not in server.output()
+
+
+def test_json_output_and_logprobs_over_http(server):
+    """Issue 15 through the whole stack: response_format and logprobs reach llama.cpp."""
+    client = openai.OpenAI(base_url=f"{server}/v1", api_key="none", max_retries=0)
+    schema = {
+        "type": "object",
+        "properties": {"colour": {"type": "string"}},
+        "required": ["colour"],
+        "additionalProperties": False,
+    }
+    reply = client.chat.completions.create(
+        model="smol",
+        messages=MESSAGES[1],
+        temperature=0,
+        max_tokens=40,
+        response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": schema}},
+        logprobs=True,
+        top_logprobs=2,
+    )
+    choice = reply.choices[0]
+    assert list(json.loads(choice.message.content)) == ["colour"]
+    assert choice.logprobs is not None and choice.logprobs.content
+    for entry in choice.logprobs.content:
+        # The model's own distribution: the grammar may force a token it did not rank first.
+        first, second = entry.top_logprobs
+        assert first.logprob >= second.logprob and entry.logprob <= first.logprob
