@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from dynamo.runtime import DistributedRuntime, RuntimeConfig
+from dynamo.runtime import DistributedRuntime, DynamoRuntimeError, RuntimeConfig
 from dynamo.runtime.auth import ControlPlaneAuthError, etcd_options, nats_options
 from dynamo.runtime.testing import EtcdServer, NatsServer
 
@@ -171,3 +171,45 @@ def test_cli_says_it_in_one_line(runtime_env, dynamo_run_cmd):
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if "error:" in line]
     assert len(lines) == 1 and "ETCD_AUTH_CLIENT_CERT" in lines[0], result.stderr
+
+
+@pytest.mark.integration
+async def test_tcp_plane_token(runtime_env, monkeypatch):
+    """`DYN_TCP_RPC_TOKEN`: a caller without the worker's token gets nothing from it (the worker
+    closes the connection before reading a request); one with it is served."""
+    monkeypatch.setenv("DYN_REQUEST_PLANE", "tcp")
+    monkeypatch.setenv("DYN_TCP_RPC_TOKEN", "tcp-s3cret")
+    worker = DistributedRuntime()
+    served: list[int] = []
+
+    async def handler(request, context):
+        served.append(request["x"])
+        yield {"echo": request["x"]}
+
+    endpoint = worker.namespace("tcpauth").component("backend").endpoint("generate")
+    serving = asyncio.create_task(endpoint.serve_endpoint(handler))
+    callers = []
+    try:
+        for token, works in (("wrong", False), (None, False), ("tcp-s3cret", True)):
+            if token is None:
+                monkeypatch.delenv("DYN_TCP_RPC_TOKEN")
+            else:
+                monkeypatch.setenv("DYN_TCP_RPC_TOKEN", token)
+            caller = DistributedRuntime()
+            callers.append(caller)
+            client = (
+                await caller.namespace("tcpauth").component("backend").endpoint("generate").client()
+            )
+            await client.wait_for_instances(15)
+            if works:
+                assert [i async for i in client.round_robin({"x": 1})] == [{"echo": 1}]
+            else:
+                with pytest.raises(DynamoRuntimeError):
+                    [i async for i in client.round_robin({"x": 0})]
+        assert served == [1]
+    finally:
+        worker.shutting_down.set()
+        await asyncio.wait_for(serving, 10)
+        for caller in callers:
+            await caller.close()
+        await worker.close()

@@ -37,6 +37,8 @@ TCP_HEADER = struct.Struct(">IIB")
 KIND_REQUEST = 1
 KIND_CONTROL = 2
 KIND_FRAME = 3
+#: The caller's first message on a connection when the plane has a token (`DYN_TCP_RPC_TOKEN`).
+KIND_AUTH = 4
 
 
 def _default(value: Any) -> Any:

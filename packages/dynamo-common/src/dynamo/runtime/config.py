@@ -58,6 +58,8 @@ class RuntimeConfig:
     tcp_host: str | None = None
     tcp_port: int = 0
     tcp_max_message: int = DEFAULT_TCP_MAX_MESSAGE
+    #: `DYN_TCP_RPC_TOKEN`: a shared secret a caller must present on each TCP connection.
+    tcp_token: str | None = None
     #: Where instances and models are announced: etcd, or a directory on this host (`file`).
     discovery_backend: str = "etcd"
     #: The `file` backend's directory (DYN_FILE_KV); None: `dynamo_store_kv` in the temp dir.
@@ -115,6 +117,7 @@ class RuntimeConfig:
             tcp_host=os.environ.get("DYN_TCP_RPC_HOST") or None,
             tcp_port=_whole_number("DYN_TCP_RPC_PORT", 0, 0),
             tcp_max_message=_whole_number("DYN_TCP_MAX_MESSAGE_SIZE", DEFAULT_TCP_MAX_MESSAGE, 1),
+            tcp_token=os.environ.get("DYN_TCP_RPC_TOKEN") or None,
             discovery_backend=backend,
             file_kv_root=os.environ.get("DYN_FILE_KV") or None,
             nats_configured=bool(os.environ.get("NATS_SERVER")),

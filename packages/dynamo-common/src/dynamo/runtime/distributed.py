@@ -209,7 +209,9 @@ class DistributedRuntime:
                     if config.discovery_backend == "file"
                     else advertised_host(config.etcd_host_port()[0])
                 )
-                server = TcpRequestServer(host, config.tcp_port, config.tcp_max_message)
+                server = TcpRequestServer(
+                    host, config.tcp_port, config.tcp_max_message, config.tcp_token
+                )
                 await server.start()
                 self._tcp_server = server
             return self._tcp_server
@@ -218,7 +220,7 @@ class DistributedRuntime:
     def tcp_client(self) -> TcpClient:
         """This process's connections to workers serving over TCP, opened as needed."""
         if self._tcp_client is None:
-            self._tcp_client = TcpClient(self.config.tcp_max_message)
+            self._tcp_client = TcpClient(self.config.tcp_max_message, self.config.tcp_token)
         return self._tcp_client
 
     async def primary_lease(self) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import itertools
 import logging
 import socket
@@ -97,6 +98,8 @@ class _WorkerConnection(asyncio.Protocol):
     def __init__(self, server: TcpRequestServer):
         self.server = server
         self.reader = codec.TcpMessageReader(server.max_message)
+        #: With a token, nothing is taken from the caller until it has shown it.
+        self.authenticated = server.token is None
         self.transport: asyncio.Transport | None = None
         self.requests: dict[int, tuple[Context, asyncio.Task]] = {}
         self._out: list[bytes] = []
@@ -116,6 +119,17 @@ class _WorkerConnection(asyncio.Protocol):
                 self.transport.close()
             return
         for stream_id, kind, payload in messages:
+            if not self.authenticated:
+                if kind == codec.KIND_AUTH and self.server.accepts(payload):
+                    self.authenticated = True
+                    continue
+                log.warning(
+                    "refused a request-plane connection from %s: no or wrong DYN_TCP_RPC_TOKEN",
+                    self.transport.get_extra_info("peername") if self.transport else "?",
+                )
+                if self.transport is not None:
+                    self.transport.close()
+                return
             if kind == codec.KIND_REQUEST:
                 self._start(stream_id, payload)
             elif kind == codec.KIND_CONTROL:
@@ -191,7 +205,15 @@ class _WorkerConnection(asyncio.Protocol):
 class TcpRequestServer:
     """The process's TCP request-plane socket; endpoints register on it by subject."""
 
-    def __init__(self, host: str, port: int = 0, max_message: int = DEFAULT_MAX_MESSAGE):
+    def __init__(
+        self,
+        host: str,
+        port: int = 0,
+        max_message: int = DEFAULT_MAX_MESSAGE,
+        token: str | None = None,
+    ):
+        #: `DYN_TCP_RPC_TOKEN`: callers must send it first on each connection (None: open).
+        self.token = token
         self.host = host
         self.port = port
         self.max_message = max_message
@@ -203,6 +225,11 @@ class TcpRequestServer:
     def address(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
+
+    def accepts(self, presented: bytes) -> bool:
+        """Whether a caller's token is ours (compared in constant time)."""
+        assert self.token is not None
+        return hmac.compare_digest(presented, self.token.encode())
 
     def _connection(self) -> _WorkerConnection:
         connection = _WorkerConnection(self)
@@ -235,8 +262,9 @@ class TcpRequestServer:
 class _CallerConnection(asyncio.Protocol):
     """This process's connection to one worker: the frames of each stream go to its queue."""
 
-    def __init__(self, max_message: int):
+    def __init__(self, max_message: int, token: str | None = None):
         self.reader = codec.TcpMessageReader(max_message)
+        self.token = token
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, asyncio.Queue[dict[str, Any] | None]] = {}
         self._ids = itertools.count(1)
@@ -247,6 +275,8 @@ class _CallerConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
         self.transport = cast(asyncio.Transport, transport)
+        if self.token is not None:
+            self.transport.write(codec.tcp_message(0, codec.KIND_AUTH, self.token.encode()))
 
     def data_received(self, data: bytes) -> None:
         self.last_heard = self.loop.time()
@@ -304,8 +334,9 @@ class _CallerConnection(asyncio.Protocol):
 class TcpClient:
     """This process's connections to workers, one per worker address, opened on first use."""
 
-    def __init__(self, max_message: int = DEFAULT_MAX_MESSAGE):
+    def __init__(self, max_message: int = DEFAULT_MAX_MESSAGE, token: str | None = None):
         self.max_message = max_message
+        self.token = token
         self._connections: dict[tuple[str, int], _CallerConnection] = {}
         self._connecting: dict[tuple[str, int], asyncio.Future[_CallerConnection]] = {}
 
@@ -325,7 +356,7 @@ class TcpClient:
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(_CONNECT_TIMEOUT_SECONDS):
             _, connection = await loop.create_connection(
-                lambda: _CallerConnection(self.max_message), host, port
+                lambda: _CallerConnection(self.max_message, self.token), host, port
             )
         self._connections[(host, port)] = connection
         return connection
