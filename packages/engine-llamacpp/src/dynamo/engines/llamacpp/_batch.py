@@ -218,6 +218,7 @@ class BatchLoop:
             if seq.row < 0:
                 continue
             assert seq.sampler is not None
+            logprobs = None
             if seq.logprobs is not None:
                 logprobs = row_logprobs(ctx, seq.row, self.native.n_vocab)
             if len(seq.output) < seq.min_tokens and seq.eos:
@@ -226,7 +227,7 @@ class BatchLoop:
             finish = seq.accept(token)
             if finish != "eos":
                 delta: dict[str, Any] = {"token_ids": [token]}
-                if seq.logprobs is not None:
+                if logprobs is not None and seq.logprobs is not None:
                     chosen, top = token_entry(logprobs, token, seq.logprobs)
                     delta["log_probs"], delta["top_logprobs"] = [chosen], [top]
                 self._post(seq, delta)

@@ -36,16 +36,17 @@ class NativeModel:
     """The model, its vocabulary, the context, its memory and one reusable batch."""
 
     def __init__(self, model: Any, ctx: Any, n_ctx: int, n_parallel: int, n_batch: int):
-        self.model = model
-        self.ctx = ctx
-        self.vocab = llama_cpp.llama_model_get_vocab(model)
+        # ctypes handles (Any: the bindings type them as optional pointers).
+        self.model: Any = model
+        self.ctx: Any = ctx
+        self.vocab: Any = llama_cpp.llama_model_get_vocab(model)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
-        self.memory = llama_cpp.llama_get_memory(ctx)
+        self.memory: Any = llama_cpp.llama_get_memory(ctx)
         #: Each slot's context: what the user asked for, within what llama.cpp allocated.
         self.n_ctx = min(n_ctx, llama_cpp.llama_n_ctx_seq(ctx))
         self.n_parallel = n_parallel
         self.n_batch = n_batch
-        self.batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+        self.batch: Any = llama_cpp.llama_batch_init(n_batch, 0, 1)
 
     @classmethod
     def load(cls, path: Path, settings: EngineSettings) -> NativeModel:

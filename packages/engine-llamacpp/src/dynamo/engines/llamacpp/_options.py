@@ -49,14 +49,14 @@ def _struct_fields() -> dict[str, tuple[str, Any]]:
         ("context", llama_cpp.llama_context_params),
     ):
         for name, ctype, *_ in cls._fields_:
-            is_scalar = isinstance(getattr(ctype, "_type_", None), str)
-            if is_scalar and ctype._type_ in "?bBhHiIlLqQfd" and name not in _OWNED_FIELDS:
+            code = getattr(ctype, "_type_", None)
+            if isinstance(code, str) and code in "?bBhHiIlLqQfd" and name not in _OWNED_FIELDS:
                 found[name] = (struct, ctype)
     return found
 
 
 def _checked(name: str, value: Any, ctype: Any) -> Any:
-    code = ctype._type_
+    code: str = ctype._type_
     if code == "?":
         if not isinstance(value, bool):
             raise EngineError(f"--extra-engine-args: {name} must be true or false, got {value!r}")

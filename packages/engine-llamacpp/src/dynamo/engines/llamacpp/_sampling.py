@@ -132,7 +132,7 @@ class Sampler:
 
     def __init__(self, params: SamplingParams, vocab: Any, n_vocab: int, n_ctx: int):
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
-        self._chain = chain
+        self._chain: Any = chain
 
         def add(sampler: Any) -> None:
             llama_cpp.llama_sampler_chain_add(chain, sampler)
