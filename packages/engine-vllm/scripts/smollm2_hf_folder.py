@@ -77,6 +77,10 @@ def make_folder(folder: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
     try:
         convert(smollm2_gguf(), tmp)
+        # Readable by all (mkdtemp makes 0700): a container's non-root user serves a mounted copy.
+        for path in tmp.iterdir():
+            path.chmod(0o644)
+        tmp.chmod(0o755)
         tmp.rename(folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
