@@ -188,3 +188,23 @@ def test_predicted_against_actual_cached_tokens():
 def test_an_unknown_cost_is_refused():
     with pytest.raises(ValueError, match="unknown router cost 'fast'"):
         KvRouter(BS, cost="fast")
+
+
+def test_a_full_kv_cache_makes_the_request_wait_for_a_running_one():
+    """Worker 2 holds the prefix, but its 300-block cache is nearly full of decoding requests:
+    the 7 new blocks do not fit, so it is predicted to wait for a request to end (the mean
+    request time, learned from the requests that ended) and the idle worker takes it."""
+    now = [0.0]
+    capacity = {1: 300, 2: 300}
+    r = KvRouter(BS, seed=0, capacity=capacity.__getitem__, clock=lambda: now[0])
+    announce(r, 2, DOC)
+    r.scheduler.add_request("decoding", 2, 296 * BS, 0, list(range(296)))
+    r.scheduler.mark_prefill_completed("decoding")
+    assert r.select(question(0), [1, 2], "q") == (1, 0)
+    r.free("q")
+    # room for it: the holder again
+    capacity[2] = 600
+    assert r.select(question(1), [1, 2], "q2") == (2, 250)
+    now[0] = 2.0
+    r.free("q2")
+    assert r.ttft.request_s > 0.5  # learned from the request that took 2 s

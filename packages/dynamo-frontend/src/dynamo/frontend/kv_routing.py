@@ -116,6 +116,7 @@ async def start_kv_router(
         max_index_blocks=max_index_blocks,
         cost=cost,
         waiting=loads.waiting,
+        capacity=loads.total_blocks,
     )
     endpoint = model.client.endpoint
     subject = kv_events_subject(endpoint.component.namespace, endpoint.component.name)

@@ -192,6 +192,13 @@ class WorkerLoads:
             return 0
         return sum(m.worker_stats.num_requests_waiting for _, m in ranks.values())
 
+    def total_blocks(self, worker_id: int) -> int:
+        """The worker's KV blocks over its ranks (0 when it reported none)."""
+        ranks = self._latest.get(worker_id)
+        if not ranks:
+            return 0
+        return sum(m.kv_stats.kv_total_blocks for _, m in ranks.values())
+
     def load(self, worker_id: int) -> WorkerLoad | None:
         """A worker's load over all its ranks; None when it reported none."""
         ranks = [m for _, m in self._latest.get(worker_id, {}).values()]

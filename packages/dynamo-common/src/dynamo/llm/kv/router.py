@@ -97,16 +97,19 @@ class KvRouter:
         max_index_blocks: int | None = DEFAULT_MAX_BLOCKS,
         cost: str = "predicted",
         waiting: Callable[[int], int] | None = None,
+        capacity: Callable[[int], int] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`waiting(worker)`: the requests the worker reports queued (its load metrics), read
-        by the `predicted` cost; `clock` times the first tokens it learns from."""
+        """`waiting(worker)` and `capacity(worker)`: the requests the worker reports queued and
+        its KV blocks (its load metrics; 0 when unknown), read by the `predicted` cost; `clock`
+        times the first tokens and request ends it learns from."""
         if cost not in ROUTER_COSTS:
             raise ValueError(f"unknown router cost {cost!r} (one of {', '.join(ROUTER_COSTS)})")
         self.block_size = block_size
         self.cost = cost
         self.ttft = TtftModel()
         self._waiting = waiting
+        self._capacity = capacity
         self._clock = clock
         self.indexer = RadixIndexer(max_index_blocks)
         self.scheduler = KvScheduler(
@@ -173,9 +176,11 @@ class KvRouter:
         sched = self.scheduler
         features: TtftFeatures | None = None
         if self.cost == "predicted":
-            waiting = None
+            waiting = capacity = None
             if self._waiting is not None:
                 waiting = {w: self._waiting(w) for w in workers}
+            if self._capacity is not None:
+                capacity = {w: self._capacity(w) for w in workers}
             logits, all_features = sched.predicted_ttfts(
                 workers,
                 len(token_ids),
@@ -184,6 +189,7 @@ class KvRouter:
                 self.ttft,
                 waiting,
                 1.0 if weight is None else weight,
+                capacity,
             )
             if len(workers) == 1:
                 worker, features = workers[0], all_features[0]
@@ -233,7 +239,11 @@ class KvRouter:
         """The request ended, however it ended; safe to call twice."""
         self.scheduler.free(request_id)
         pending = self._pending.pop(request_id, None)
-        if pending is None or not pending.had_full_block:
+        if pending is None:
+            return
+        if self.cost == "predicted":
+            self.ttft.observe_request(self._clock() - pending.routed_at)
+        if not pending.had_full_block:
             return
         worker = pending.worker
         if worker in self._heard_from:

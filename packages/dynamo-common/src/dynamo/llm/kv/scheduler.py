@@ -143,26 +143,32 @@ class KvScheduler:
         model: TtftModel,
         waiting: Mapping[int, int] | None = None,
         prefill_weight: float = 1.0,
+        capacity: Mapping[int, int] | None = None,
     ) -> tuple[list[float], list[TtftFeatures]]:
         """The predicted seconds to first token on each of `workers`, and what each was
         predicted from. `waiting`: requests each worker reports waiting (its load metrics).
 
         A prefix that requests in flight on a worker hold counts as cached there (`overlap`):
-        the engine shares their blocks, and their prefill is already in the worker's queue."""
+        the engine shares their blocks, and their prefill is already in the worker's queue.
+        `capacity`: each worker's KV blocks (its load metrics); a worker that cannot fit the
+        request's new blocks beside its active ones is predicted to make it wait for a running
+        request to end (`model.request_s`)."""
         bs = self.block_size
         loads = self._loads
         mean = self.mean_prefill_tokens
         costs: list[float] = []
         features: list[TtftFeatures] = []
+        request_blocks = -(-isl // bs)
         for worker in workers:
             load = loads.get(worker)
             blocks = 0
             own_waiting = 0
             if load is None:
-                ahead = max(isl - overlaps.get(worker, 0) * bs, 0)
+                overlap = overlaps.get(worker, 0)
+                ahead = max(isl - overlap * bs, 0)
             else:
-                ahead = max(isl - self.overlap(worker, overlaps.get(worker, 0), seq_hashes) * bs, 0)
-                ahead += load.active_prefill_tokens
+                overlap = self.overlap(worker, overlaps.get(worker, 0), seq_hashes)
+                ahead = max(isl - overlap * bs, 0) + load.active_prefill_tokens
                 blocks = load.active_blocks
                 own_waiting = load.prefilling
             if waiting is not None:
@@ -170,7 +176,11 @@ class KvScheduler:
                 ahead += max(waiting.get(worker, 0) - own_waiting, 0) * mean
             f = TtftFeatures(ahead, blocks)
             features.append(f)
-            costs.append(model.predict(worker, f, prefill_weight))
+            cost = model.predict(worker, f, prefill_weight)
+            total = capacity.get(worker, 0) if capacity is not None else 0
+            if total and blocks + request_blocks - overlap > total:
+                cost += model.request_s
+            costs.append(cost)
         return costs, features
 
     def overlap(self, worker: int, cached_blocks: int, seq_hashes: Sequence[int]) -> int:

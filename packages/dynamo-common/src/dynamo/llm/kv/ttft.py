@@ -20,6 +20,10 @@ for its first token on each worker, in seconds:
   does not scale the overhead: an idle holder of the whole prompt stays the best choice
   whatever the noise in its speed.
 
+When the worker's KV cache (its reported `kv_total_blocks`) cannot take the request's new
+blocks beside its active ones, the engine queues it until a running request ends: the mean
+time from routing to the end of a request (an EWMA, `request_s`) is added.
+
 A busy holder of a prompt's prefix therefore loses to an idle cold worker exactly when the
 cold prefill is predicted faster than waiting behind the holder's queue, and the cost keeps
 its meaning (seconds) on any hardware. Before any observation the model starts from rough
@@ -40,6 +44,9 @@ PRIOR_VARIANCE = 1.0
 #: EWMA weight of one observation in a worker's speed, and the speed's bounds.
 SPEED_ALPHA = 0.1
 SPEED_BOUNDS = (0.25, 4.0)
+#: Prior mean seconds from routing to the end of a request, and its EWMA weight.
+PRIOR_REQUEST_S = 0.5
+REQUEST_ALPHA = 0.05
 #: The smallest per-1000-token prefill time used: an overlap always lowers the prediction.
 MIN_PER_KTOKEN = 1e-4
 
@@ -66,6 +73,14 @@ class TtftModel:
         #: Observations learned from, and the mean absolute relative error of the last ones.
         self.observations = 0
         self.relative_error = 0.0
+        #: Mean seconds from routing to the end of a request: what a request that finds the
+        #: worker's KV cache full waits for.
+        self.request_s = PRIOR_REQUEST_S
+
+    def observe_request(self, seconds: float) -> None:
+        """A request ended `seconds` after it was routed."""
+        if seconds > 0:
+            self.request_s += REQUEST_ALPHA * (seconds - self.request_s)
 
     def coefficients(self) -> tuple[float, float, float]:
         """(overhead, per 1000 tokens, per 1000 blocks), clamped to be physically sensible."""
