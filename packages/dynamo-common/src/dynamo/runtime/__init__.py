@@ -1,17 +1,53 @@
-"""The distributed runtime: etcd discovery, the NATS request plane, and upstream's worker API."""
+"""The distributed runtime: discovery (etcd or a directory), the request plane (TCP or NATS), and
+upstream's worker API."""
 
-from dynamo.runtime.client import Client
-from dynamo.runtime.component import Component, Endpoint, Namespace
-from dynamo.runtime.config import RuntimeConfig
-from dynamo.runtime.context import Context
-from dynamo.runtime.distributed import DistributedRuntime, dynamo_worker
-from dynamo.runtime.errors import (
-    DynamoRuntimeError,
-    InstanceGoneError,
-    NoInstancesError,
-    RemoteError,
-    RequestPlaneDownError,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dynamo.runtime.client import Client
+    from dynamo.runtime.component import Component, Endpoint, Namespace
+    from dynamo.runtime.config import RuntimeConfig
+    from dynamo.runtime.context import Context
+    from dynamo.runtime.distributed import DistributedRuntime, dynamo_worker
+    from dynamo.runtime.errors import (
+        DynamoRuntimeError,
+        InstanceGoneError,
+        NoInstancesError,
+        RemoteError,
+        RequestPlaneDownError,
+    )
+
+# Loaded on first use: `dynamo.runtime.context` (which every engine imports) must not bring the
+# NATS, etcd and gRPC clients into a process that never talks to them (`in=http out=echo_full`
+# starts in about half the time without them; docs/performance.md).
+_WHERE = {
+    "Client": "client",
+    "Component": "component",
+    "Endpoint": "component",
+    "Namespace": "component",
+    "RuntimeConfig": "config",
+    "Context": "context",
+    "DistributedRuntime": "distributed",
+    "dynamo_worker": "distributed",
+    "DynamoRuntimeError": "errors",
+    "InstanceGoneError": "errors",
+    "NoInstancesError": "errors",
+    "RemoteError": "errors",
+    "RequestPlaneDownError": "errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dynamo.runtime' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"dynamo.runtime.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Client",

@@ -1,0 +1,134 @@
+"""Start-up times (issue 14 item 5): how long until a new process is useful.
+
+    http    `dynamo-run in=http out=echo_full`: from the process's start to its first 200 on
+            GET /v1/models (wall time, and the CPU the process used by then: steadier on a
+            shared machine)
+    worker  `dynamo-run in=dyn://… out=echo_full` next to a running `in=http out=dyn`: from the
+            worker's start to its model on the frontend's /v1/models
+
+Each is measured `--rounds` times; with `--before DIR` (a tree of the repository's `packages`,
+e.g. from `git archive`), each round measures that tree's sources too, alternating, so both
+see the same load. The worker runs with file discovery and the TCP request plane, so no etcd or
+NATS is needed. One JSON line per measurement.
+
+    uv run python bench/startup.py --rounds 5
+    git archive HEAD~3 packages | tar -x -C /tmp/before
+    uv run python bench/startup.py --rounds 5 --before /tmp/before
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from _common import free_port, process_cpu_seconds, stop
+
+CLI = [sys.executable, "-m", "dynamo.frontend.cli"]
+
+
+def _env(tree: str | None, extra: dict[str, str]) -> dict[str, str]:
+    env = {**os.environ, "DYN_LOG": "warn", **extra}
+    if tree:
+        sources = sorted(str(p) for p in Path(tree, "packages").glob("*/src"))
+        env["PYTHONPATH"] = os.pathsep.join(sources)
+    return env
+
+
+def _models(url: str) -> list[str] | None:
+    try:
+        reply = httpx.get(f"{url}/v1/models", timeout=1)
+    except httpx.HTTPError:
+        return None
+    return [m["id"] for m in reply.json()["data"]] if reply.status_code == 200 else None
+
+
+def _wait(check, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{proc.args} did not come up")
+        time.sleep(0.005)
+
+
+def http_start(tree: str | None) -> tuple[float, float]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        [*CLI, "in=http", "out=echo_full", "--http-host", "127.0.0.1", "--http-port", str(port)],
+        env=_env(tree, {}),
+    )
+    try:
+        _wait(lambda: _models(url) is not None, proc)
+        return time.monotonic() - start, process_cpu_seconds(proc.pid)
+    finally:
+        stop([proc])
+
+
+def worker_start(tree: str | None) -> tuple[float, float]:
+    with tempfile.TemporaryDirectory() as root:
+        one_host = {
+            "DYN_DISCOVERY_BACKEND": "file",
+            "DYN_REQUEST_PLANE": "tcp",
+            "DYN_FILE_KV": root,
+        }
+        env = _env(tree, one_host)
+        env.pop("NATS_SERVER", None)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        frontend = subprocess.Popen(
+            [*CLI, "in=http", "out=dyn", "--http-host", "127.0.0.1", "--http-port", str(port)],
+            env=env,
+        )
+        procs = [frontend]
+        try:
+            _wait(lambda: _models(url) is not None, frontend)
+            start = time.monotonic()
+            worker = [*CLI, "in=dyn://startup.backend.generate", "out=echo_full"]
+            procs.append(subprocess.Popen([*worker, "--model-name", "echo"], env=env))
+            _wait(lambda: _models(url) == ["echo"], procs[-1])
+            return time.monotonic() - start, process_cpu_seconds(procs[-1].pid)
+        finally:
+            stop(reversed(procs))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--before", help="a tree with the `packages` to compare against")
+    args = p.parse_args()
+    trees: list[str | None] = [None, args.before] if args.before else [None]
+    times: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for _ in range(args.rounds):
+        for what, measure in (("http", http_start), ("worker", worker_start)):
+            for tree in trees:
+                label = "before" if tree else "now"
+                wall, cpu = measure(tree)
+                times.setdefault((what, label), []).append((wall, cpu))
+                report = {"what": what, "code": label, "wall_s": round(wall, 3)}
+                print(json.dumps(report | {"cpu_s": round(cpu, 3)}))
+    for (what, label), runs in times.items():
+        print(
+            json.dumps(
+                {
+                    "what": what,
+                    "code": label,
+                    "median_wall_s": round(statistics.median(w for w, _ in runs), 3),
+                    "median_cpu_s": round(statistics.median(c for _, c in runs), 3),
+                }
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
