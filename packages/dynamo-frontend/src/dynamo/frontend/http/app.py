@@ -22,6 +22,7 @@ from dynamo.frontend.http.serving import JSONResponse, OpenAIServing, error_resp
 from dynamo.frontend.http.tokenize import TokenizeServing
 from dynamo.frontend.http.tokenizer_metrics import TokenizerCacheCollector
 from dynamo.frontend.model_manager import ModelManager
+from dynamo.frontend.readiness import readiness
 from dynamo.frontend.request_template import RequestTemplate
 
 
@@ -102,8 +103,7 @@ def build_app(state: AppState | None = None) -> FastAPI:
 
     @app.get("/health")
     async def health() -> Response:
-        ready = len(state.models) > 0 and not state.shutting_down
-        body = {"status": "healthy" if ready else "not_ready", "models": state.models.names()}
+        ready, body = readiness(state.models, state.shutting_down)
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/live")
