@@ -1,6 +1,6 @@
 """OpenAI chat and completions response shapes, as models: for `/openapi.json` and for tests.
 
-The frontend builds responses and chunks as dicts (`dynamo.frontend.http.chunks`): pydantic per
+The frontend builds responses and chunks as dicts (`dynamo.llm.chunks`): pydantic per
 token would cost more than the rest of the frontend. These models say what those dicts are, and a
 test validates the builder's output against them, so the published schema cannot drift from
 what is sent.

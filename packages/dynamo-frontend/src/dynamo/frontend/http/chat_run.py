@@ -17,10 +17,10 @@ from typing import Any, Protocol, TypeVar
 import orjson
 from starlette.requests import Request
 
-from dynamo.frontend.http.chunks import ResponseBuilder, usage
 from dynamo.frontend.http.metrics import FrontendMetrics, RequestTimer
 from dynamo.frontend.http.serving import _wait_disconnect
 from dynamo.frontend.model_manager import ModelManager
+from dynamo.llm.chunks import ResponseBuilder, usage
 from dynamo.llm.errors import ClientDisconnectedError
 from dynamo.llm.pipeline import ServedModel, StreamDelta
 from dynamo.llm.protocols.openai import ChatCompletionRequest

@@ -13,11 +13,11 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from dynamo.frontend.http.chunks import Answer, ResponseBuilder
 from dynamo.frontend.http.errors import error_headers, sse_error, to_error
 from dynamo.frontend.http.metrics import FrontendMetrics, RequestTimer
 from dynamo.frontend.model_manager import ModelManager
 from dynamo.frontend.request_template import AUTO, RequestTemplate
+from dynamo.llm.chunks import Answer, ResponseBuilder
 from dynamo.llm.errors import ClientDisconnectedError, InvalidRequestError
 from dynamo.llm.pipeline import StreamDelta
 from dynamo.llm.protocols.openai import ChatCompletionRequest, CompletionRequest

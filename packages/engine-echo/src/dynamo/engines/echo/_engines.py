@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import AsyncIterator
 from functools import cache
 from typing import Any, ClassVar, Self
 
 from dynamo.llm import Context, Engine, EngineConfig, ModelType
+from dynamo.llm.chunks import ResponseBuilder, usage
 from dynamo.llm.errors import InvalidRequestError
 from dynamo.llm.features import Feature
 from dynamo.llm.stop_strings import StopStringJail
+from dynamo.llm.stream_delta import StreamDelta
 
 DEFAULT_DELAY_MS = 10.0
 
@@ -112,12 +113,9 @@ class EchoFullEngine(Engine):
         text, field = self._prompt(request)
         delay = token_delay_seconds()
         chat = field == "delta"
-        base = {
-            "id": f"{'chatcmpl' if chat else 'cmpl'}-{context.id()}",
-            "object": "chat.completion.chunk" if chat else "text_completion",
-            "created": int(time.time()),
-            "model": request.get("model", ""),
-        }
+        builder = ResponseBuilder(
+            "chat" if chat else "completion", context.id(), request.get("model", "")
+        )
         max_tokens = request.get("max_completion_tokens") or request.get("max_tokens")
         stop = request.get("stop")
         include = request.get("include_stop_str_in_output")
@@ -134,8 +132,7 @@ class EchoFullEngine(Engine):
             n += 1
             emit, matched = jail.feed(char) if jail else (char, None)
             if emit:
-                piece: Any = {"role": "assistant", "content": emit} if chat else emit
-                yield {**base, "choices": [{"index": 0, field: piece, "finish_reason": None}]}
+                yield builder.chunk(StreamDelta(emit))
             if matched is not None:
                 break
             if max_tokens and n >= max_tokens:
@@ -143,16 +140,8 @@ class EchoFullEngine(Engine):
                 break
         held = jail.release()
         if held and matched is None:  # it was not a stop string after all
-            piece = {"role": "assistant", "content": held} if chat else held
-            yield {**base, "choices": [{"index": 0, field: piece, "finish_reason": None}]}
+            yield builder.chunk(StreamDelta(held))
         # Its tokens are characters: the prompt it echoes, and the characters it went through.
-        usage = {"prompt_tokens": len(text), "completion_tokens": n, "total_tokens": len(text) + n}
-        yield {
-            **base,
-            "choices": [{"index": 0, field: _empty(chat), "finish_reason": finish}],
-            "usage": usage,
-        }
-
-
-def _empty(chat: bool) -> Any:
-    return {} if chat else ""
+        last = builder.chunk(StreamDelta("", finish))
+        last["usage"] = usage(len(text), n)
+        yield last

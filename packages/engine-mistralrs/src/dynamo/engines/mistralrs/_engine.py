@@ -6,14 +6,15 @@ import asyncio
 import itertools
 import logging
 import threading
-import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Self
 
 from dynamo.engines.mistralrs._options import chat_request_kwargs, runner_kwargs, which
 from dynamo.llm import Context, Engine, EngineConfig, EngineError, ModelType
+from dynamo.llm.chunks import ResponseBuilder
 from dynamo.llm.features import Feature
+from dynamo.llm.stream_delta import StreamDelta
 from dynamo.llm.threaded import stream_from_thread
 
 log = logging.getLogger(__name__)
@@ -102,29 +103,15 @@ class MistralRsEngine(Engine):
             stream = iter(self._runner.send_chat_completion_request(request))
             first = next(stream, None)
         chunks = stream if first is None else itertools.chain((first,), stream)
+        builder = ResponseBuilder("chat", context.id(), self._model)
         for chunk in chunks:
             if abort.is_set() or context.is_stopped():
                 break  # dropping the stream drops the sequence in mistral.rs
             choice = chunk.choices[0]
-            push(
-                {
-                    "id": f"chatcmpl-{context.id()}",
-                    "object": "chat.completion.chunk",
-                    "created": chunk.created,
-                    "model": self._model,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "delta": {
-                                "role": "assistant",
-                                "content": choice.delta.content or "",
-                            },
-                            "finish_reason": choice.finish_reason,
-                        }
-                    ],
-                    "usage": _usage(chunk.usage),
-                }
-            )
+            out = builder.chunk(StreamDelta(choice.delta.content or "", choice.finish_reason))
+            out["created"] = chunk.created
+            out["usage"] = _usage(chunk.usage)
+            push(out)
 
     def _completion(
         self, body: dict[str, Any], context: Context, abort: threading.Event, push: Any
@@ -143,18 +130,11 @@ class MistralRsEngine(Engine):
         with self._prefill_lock:
             response = self._runner.send_completion_request(request)
         choice = response.choices[0]
-        push(
-            {
-                "id": f"cmpl-{context.id()}",
-                "object": "text_completion",
-                "created": int(time.time()),
-                "model": self._model,
-                "choices": [
-                    {"index": 0, "text": choice.text, "finish_reason": choice.finish_reason}
-                ],
-                "usage": _usage(response.usage),
-            }
+        out = ResponseBuilder("completion", context.id(), self._model).chunk(
+            StreamDelta(choice.text, choice.finish_reason)
         )
+        out["usage"] = _usage(response.usage)
+        push(out)
 
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

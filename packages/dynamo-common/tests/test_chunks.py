@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dynamo.frontend.http.chunks import Answer, ResponseBuilder
+from dynamo.llm.chunks import Answer, ResponseBuilder
 from dynamo.llm.logprobs import Candidate, TokenLogprob
 from dynamo.llm.parsers import ToolCallDelta
 from dynamo.llm.pipeline import StreamDelta

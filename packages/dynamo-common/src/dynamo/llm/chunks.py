@@ -16,7 +16,7 @@ from typing import Any
 
 from dynamo.llm.logprobs import TokenLogprob, chat_logprobs, completion_logprobs
 from dynamo.llm.parsers import ToolCallDelta, merge_calls
-from dynamo.llm.pipeline import StreamDelta
+from dynamo.llm.stream_delta import StreamDelta
 
 
 class ResponseBuilder:
