@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from dynamo.frontend.flags import Invocation, UsageError, parse_command_line
 from dynamo.frontend.inputs.common import InputError
 from dynamo.frontend.logging_setup import setup_logging
-from dynamo.frontend.request_template import RequestTemplate
+from dynamo.frontend.modes import run_mode
 from dynamo.llm.engine import EngineError
 from dynamo.llm.errors import RequestError
 from dynamo.runtime.auth import ControlPlaneAuthError
@@ -23,72 +23,6 @@ if TYPE_CHECKING:
     from dynamo.runtime.config import RuntimeConfig
 
 log = logging.getLogger("dynamo.frontend")
-
-
-async def _run_local(inv: Invocation) -> None:
-    from dynamo.frontend.default_engine import default_engine
-    from dynamo.frontend.local_model import served_model, start_engine
-
-    args = inv.args
-    engine_name = inv.output or default_engine(args.model_path)
-    cls, engine, card, name = await start_engine(engine_name, args)
-    try:
-        model = served_model(cls, engine, card, name)
-        await run_input(inv, model, ignore_eos=engine_name == "echo_core")
-    finally:
-        await engine.close()
-
-
-async def run_input(inv: Invocation, model, ignore_eos: bool) -> None:
-    args = inv.args
-    if inv.input == "http":
-        from dynamo.frontend.admission import AdmissionOptions
-        from dynamo.frontend.http.app import AppState
-        from dynamo.frontend.http.options import HttpOptions
-        from dynamo.frontend.http.server import serve_http
-
-        state = AppState(
-            request_template=RequestTemplate.load(args.request_template),
-            options=HttpOptions.from_args(args),
-            admission_options=AdmissionOptions.from_args(args),
-            anthropic_api=args.enable_anthropic_api,
-        )
-        state.models.add(model, args.model_aliases)
-        await serve_http(state, args.http_host, args.http_port)
-    elif inv.input == "text":
-        from dynamo.frontend.inputs.text import run_text
-
-        await run_text(model, ignore_eos)
-    elif inv.input == "stdin":
-        from dynamo.frontend.inputs.text import run_stdin
-
-        await run_stdin(model, ignore_eos)
-    elif inv.input.startswith("batch:"):
-        from dynamo.frontend.inputs.batch import run_batch
-
-        await run_batch(
-            model,
-            inv.input.removeprefix("batch:"),
-            args.batch_concurrency,
-            ignore_eos=ignore_eos,
-        )
-    else:
-        raise UsageError(
-            f"unknown input in={inv.input}: use text, stdin, http, batch:FILE or dyn://ns.comp.ep"
-        )
-
-
-async def amain(inv: Invocation) -> None:
-    if inv.input.startswith("dyn://"):
-        from dynamo.frontend.worker import run_worker
-
-        await run_worker(inv)
-    elif inv.output == "dyn":
-        from dynamo.frontend.discovering import run_discovering
-
-        await run_discovering(inv)
-    else:
-        await _run_local(inv)
 
 
 def _check_input(inv: Invocation) -> None:
@@ -175,7 +109,7 @@ def _run(inv: Invocation) -> None:
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
         runner = asyncio.Runner()
     with runner:
-        runner.run(amain(inv))
+        runner.run(run_mode(inv))
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -130,7 +130,7 @@ def register_kv_metrics(state: AppState) -> None:
 
 
 async def run_discovering(inv: Invocation) -> None:
-    from dynamo.frontend.cli import run_input
+    from dynamo.frontend.modes.inputs import run_input
 
     args = inv.args
     runtime = DistributedRuntime()
