@@ -346,8 +346,10 @@ def test_two_models_on_one_endpoint_reach_only_their_own_workers(procs, frontend
 
 def test_a_request_bigger_than_nats_takes_is_a_413(procs, frontend):
     """Issue 18 item 9: a body over NATS's max_payload (1 MiB by default) to a distributed model
-    was a 500 (MaxPayloadError)."""
-    procs.worker("dist19.backend.generate", "out=echo_full", "--model-name", "big")
+    was a 500 (MaxPayloadError). The worker serves over NATS (the TCP plane takes 32 MiB)."""
+    procs.worker(
+        "dist19.backend.generate", "out=echo_full", "--model-name", "big", "--request-plane", "nats"
+    )
     wait_models(frontend, {"big"}, timeout=120)
     asyncio.run(wait_instances("dist19.backend.generate", 1))
     body = {"model": "big", "messages": [{"role": "user", "content": "x" * (2 << 20)}]}

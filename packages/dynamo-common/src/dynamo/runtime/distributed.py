@@ -9,21 +9,21 @@ import functools
 import logging
 import signal
 from collections.abc import Awaitable, Callable
-from typing import Any
-
-import nats
-import nats.errors
-from nats.aio.client import Client as NATS
+from typing import TYPE_CHECKING, Any
 
 from dynamo.runtime.auth import ControlPlaneAuthError, is_auth_refusal, nats_options
 from dynamo.runtime.backoff import Backoff
 from dynamo.runtime.component import Endpoint, Namespace
 from dynamo.runtime.config import RuntimeConfig
-from dynamo.runtime.etcd import Etcd
 from dynamo.runtime.file_discovery import FileDiscovery
 from dynamo.runtime.objects import FileObjects, NatsObjects, ObjectStore
 from dynamo.runtime.schema import parse_endpoint_path
 from dynamo.runtime.tcp_plane import TcpClient, TcpRequestServer, advertised_host
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NATS
+
+    from dynamo.runtime.etcd import Etcd
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,9 @@ async def connect_nats(
 
     `on_reconnect` runs after every reconnection (not the first connect).
     """
+    import nats  # here: a process on file discovery and the TCP plane never loads it
+    import nats.errors
+
     warned = False
 
     async def disconnected() -> None:
@@ -108,11 +111,13 @@ class DistributedRuntime:
         self.is_static = is_static
         self.config = config or RuntimeConfig.from_env()
         #: Discovery: etcd, or the `file` backend (the same interface).
-        self.etcd: Etcd | FileDiscovery = (
-            FileDiscovery(self.config)
-            if self.config.discovery_backend == "file"
-            else Etcd(self.config)
-        )
+        self.etcd: Etcd | FileDiscovery
+        if self.config.discovery_backend == "file":
+            self.etcd = FileDiscovery(self.config)
+        else:
+            from dynamo.runtime.etcd import Etcd  # aetcd and gRPC only where etcd is used
+
+            self.etcd = Etcd(self.config)
         self._nats: NATS | None = None
         self._connected = asyncio.Lock()
         self.shutting_down = asyncio.Event()

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 
 import aetcd
 
@@ -19,6 +18,7 @@ from dynamo.runtime.auth import ControlPlaneAuthError, etcd_options, is_auth_ref
 from dynamo.runtime.backoff import Backoff
 from dynamo.runtime.config import RuntimeConfig, host_port
 from dynamo.runtime.tasks import stop_tasks
+from dynamo.runtime.watch_event import WatchEvent
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +35,6 @@ _GRPC_OPTIONS = {
     "grpc.max_reconnect_backoff_ms": 2_000,
 }
 _ERRORS = (aetcd.exceptions.ClientError, OSError, asyncio.TimeoutError)
-
-
-@dataclass(frozen=True, slots=True)
-class WatchEvent:
-    """A key appeared or changed (`put`) or went away (`delete`)."""
-
-    kind: str
-    key: str
-    value: bytes
 
 
 class Etcd:

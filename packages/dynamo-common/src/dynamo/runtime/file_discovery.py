@@ -31,8 +31,8 @@ from urllib.parse import quote
 import orjson
 
 from dynamo.runtime.config import RuntimeConfig
-from dynamo.runtime.etcd import WatchEvent
 from dynamo.runtime.tasks import stop_tasks
+from dynamo.runtime.watch_event import WatchEvent
 
 log = logging.getLogger(__name__)
 

@@ -7,11 +7,7 @@ import contextlib
 import itertools
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
-
-from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-from nats.errors import MaxPayloadError
+from typing import TYPE_CHECKING, Any
 
 from dynamo.runtime import codec
 from dynamo.runtime.context import Context
@@ -32,6 +28,10 @@ from dynamo.runtime.response_stream import (
     serve_stream,
     takes_context,
 )
+
+if TYPE_CHECKING:  # nats-py loads only where the NATS plane or NATS is used
+    from nats.aio.client import Client as NATS
+    from nats.aio.msg import Msg
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +177,12 @@ async def stream_request(
         payload = codec.encode_request(context.id(), request)
         try:
             await nc.publish(subject, payload, reply=inbox)
-        except MaxPayloadError:
-            raise PayloadTooLargeError(len(payload), nc.max_payload) from None
+        except Exception as e:
+            from nats.errors import MaxPayloadError
+
+            if isinstance(e, MaxPayloadError):
+                raise PayloadTooLargeError(len(payload), nc.max_payload) from None
+            raise
         timeout = FIRST_FRAME_TIMEOUT_SECONDS
         stop_sent = False
 
