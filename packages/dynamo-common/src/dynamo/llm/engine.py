@@ -150,7 +150,8 @@ def load_engine_class(name: str) -> type[Engine]:
     try:
         cls = eps[name].load()
     except ImportError as e:
-        dist = KNOWN_ENGINE_DISTRIBUTIONS.get(name, eps[name].dist.name if eps[name].dist else name)
+        owner = eps[name].dist
+        dist = KNOWN_ENGINE_DISTRIBUTIONS.get(name, owner.name if owner is not None else name)
         raise EngineError(f"engine '{name}' failed to import ({e}); reinstall {dist}") from e
     if not (isinstance(cls, type) and issubclass(cls, Engine)):
         raise EngineError(f"entry point '{name}' does not name an Engine subclass")

@@ -13,7 +13,6 @@ from dynamo.frontend.admission import Admission, AdmissionOptions
 from dynamo.frontend.http import anthropic, embeddings, models, openapi, responses, tokenize
 from dynamo.frontend.http.anthropic import AnthropicServing
 from dynamo.frontend.http.embeddings import EmbeddingsServing
-from dynamo.frontend.http.errors import error_body
 from dynamo.frontend.http.guards import add_guards
 from dynamo.frontend.http.metrics import FrontendMetrics
 from dynamo.frontend.http.options import HttpOptions
@@ -118,10 +117,7 @@ def build_app(state: AppState | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
-        return JSONResponse(
-            error_body(str(exc.detail), kind, code=exc.status_code), status_code=exc.status_code
-        )
+        return error_response(exc)  # an unknown route is a 404 `not_found_error`, and so on
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
