@@ -251,3 +251,32 @@ async def test_ten_times_capacity_gets_only_200_429_503_with_retry_after():
     assert all("retry-after" in r.headers for r in answers if r.status_code != 200)
     gate = state.admission.gates["m"]
     assert gate.in_flight == 0 and gate.waiting == 0
+
+
+@pytest.mark.slow
+def test_llamacpp_capacity_is_the_limit(start_server, smollm2_gguf):
+    """With the real llama.cpp engine: its slots (published as max_num_seqs) are the default
+    limit, so with no queue the requests beyond them are refused at once."""
+    pytest.importorskip("llama_cpp")
+    server = start_server(
+        "out=llamacpp",
+        str(smollm2_gguf),
+        "--model-name",
+        "smol",
+        "--extra-engine-args",
+        '{"n_parallel": 2}',
+        "--queue-size",
+        "0",
+    )
+    body = {"model": "smol", "max_tokens": 40, "messages": [{"role": "user", "content": "Hi"}]}
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(timeout=120) as c:
+            answers = await asyncio.gather(
+                *(c.post(f"{server.v1}/chat/completions", json=body) for _ in range(8))
+            )
+        return sorted(r.status_code for r in answers)
+
+    assert asyncio.run(burst()) == [200, 200, 429, 429, 429, 429, 429, 429]
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert 'rejected_requests_total{model="smol",reason="queue_full"} 6.0' in metrics
