@@ -22,6 +22,7 @@ def test_exported_names():
         "Namespace",
         "NoInstancesError",
         "RemoteError",
+        "RequestPlaneDownError",
         "RuntimeConfig",
         "dynamo_worker",
     ]
