@@ -55,7 +55,8 @@ async def router_for(
     runtime: DistributedRuntime, model: DiscoveredModel, args: Any
 ) -> RouterEngine:
     """The model's engine: the KV router for Backend models under `--router-mode kv` (KV routing
-    needs token ids, which only Backend models have), else round-robin or random."""
+    needs token ids, which only Backend models have; others go round-robin), else the client's
+    own choice by `--router-mode` (round-robin, random, least-loaded, power-of-two)."""
     if args.router_mode == "kv" and model.model_type is ModelType.Backend:
         from dynamo.frontend.kv_routing import start_kv_router
 
