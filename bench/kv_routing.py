@@ -256,6 +256,8 @@ def main() -> None:
         "against its mocker and frontend instead of ours",
     )
     args = p.parse_args()
+    if args.upstream and ":" in args.modes:
+        p.error("--upstream runs upstream's own KV cost: give --modes without :predicted/:blocks")
     args.model_path = args.model_path or default_model()
     conversations = workload(args)
     results = [run_mode(mode, args, conversations) for mode in args.modes.split(",")]
