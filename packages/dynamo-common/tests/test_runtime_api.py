@@ -3,7 +3,10 @@ Python bindings relies on."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+
+import pytest
 
 import dynamo.runtime
 from dynamo.llm import ModelType, register_llm
@@ -52,3 +55,15 @@ def test_upstream_call_shapes():
         "migration_limit",
     ]
     assert ModelType.Backend and ModelType.Chat and ModelType.Completion
+
+
+async def test_upstreams_loop_is_the_running_one_and_static_mode_is_refused():
+    DistributedRuntime(asyncio.get_running_loop())  # what dynamo_worker passes
+    other = asyncio.new_event_loop()
+    try:
+        with pytest.raises(ValueError, match="running event loop"):
+            DistributedRuntime(other)
+    finally:
+        other.close()
+    with pytest.raises(ValueError, match="is_static=True"):
+        DistributedRuntime(is_static=True)

@@ -107,8 +107,25 @@ class DistributedRuntime:
         is_static: bool = False,
         config: RuntimeConfig | None = None,
     ):
-        self.loop = loop
-        self.is_static = is_static
+        """`loop` and `is_static` are upstream's parameters, in its order. `loop`, when given, must
+        be the running loop (the runtime lives on the loop it is used from); `is_static=True`
+        (upstream's static mode: endpoints without discovery) is refused, as workers are only
+        found through discovery here (etcd, or the `file` backend on one host)."""
+        if is_static:
+            raise ValueError(
+                "DistributedRuntime(is_static=True): static mode (no discovery) is not "
+                "supported; use the etcd or the file discovery backend"
+            )
+        if loop is not None:
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is not None and loop is not running:
+                raise ValueError(
+                    "DistributedRuntime(loop=...): the runtime runs on the running event loop; "
+                    "pass that loop or None"
+                )
         self.config = config or RuntimeConfig.from_env()
         #: Discovery: etcd, or the `file` backend (the same interface).
         self.etcd: Etcd | FileDiscovery
@@ -300,7 +317,9 @@ def install_shutdown_signals(runtime: DistributedRuntime) -> None:
 
 
 def dynamo_worker(static: bool = False) -> Callable:
-    """Decorate `async def worker(runtime, ...)`: connect, handle signals, clean up on exit."""
+    """Decorate `async def worker(runtime, ...)`: connect, handle signals, clean up on exit.
+
+    `static=True` (upstream's static mode) is refused by `DistributedRuntime`."""
 
     def decorate(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         @functools.wraps(fn)
@@ -310,8 +329,7 @@ def dynamo_worker(static: bool = False) -> Callable:
             try:
                 if not await runtime.connect_unless_stopped():
                     return None
-                if not static:
-                    await runtime.primary_lease()  # so `endpoint.lease_id()` works at once
+                await runtime.primary_lease()  # so `endpoint.lease_id()` works at once
                 return await fn(runtime, *args, **kwargs)
             finally:
                 await runtime.close()
