@@ -92,7 +92,28 @@ class TcpEndpoint:
         self.server.endpoints.pop(self.subject, None)
 
 
-class _WorkerConnection(asyncio.Protocol):
+class _Framed(asyncio.Protocol):
+    """A connection carrying the plane's messages, either side: its transport, and the reader
+    that cuts the bytes into messages (a peer announcing one over the limit is cut off)."""
+
+    transport: asyncio.Transport | None
+    reader: codec.TcpMessageReader
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def messages(self, data: bytes) -> list[tuple[int, int, bytes]]:
+        try:
+            return self.reader.feed(data)
+        except codec.TcpMessageTooLargeError as e:
+            log.warning("closing a request-plane connection: %s", e)
+            if self.transport is not None:
+                self.transport.close()
+            return []
+
+
+class _WorkerConnection(_Framed):
     """One caller's connection to this worker: its requests, and the frames going back."""
 
     def __init__(self, server: TcpRequestServer):
@@ -106,19 +127,8 @@ class _WorkerConnection(asyncio.Protocol):
         self._writable = asyncio.Event()
         self._writable.set()
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
-        self.transport = cast(asyncio.Transport, transport)
-
     def data_received(self, data: bytes) -> None:
-        try:
-            messages = self.reader.feed(data)
-        except codec.TcpMessageTooLargeError as e:
-            log.warning("closing a request-plane connection: %s", e)
-            if self.transport is not None:
-                self.transport.close()
-            return
-        for stream_id, kind, payload in messages:
+        for stream_id, kind, payload in self.messages(data):
             if not self.authenticated:
                 if kind == codec.KIND_AUTH and self.server.accepts(payload):
                     self.authenticated = True
@@ -259,7 +269,7 @@ class TcpRequestServer:
 # -- the caller's side ---------------------------------------------------------------------
 
 
-class _CallerConnection(asyncio.Protocol):
+class _CallerConnection(_Framed):
     """This process's connection to one worker: the frames of each stream go to its queue."""
 
     def __init__(self, max_message: int, token: str | None = None):
@@ -273,22 +283,14 @@ class _CallerConnection(asyncio.Protocol):
         self.last_heard = self.loop.time()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
-        self.transport = cast(asyncio.Transport, transport)
-        if self.token is not None:
+        super().connection_made(transport)
+        if self.token is not None and self.transport is not None:
             self.transport.write(codec.tcp_message(0, codec.KIND_AUTH, self.token.encode()))
 
     def data_received(self, data: bytes) -> None:
         self.last_heard = self.loop.time()
-        try:
-            messages = self.reader.feed(data)
-        except codec.TcpMessageTooLargeError as e:
-            log.warning("closing a request-plane connection: %s", e)
-            if self.transport is not None:
-                self.transport.close()
-            return
         streams = self.streams
-        for stream_id, kind, payload in messages:
+        for stream_id, kind, payload in self.messages(data):
             queue = streams.get(stream_id)
             if queue is not None and kind == codec.KIND_FRAME:
                 queue.put_nowait(orjson.loads(payload))
