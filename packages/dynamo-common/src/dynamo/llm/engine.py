@@ -29,7 +29,7 @@ import importlib.util
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
 from dynamo.llm.errors import EngineError
 from dynamo.llm.features import UNDECLARED, Feature
@@ -84,8 +84,17 @@ class EngineConfig:
     endpoint: Any = None
 
 
+class AsyncEngine(Protocol):
+    """The one engine stream contract: anything that streams responses for a request dict. An
+    `Engine`, a `RouterEngine` (the network), and `Migration` around one all are one."""
+
+    def generate(
+        self, request: dict[str, Any], context: Context
+    ) -> AsyncIterator[dict[str, Any]]: ...
+
+
 class Engine(abc.ABC):
-    """Base class for every `out=` engine."""
+    """Base class for every `out=` engine (an `AsyncEngine` that starts, serves and closes)."""
 
     model_type: ClassVar[ModelType]
     #: Other request kinds a Chat/Completion engine also takes (echo_full serves both).

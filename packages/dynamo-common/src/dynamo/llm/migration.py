@@ -15,23 +15,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Protocol
+from typing import Any
 
+from dynamo.llm.engine import AsyncEngine
 from dynamo.llm.errors import WorkerLostError
 from dynamo.runtime.context import Context
 
 log = logging.getLogger(__name__)
 
 
-class TokenEngine(Protocol):
-    def generate(self, request: dict[str, Any], context: Context) -> AsyncIterator[Any]: ...
-
-
 class Migration:
     """An engine that retries `engine` on lost workers; see the module docstring."""
 
     def __init__(
-        self, engine: TokenEngine, limit: int, on_migrate: Callable[[], None] | None = None
+        self, engine: AsyncEngine, limit: int, on_migrate: Callable[[], None] | None = None
     ) -> None:
         self.engine = engine
         self.limit = limit

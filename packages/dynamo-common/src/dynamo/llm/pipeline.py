@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 from dynamo.llm.decoder import Decoder
+from dynamo.llm.engine import AsyncEngine
 from dynamo.llm.errors import EngineFailedError, InvalidRequestError
 from dynamo.llm.fanout import best_of_choices, echo_prompt, fan_out, for_choice
 from dynamo.llm.features import Feature, check_features, parse_features
@@ -33,14 +34,6 @@ from dynamo.llm.stream_delta import StreamDelta
 from dynamo.runtime.context import Context
 
 __all__ = ["AsyncEngine", "BackendModel", "OpenAIEngineModel", "ServedModel", "StreamDelta"]
-
-
-class AsyncEngine(Protocol):
-    """Anything that streams responses for a request dict: an Engine or a router client."""
-
-    def generate(
-        self, request: dict[str, Any], context: Context
-    ) -> AsyncIterator[dict[str, Any]]: ...
 
 
 class ServedModel:
