@@ -64,3 +64,9 @@ def test_bad_options(extra: dict, message: str) -> None:
     with pytest.raises(EngineError, match=message) as info:
         opts(extra)
     assert "\n" not in str(info.value)
+
+
+def test_an_explicit_block_size_of_16_is_not_unset() -> None:
+    with pytest.raises(EngineError, match="disagrees"):
+        opts({"block_size": 32}, kv_cache_block_size=16)
+    assert opts({"block_size": 32}).block_size == 32  # the flag not given: extra args decide

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from dynamo.llm.model_card import ModelDeploymentCard
 
 ENTRY_POINT_GROUP = "dynamo.engines"
+#: The KV cache block size in tokens when `--kv-cache-block-size` is not given (upstream's).
+DEFAULT_KV_CACHE_BLOCK_SIZE = 16
 #: Engines of model type `Embedding` (`dynamo-run out=NAME --embedding`), by the same `out=` name
 #: as the engine package's generation engine. An entry point here names an `Engine` subclass with
 #: `model_type = ModelType.Embedding` whose `generate` takes a `PreprocessedEmbeddingRequest` dict
@@ -78,7 +80,9 @@ class EngineConfig:
     num_nodes: int = 1
     node_rank: int = 0
     leader_addr: str | None = None
-    kv_cache_block_size: int = 16
+    #: `--kv-cache-block-size`, or None when it was not given (the engine then uses its own,
+    #: else `DEFAULT_KV_CACHE_BLOCK_SIZE`): an explicit 16 is not "unset".
+    kv_cache_block_size: int | None = None
     extra_engine_args: dict[str, Any] = field(default_factory=dict)
     # Set when the engine runs as a distributed worker: lets it publish KV events and metrics.
     endpoint: Any = None

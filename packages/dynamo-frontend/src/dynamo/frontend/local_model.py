@@ -13,6 +13,7 @@ import orjson
 from dynamo.frontend.default_model import DEFAULT_MODEL_PACKAGE, embedded_default_model
 from dynamo.frontend.flags import UsageError
 from dynamo.llm.engine import (
+    DEFAULT_KV_CACHE_BLOCK_SIZE,
     ENGINE_FLAGS,
     Engine,
     EngineConfig,
@@ -102,7 +103,7 @@ def engine_config(
         num_nodes=args.num_nodes or 1,
         node_rank=args.node_rank or 0,
         leader_addr=args.leader_addr,
-        kv_cache_block_size=args.kv_cache_block_size or 16,
+        kv_cache_block_size=args.kv_cache_block_size,
         extra_engine_args=parse_extra_engine_args(args.extra_engine_args),
     )
 
@@ -114,7 +115,7 @@ async def load_model_card(model_path: str, args: argparse.Namespace) -> ModelDep
         model_name=args.model_name,
         model_config=args.model_config,
         context_length=args.context_length,
-        kv_cache_block_size=args.kv_cache_block_size or 16,
+        kv_cache_block_size=args.kv_cache_block_size or DEFAULT_KV_CACHE_BLOCK_SIZE,
     )
     if getattr(args, "chat_template", None):
         card.chat_template = read_chat_template(args.chat_template)

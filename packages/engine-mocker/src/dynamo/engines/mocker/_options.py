@@ -15,9 +15,6 @@ from typing import Any
 from dynamo.llm.engine import EngineConfig
 from dynamo.llm.errors import EngineError
 
-#: `EngineConfig.kv_cache_block_size` when the user did not pass `--kv-cache-block-size`.
-ENGINE_CONFIG_DEFAULT_BLOCK_SIZE = 16
-
 
 @dataclass(frozen=True, slots=True)
 class MockerOptions:
@@ -55,7 +52,7 @@ class MockerOptions:
                 f"known: {', '.join(sorted(known))}"
             )
         flag_bs = config.kv_cache_block_size
-        flag_set = flag_bs != ENGINE_CONFIG_DEFAULT_BLOCK_SIZE
+        flag_set = flag_bs is not None  # `--kv-cache-block-size` given (16 too)
         if "block_size" in raw and flag_set and raw["block_size"] != flag_bs:
             raise EngineError(
                 f"mocker: block_size {raw['block_size']} in --extra-engine-args disagrees with "

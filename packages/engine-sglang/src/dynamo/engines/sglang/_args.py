@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dynamo.llm.engine import EngineConfig
+from dynamo.llm.engine import DEFAULT_KV_CACHE_BLOCK_SIZE, EngineConfig
 from dynamo.llm.errors import EngineError
 
 #: `EngineConfig` as `dynamo-run` fills it when no flag is given.
@@ -100,7 +100,9 @@ def _flag_kwargs(config: EngineConfig) -> dict[str, Any]:
     out: dict[str, Any] = {
         "model_path": config.model_path,
         "served_model_name": config.model_name,
-        "page_size": config.kv_cache_block_size,
+        "page_size": DEFAULT_KV_CACHE_BLOCK_SIZE
+        if config.kv_cache_block_size is None
+        else config.kv_cache_block_size,
     }
     if config.model_config:
         out["tokenizer_path"] = config.model_config
@@ -165,7 +167,7 @@ def plan_server_args(
             )
     if (
         "page_size" in extra
-        and config.kv_cache_block_size != _DEFAULTS.kv_cache_block_size
+        and config.kv_cache_block_size is not None
         and extra["page_size"] != config.kv_cache_block_size
     ):
         raise EngineError(
