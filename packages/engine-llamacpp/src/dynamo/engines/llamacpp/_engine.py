@@ -24,7 +24,7 @@ from dynamo.llm.errors import (
     InvalidRequestError,
     RequestError,
 )
-from dynamo.llm.features import MAX_TOP_LOGPROBS, Feature
+from dynamo.llm.features import MAX_TOP_LOGPROBS, SAMPLING_KNOBS, Feature
 
 log = logging.getLogger(__name__)
 
@@ -57,24 +57,14 @@ class LlamaCppEngine(Engine):
     requires_model = True
     accepted_flags = frozenset({"context_length", "extra_engine_args", "model_config"})
     distribution = "dynamo-engine-llamacpp"
-    features: ClassVar[frozenset[Feature]] = frozenset(
-        {
-            Feature.TEMPERATURE,
-            Feature.TOP_P,
-            Feature.TOP_K,
-            Feature.MIN_P,
-            Feature.REPETITION_PENALTY,
-            Feature.PRESENCE_PENALTY,
-            Feature.FREQUENCY_PENALTY,
-            Feature.SEED,
-            Feature.LOGIT_BIAS,
-            Feature.LOGPROBS,
-            Feature.GUIDED_JSON,
-            Feature.GUIDED_REGEX,
-            Feature.GUIDED_CHOICE,
-            Feature.GUIDED_GRAMMAR,
-        }
-    )
+    #: Every sampling knob (including logit_bias), log probabilities and structured output.
+    features: ClassVar[frozenset[Feature]] = SAMPLING_KNOBS | {
+        Feature.LOGPROBS,
+        Feature.GUIDED_JSON,
+        Feature.GUIDED_REGEX,
+        Feature.GUIDED_CHOICE,
+        Feature.GUIDED_GRAMMAR,
+    }
 
     def __init__(self, native: NativeModel, settings: EngineSettings):
         self._native = native
