@@ -58,6 +58,16 @@ def runtime_env(etcd_server, nats_server, monkeypatch):
     return {"ETCD_ENDPOINTS": etcd_server.url, "NATS_SERVER": nats_server.url}
 
 
+@pytest.fixture
+def own_runtime_env():
+    """etcd and NATS of this test's own, for a test that takes whichever model appears first:
+    the session's shared servers may still list models of other tests' killed workers."""
+    from dynamo.runtime.testing import EtcdServer, NatsServer
+
+    with EtcdServer() as etcd, NatsServer() as nats:
+        yield {"ETCD_ENDPOINTS": etcd.url, "NATS_SERVER": nats.url}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

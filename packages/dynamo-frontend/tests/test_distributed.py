@@ -138,8 +138,10 @@ def test_worker_killed_mid_stream_gives_an_error_event(procs, frontend):
 def test_stream_migrates_when_its_worker_is_killed(procs, start_server, runtime_env, smollm2_gguf):
     frontend = start_server("out=dyn", "--migration-limit", "1", env=runtime_env, healthy=False)
     worker = ("dist6.backend.generate", "out=echo_core", str(smollm2_gguf), "--model-name", "smol")
-    first = procs.worker(*worker, DYN_TOKEN_ECHO_DELAY_MS="100")
-    wait_models(frontend, {"smol"})
+    # The first worker's 80 tokens take 80 s: the stream must still be on it once the second
+    # worker is up, and a GGUF worker can take over 25 s to register on a loaded machine.
+    first = procs.worker(*worker, DYN_TOKEN_ECHO_DELAY_MS="1000")
+    wait_models(frontend, {"smol"}, timeout=120)
     body = {
         "model": "smol",
         "stream": True,
@@ -157,7 +159,7 @@ def test_stream_migrates_when_its_worker_is_killed(procs, start_server, runtime_
                 # The stream is on the first worker (the only one). Start a second, then kill
                 # the first: the rest of the answer must come from the second.
                 procs.worker(*worker, DYN_TOKEN_ECHO_DELAY_MS="10")
-                asyncio.run(wait_instances("dist6.backend.generate", 2))
+                asyncio.run(wait_instances("dist6.backend.generate", 2, timeout=120))
                 first.kill()
     assert "event: error" not in events
     assert events[-1] == "data: [DONE]"
@@ -188,20 +190,27 @@ def test_seed_example_runs_unchanged(procs, start_server, runtime_env, smollm2_g
     assert resp.usage.completion_tokens <= 20
 
 
-def test_batch_through_the_network(procs, tmp_path, runtime_env):
-    procs.worker("dist4.backend.generate", "out=echo_full", "--model-name", "echo-batch")
-    prompts = tmp_path / "p.jsonl"
-    prompts.write_text('{"text": "one"}\n{"text": "two"}\n')
-    result = subprocess.run(
-        [sys.executable, "-m", "dynamo.frontend.cli", f"in=batch:{prompts}", "out=dyn"],
-        env={**os.environ, **runtime_env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    lines = [json.loads(x) for x in (tmp_path / "output.jsonl").read_text().splitlines()]
-    assert sorted(x["response"] for x in lines) == ["one", "two"]
+def test_batch_through_the_network(tmp_path, own_runtime_env):
+    """On etcd and NATS of its own: in=batch serves the first model it finds, and the shared
+    ones may still list models of other tests' killed workers."""
+    procs = Procs(own_runtime_env)
+    runtime_env = own_runtime_env
+    try:
+        procs.worker("dist4.backend.generate", "out=echo_full", "--model-name", "echo-batch")
+        prompts = tmp_path / "p.jsonl"
+        prompts.write_text('{"text": "one"}\n{"text": "two"}\n')
+        result = subprocess.run(
+            [sys.executable, "-m", "dynamo.frontend.cli", f"in=batch:{prompts}", "out=dyn"],
+            env={**os.environ, **runtime_env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        lines = [json.loads(x) for x in (tmp_path / "output.jsonl").read_text().splitlines()]
+        assert sorted(x["response"] for x in lines) == ["one", "two"]
+    finally:
+        procs.close()
 
 
 @pytest.mark.parametrize("engine", ["llamacpp", "mistralrs"])

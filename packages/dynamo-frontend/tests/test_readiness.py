@@ -15,7 +15,6 @@ from dynamo.engines.echo import EchoFullEngine
 from dynamo.frontend.http.app import AppState, build_app
 from dynamo.llm import ModelType
 from dynamo.llm.pipeline import OpenAIEngineModel
-from dynamo.runtime.testing import EtcdServer, NatsServer
 
 
 def client(state: AppState) -> httpx.AsyncClient:
@@ -60,16 +59,9 @@ def wait_health(server, status: int, timeout: float = 30) -> dict:
         time.sleep(0.05)
 
 
-@pytest.fixture
-def own_env():
-    """etcd and NATS of this test's own: the shared ones may list other tests' models."""
-    with EtcdServer() as etcd, NatsServer() as nats:
-        yield {"ETCD_ENDPOINTS": etcd.url, "NATS_SERVER": nats.url}
-
-
 @pytest.mark.integration
-def test_out_dyn_ready_only_with_a_worker(start_server, own_env, dynamo_run_cmd):
-    runtime_env = own_env
+def test_out_dyn_ready_only_with_a_worker(start_server, own_runtime_env, dynamo_run_cmd):
+    runtime_env = own_runtime_env  # the shared etcd may list other tests' models
     frontend = start_server("out=dyn", env=runtime_env, healthy=False)
     code, body = health(frontend)
     assert code == 503 and body["reason"] == "no model is served yet"
