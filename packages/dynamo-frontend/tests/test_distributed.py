@@ -89,7 +89,7 @@ def test_models_follow_workers_and_requests_route(procs, frontend, smollm2_gguf)
         "dist1.backend.generate", "out=echo_core", str(smollm2_gguf), "--model-name", "smol"
     )
     procs.worker("dist2.backend.generate", "out=echo_full", "--model-name", "echo")
-    wait_models(frontend, {"smol", "echo"})
+    wait_models(frontend, {"smol", "echo"}, timeout=120)  # a GGUF worker starts slowly
     asyncio.run(wait_instances("dist1.backend.generate", 2))  # the model shows with its first
 
     resp = chat(frontend, "smol", "Tell me a story", extra_body={"nvext": {"ignore_eos": True}})
