@@ -151,8 +151,11 @@ def installed_engines() -> dict[str, EntryPoint]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
-def load_engine_class(name: str) -> type[Engine]:
-    """The engine class registered as `name`, or an `EngineError` that says how to install it."""
+def load_engine_class(name: str, *, require_library: bool = True) -> type[Engine]:
+    """The engine class registered as `name`, or an `EngineError` that says how to install it.
+
+    `require_library=False` skips the check that the engine's inference library is installed:
+    for reading what an engine class declares (its features) without serving with it."""
     eps = installed_engines()
     if name not in eps:
         dist = KNOWN_ENGINE_DISTRIBUTIONS.get(name)
@@ -168,7 +171,8 @@ def load_engine_class(name: str) -> type[Engine]:
         raise EngineError(f"engine '{name}' failed to import ({e}); reinstall {dist}") from e
     if not (isinstance(cls, type) and issubclass(cls, Engine)):
         raise EngineError(f"entry point '{name}' does not name an Engine subclass")
-    check_library(name, cls)
+    if require_library:
+        check_library(name, cls)
     return cls
 
 
