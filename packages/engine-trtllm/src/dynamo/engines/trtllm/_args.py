@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dynamo.llm.engine import EngineConfig
+from dynamo.llm.engine import DEFAULT_KV_CACHE_BLOCK_SIZE, EngineConfig
 from dynamo.llm.errors import EngineError
 
 #: `EngineConfig` as `dynamo-run` fills it when no flag is given.
@@ -97,7 +97,7 @@ def _merge_kv_cache_config(
     user: Mapping[str, Any] | None, config: EngineConfig, distributed: bool
 ) -> dict[str, Any]:
     kv = dict(user or {})
-    flag_set = config.kv_cache_block_size != _DEFAULTS.kv_cache_block_size
+    flag_set = config.kv_cache_block_size is not None  # given (16 too)
     if (
         "tokens_per_block" in kv
         and flag_set
@@ -107,7 +107,12 @@ def _merge_kv_cache_config(
             f"--extra-engine-args: kv_cache_config.tokens_per_block {kv['tokens_per_block']} "
             f"disagrees with --kv-cache-block-size {config.kv_cache_block_size}"
         )
-    kv.setdefault("tokens_per_block", config.kv_cache_block_size)
+    kv.setdefault(
+        "tokens_per_block",
+        DEFAULT_KV_CACHE_BLOCK_SIZE
+        if config.kv_cache_block_size is None
+        else config.kv_cache_block_size,
+    )
     if kv.get("enable_block_reuse") is False and distributed:
         raise EngineError(
             "KV-aware routing needs TensorRT-LLM's block reuse: drop "
