@@ -153,6 +153,10 @@ class LlamaCppEngine(Engine):
         eos = (
             frozenset() if stop.get("ignore_eos") else frozenset(request.get("eos_token_ids") or ())
         )
+        if eos and sampling.get("guided_decoding"):
+            # A completed grammar lets only end-of-generation tokens through, whichever the
+            # model's vocabulary has; the card's EOS list may name just the end of turn.
+            eos |= self._native.eog_tokens
         return Sequence(
             prompt,
             SamplingParams.from_options(sampling, n_vocab),

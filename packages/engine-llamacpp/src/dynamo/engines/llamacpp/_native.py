@@ -12,6 +12,7 @@ Everything here except `load` is called from the engine's one decode thread.
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,12 @@ class NativeModel:
 
     def is_eog(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+
+    @functools.cached_property
+    def eog_tokens(self) -> frozenset[int]:
+        """Every end-of-generation token of the vocabulary (`<|endoftext|>` as well as the chat
+        template's end of turn): the only tokens a completed grammar lets through."""
+        return frozenset(t for t in range(self.n_vocab) if self.is_eog(t))
 
     def clear_seq(self, seq: int, start: int = 0) -> None:
         """Drop the KV cells of sequence `seq` from position `start` on."""
