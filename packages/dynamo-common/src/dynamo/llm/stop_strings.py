@@ -114,7 +114,11 @@ class StopStringJail:
                 continue
             end += len(held)
             # The earliest end wins; at the same end, the longer stop (it started first).
-            if best is None or end < best_end or (end == best_end and len(matcher.stop) > len(best)):
+            if (
+                best is None
+                or end < best_end
+                or (end == best_end and len(matcher.stop) > len(best))
+            ):
                 best, best_end = matcher.stop, end
         if best is not None:
             self._held = ""

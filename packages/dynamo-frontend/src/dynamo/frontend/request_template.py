@@ -15,7 +15,6 @@ import orjson
 
 from dynamo.frontend.flags import UsageError
 
-
 #: `RequestTemplate.apply`'s default: the token limit of chat or completions, whichever the body is.
 AUTO = "auto"
 
