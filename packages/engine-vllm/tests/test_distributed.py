@@ -111,12 +111,16 @@ def frontend(workers, start_module_server, module_runtime):
         "out=dyn", "--router-mode", "kv", "--migration-limit", "3",
         env=module_runtime, healthy=False,
     )  # fmt: skip
+
     def ready() -> bool:
         for worker in workers:  # a worker that died will never report: say why at once
             if worker.proc.poll() is not None:
                 worker.log.seek(0)
                 pytest.fail(f"a vLLM worker exited:\n{worker.log.read()[-3000:]}")
-        return len(worker_gauges(server)) == 2
+        # A worker's load gauges appear with its first report (the router's own per-worker
+        # gauges appear at discovery, before it).
+        gauges = worker_gauges(server)
+        return len(gauges) == 2 and all("worker_kv_total_blocks" in g for g in gauges.values())
 
     wait_for("both vLLM workers' load reports", ready, 600)
     return server

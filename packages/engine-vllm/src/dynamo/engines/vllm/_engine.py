@@ -10,8 +10,8 @@ lags), and our frontend detokenizes and applies stop strings. vLLM runs without 
 - The model card is made to say what vLLM actually runs: its context length is vLLM's
   effective `max_model_len`, its KV block size vLLM's `block_size`.
 - A distributed worker (`config.endpoint` set) republishes vLLM's own KV cache events (its ZMQ
-  publisher, on a free local port) in our format, and publishes vLLM's scheduler statistics as
-  load metrics, so `--router-mode kv` routes between vLLM workers.
+  publisher, on an IPC socket of its own) in our format, and publishes vLLM's scheduler
+  statistics as load metrics, so `--router-mode kv` routes between vLLM workers.
 - vLLM is imported inside `start`, so this module (and the package's entry point) loads without
   it; `dynamo-run out=vllm` without vLLM is one line saying what to install.
 """
@@ -24,7 +24,8 @@ import dataclasses
 import itertools
 import logging
 import os
-import socket
+import tempfile
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Self
 
@@ -85,10 +86,11 @@ def set_flags(config: EngineConfig) -> list[str]:
     return [n for n in names if getattr(config, n) != getattr(_DEFAULT_CONFIG, n)]
 
 
-def free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def kv_events_endpoint() -> str:
+    """Where vLLM publishes this worker's KV events: an IPC socket of its own (vLLM binds
+    `ipc://` endpoints). A free TCP port picked here could be taken by one of the sockets vLLM
+    opens on random ports while it starts (seen under load: "Address already in use")."""
+    return f"ipc://{tempfile.gettempdir()}/dynamo-vllm-kv-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 class VllmEngine(Engine):
@@ -142,11 +144,9 @@ class VllmEngine(Engine):
         given = set_flags(config)
         flags = flag_kwargs(
             context_length=config.context_length,
-            # At dynamo-run's default, vLLM's own default (16 on GPUs; 128 on CPUs, which need a
-            # multiple of 32) applies; the card then carries the size vLLM chose.
-            kv_cache_block_size=(
-                config.kv_cache_block_size if "kv_cache_block_size" in given else None
-            ),
+            # Unset (None): vLLM's own default (16 on GPUs; 128 on CPUs, which need a multiple of
+            # 32) applies; the card then carries the size vLLM chose.
+            kv_cache_block_size=config.kv_cache_block_size,
             tensor_parallel_size=config.tensor_parallel_size,
             num_nodes=config.num_nodes,
             node_rank=config.node_rank,
@@ -171,7 +171,7 @@ class VllmEngine(Engine):
         if config.endpoint is not None and kwargs.get("enable_prefix_caching"):
             from vllm.config import KVEventsConfig
 
-            kv_endpoint = f"tcp://*:{free_tcp_port()}"
+            kv_endpoint = kv_events_endpoint()
             kwargs["kv_events_config"] = KVEventsConfig(
                 enable_kv_cache_events=True, publisher="zmq", endpoint=kv_endpoint
             )
@@ -337,6 +337,8 @@ class VllmEngine(Engine):
         if self._relay is not None:
             await self._relay.close()
             await self._kv_publisher.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self._relay.endpoint.removeprefix("ipc://"))
         if self._metrics_publisher is not None:
             await self._metrics_publisher.close()
         llm, self._llm = self._llm, None
