@@ -48,7 +48,8 @@ def test_worker_killed_mid_stream_ends_the_stream_with_an_error(cluster: Cluster
 
 
 def test_serving_resumes_after_nats_restart(cluster: Cluster) -> None:
-    cluster.worker()
+    # Pinned to the NATS request plane: over TCP (the default) serving never stops with NATS.
+    cluster.worker(env={"DYN_REQUEST_PLANE": "nats"})
     frontend = cluster.frontend()
     cluster.wait_healthy(frontend)
     with cluster.client(frontend, timeout=10) as client:
