@@ -4,7 +4,11 @@
 # into `wheels/` every wheel of that venv (`pip freeze`, downloaded on the host) and ours, so the
 # build needs no network. torch is PyPI's plain build (see the script for why).
 #
-#   docker run -p 8080:8080 -v ~/.cache/dynamo/smollm2-135m-instruct-hf:/models/smollm2:ro \
+# vLLM's CPU kernels need libnuma (from Debian, where the base lacks it), and its engine processes
+# share memory: run with `--shm-size 1g` (Docker's default 64 MiB is too small).
+#
+#   docker run --shm-size 1g -p 8080:8080 \
+#       -v ~/.cache/dynamo/smollm2-135m-instruct-hf:/models/smollm2:ro \
 #       dynamo-py/engine-vllm-cpu in=http out=vllm /models/smollm2 --context-length 2048 \
 #       --extra-engine-args '{"dtype": "float32", "enforce_eager": true}'
 ARG DYNAMO_BASE=dynamo-py/base:latest
@@ -12,6 +16,11 @@ FROM ${DYNAMO_BASE}
 USER root
 COPY wheels /wheels
 RUN set -eu; \
+    if ! ldconfig -p | grep -q 'libnuma\.so\.1'; then \
+        apt-get update; \
+        apt-get install -y --no-install-recommends libnuma1; \
+        rm -rf /var/lib/apt/lists/*; \
+    fi; \
     pip install --no-index --find-links /wheels --no-deps -r /wheels/requirements.txt; \
     pip install --no-index --find-links /wheels --no-deps /wheels/dynamo_*.whl; \
     rm -rf /wheels; \

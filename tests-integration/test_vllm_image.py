@@ -40,6 +40,7 @@ def test_vllm_cpu_image_serves_an_hf_folder() -> None:
         DockerContainer(IMAGE)
         .with_exposed_ports(8080)
         .with_volume_mapping(str(FOLDER), "/models/smollm2", "ro")
+        .with_kwargs(shm_size="1g")  # vLLM's engine processes share memory; 64 MiB is too little
     )
     with server:
         Cluster.wait_healthy(server, within_s=900)
