@@ -18,11 +18,16 @@ def instances_seen_by(cluster: Cluster, ips: list[str], client) -> dict[str, int
     return {ip: after.get(ip, 0) - before.get(ip, 0) for ip in ips}
 
 
+#: The spread is read from NATS's per-connection message counts, so the workers take their
+#: requests over the NATS request plane (TCP, the default, passes no request through NATS).
+NATS_PLANE = {"DYN_REQUEST_PLANE": "nats"}
+
+
 def test_scale_one_to_three_round_robin(cluster: Cluster) -> None:
-    workers = [cluster.worker()]
+    workers = [cluster.worker(env=NATS_PLANE)]
     frontend = cluster.frontend("--router-mode", "round-robin")
     cluster.wait_healthy(frontend)
-    workers += [cluster.worker(), cluster.worker()]
+    workers += [cluster.worker(env=NATS_PLANE), cluster.worker(env=NATS_PLANE)]
     ips = [cluster.ip(w) for w in workers]
     with cluster.client(frontend) as client:
         # The frontend learns of the new workers from etcd a moment after they register: send
