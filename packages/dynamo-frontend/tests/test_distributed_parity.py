@@ -29,8 +29,8 @@ def wait_models(server, expected: set[str], timeout: float = 60) -> None:
 
 
 @pytest.fixture
-def workers(runtime_env):
-    env = {**os.environ, **runtime_env, "DYN_TOKEN_ECHO_DELAY_MS": "0"}
+def workers(own_runtime_env):
+    env = {**os.environ, **own_runtime_env, "DYN_TOKEN_ECHO_DELAY_MS": "0"}
     procs: list[subprocess.Popen] = []
 
     def start(*args: str) -> None:
@@ -43,7 +43,10 @@ def workers(runtime_env):
         proc.wait()
 
 
-def test_remote_features_and_parsers(start_server, workers, runtime_env, smollm2_gguf):
+def test_remote_features_and_parsers(start_server, workers, own_runtime_env, smollm2_gguf):
+    # etcd and NATS of its own: the session's shared servers may still list another test's
+    # killed worker under the same model name ("echo"), with other features.
+    runtime_env = own_runtime_env
     workers(
         "in=dyn://parity.mocker.generate",
         "out=mocker",
