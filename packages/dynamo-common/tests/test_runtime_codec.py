@@ -109,6 +109,9 @@ def test_settings_from_the_environment(monkeypatch):
     assert config.etcd_endpoints == ("http://localhost:2379",)
     assert config.nats_server == "nats://localhost:4222"
     assert config.lease_ttl == 10
+    assert config.graceful_shutdown_timeout == 30.0  # upstream's default
+    monkeypatch.setenv("DYN_WORKER_GRACEFUL_SHUTDOWN_TIMEOUT", "2.5")
+    assert RuntimeConfig.from_env().graceful_shutdown_timeout == 2.5
     monkeypatch.setenv("ETCD_ENDPOINTS", "http://a:1, b:2")
     assert RuntimeConfig.from_env().etcd_endpoints == ("http://a:1", "b:2")
     assert host_port("http://a:1", 2379) == ("a", 1)
@@ -123,6 +126,9 @@ def test_settings_from_the_environment(monkeypatch):
         ("NATS_SERVER", "nats://h:x"),
         ("DYN_ETCD_LEASE_TTL", "abc"),
         ("DYN_ETCD_LEASE_TTL", "0"),
+        ("DYN_WORKER_GRACEFUL_SHUTDOWN_TIMEOUT", "-1"),
+        ("DYN_WORKER_GRACEFUL_SHUTDOWN_TIMEOUT", "soon"),
+        ("DYN_WORKER_GRACEFUL_SHUTDOWN_TIMEOUT", "nan"),
     ],
 )
 def test_unusable_settings_name_themselves(monkeypatch, name, value):

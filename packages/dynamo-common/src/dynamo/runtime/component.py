@@ -82,7 +82,14 @@ class Endpoint:
         health_check_payload: Any = None,
     ) -> None:
         """Serve until the runtime shuts down (or this call is cancelled): then deregister, and
-        finish the in-flight requests (`graceful_shutdown`) or end them with an error frame.
+        finish the in-flight requests or hand them over.
+
+        With `graceful_shutdown` the streams in flight get the runtime's grace period
+        (`DYN_WORKER_GRACEFUL_SHUTDOWN_TIMEOUT`) to finish; without it they get none. A stream
+        still running after it is handed over: it ends with the "worker stopped" error frame
+        (503), which a caller with request migration resumes on another worker (upstream's
+        shutdown design: finish within the grace period, migrate the rest), so that scaling
+        down costs no client its answer and the process still exits within the grace period.
 
         `handler` is an async generator function of `(request)` or `(request, context)`.
         `metrics_labels` and `health_check_payload` are upstream's; accepted so its workers run,
@@ -118,7 +125,7 @@ class Endpoint:
             await runtime.etcd.delete_owned(key)
             for extra in runtime.keys_for_endpoint(self.path):
                 await runtime.etcd.delete_owned(extra)
-            await server.drain(None if graceful_shutdown else 0)
+            await server.drain(runtime.config.graceful_shutdown_timeout if graceful_shutdown else 0)
 
     async def client(self) -> Client:
         client = Client(self)

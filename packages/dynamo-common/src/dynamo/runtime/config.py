@@ -2,7 +2,8 @@
 and NATS are (`ETCD_ENDPOINTS`, `NATS_SERVER`), and which request plane a worker serves on
 (`DYN_REQUEST_PLANE`: `tcp` or `nats`, with `DYN_TCP_RPC_HOST`, `DYN_TCP_RPC_PORT` and
 `DYN_TCP_MAX_MESSAGE_SIZE` for TCP), and where discovery lives (`DYN_DISCOVERY_BACKEND`: `etcd`
-or `file`, with `DYN_FILE_KV` its directory)."""
+or `file`, with `DYN_FILE_KV` its directory), and how long a worker that is told to stop may take
+to finish its streams before it hands them over (`DYN_WORKER_GRACEFUL_SHUTDOWN_TIMEOUT`)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ REQUEST_PLANES = ("tcp", "nats")
 DISCOVERY_BACKENDS = ("etcd", "file")
 DEFAULT_REQUEST_PLANE = "tcp"
 DEFAULT_TCP_MAX_MESSAGE = 32 * 1024 * 1024
+#: Upstream's default (release builds): Kubernetes' own grace period is 30 s too.
+DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT = 30.0
 
 
 def _check_address(variable: str, url: str) -> None:
@@ -36,6 +39,17 @@ def _whole_number(variable: str, default: int, least: int) -> int:
         value = least - 1
     if value < least:
         raise RuntimeConfigError(f"{variable}={text!r} is not a whole number of at least {least}")
+    return value
+
+
+def _seconds(variable: str, default: float) -> float:
+    text = os.environ.get(variable) or str(default)
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise RuntimeConfigError(f"{variable}={text!r} is not a number of seconds of at least 0")
     return value
 
 
@@ -67,6 +81,10 @@ class RuntimeConfig:
     #: NATS_SERVER was set: KV events (and anything else that asks) may use NATS even where
     #: neither the request plane nor discovery needs it.
     nats_configured: bool = True
+    #: A worker told to stop (SIGTERM) finishes its in-flight streams for at most this long,
+    #: then hands the rest over: each ends with the "worker stopped" error (503), which the
+    #: caller's request migration resumes on another worker. 0 hands them over at once.
+    graceful_shutdown_timeout: float = DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT
 
     @property
     def needs_nats(self) -> bool:
@@ -121,6 +139,9 @@ class RuntimeConfig:
             discovery_backend=backend,
             file_kv_root=os.environ.get("DYN_FILE_KV") or None,
             nats_configured=bool(os.environ.get("NATS_SERVER")),
+            graceful_shutdown_timeout=_seconds(
+                "DYN_WORKER_GRACEFUL_SHUTDOWN_TIMEOUT", DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT
+            ),
         )
 
     def etcd_host_port(self) -> tuple[str, int]:

@@ -24,6 +24,9 @@ IDLE_TIMEOUT_SECONDS = 2.0
 # most for a worker that died or froze before another one is tried.
 FIRST_FRAME_TIMEOUT_SECONDS = 1.0
 
+#: The error of a stream this worker ended itself (shutting down): the caller may migrate it.
+WORKER_STOPPED = "the worker stopped: it is shutting down (request migration resumes the stream)"
+
 Handler = Callable[..., AsyncIterator[Any]]
 #: Sends one encoded frame; the flag marks frames a plane may use to check that the caller is
 #: still there (NATS sends them with a probe reply subject; TCP sees a lost caller at once).
@@ -97,11 +100,12 @@ async def serve_stream(
         await send(codec.final_frame(seq), False)
     except asyncio.CancelledError:
         if not context.is_killed():
-            # Stopped by this worker (shutdown without grace), not by the caller: say so
-            # now rather than leave the caller to notice the silence.
+            # Stopped by this worker (its shutdown grace period is over), not by the caller:
+            # say so now rather than leave the caller to notice the silence. The 503 hands
+            # the stream over: the caller's migration resumes it on another worker.
             seq += 1
             with contextlib.suppress(Exception):
-                await send(codec.error_frame(seq, "the worker stopped", 503), False)
+                await send(codec.error_frame(seq, WORKER_STOPPED, 503), False)
         raise
     except Exception as e:
         status = getattr(e, "status_code", None)

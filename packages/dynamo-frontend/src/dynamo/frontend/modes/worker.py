@@ -46,7 +46,9 @@ async def run_worker(inv: Invocation) -> None:
         )
         await endpoint.serve_endpoint(engine.generate)
     finally:
-        await runtime.close()
+        # The engine stops first: until then it may feed a publisher that the runtime's closers
+        # would close under it. serve_endpoint has deregistered already.
         if engine is not None:
             await engine.close()
+        await runtime.close()
     log.info("worker stopped")
