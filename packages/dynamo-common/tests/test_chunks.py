@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import orjson
+import pytest
+
 from dynamo.llm.chunks import Answer, ResponseBuilder
 from dynamo.llm.logprobs import Candidate, TokenLogprob
 from dynamo.llm.parsers import ToolCallDelta
@@ -67,3 +70,42 @@ def test_completion_chunks_and_body_validate():
     body = CompletionResponse.model_validate(builder.full(answer))
     assert body.choices[0].text == "abc"
     assert body.choices[0].logprobs.text_offset == [0, 2]
+
+
+def _sse_of(builder: ResponseBuilder, delta: StreamDelta) -> bytes:
+    return b"data: " + orjson.dumps(builder.chunk(delta)) + b"\n\n"
+
+
+PLAIN = [
+    StreamDelta("Hello", None, 5, 1),
+    StreamDelta(' "quoted" \\ \n and ünïcödé 🎉', None, 5, 2),
+    StreamDelta("", None, 5, 3),
+    StreamDelta("x", None, 5, 4, index=1),
+    StreamDelta("y", None, 5, 5, index=1),
+    StreamDelta("</s>\u2028", None, 5, 6),
+    StreamDelta("end", "stop", 5, 7, stop_reason="</s>"),
+]
+
+
+@pytest.mark.parametrize("kind", ["chat", "completion"])
+@pytest.mark.parametrize("fingerprint", [None, "fp_1"])
+@pytest.mark.parametrize("continuous", [False, True])
+def test_sse_is_byte_for_byte_the_chunk(kind, fingerprint, continuous):
+    """The pre-encoded path (plain text in the middle of a choice) and the dict path give the
+    exact bytes `orjson.dumps(chunk)` gives, for every kind of piece, in stream order (the
+    builder's state, roles sent and completion offsets, advances the same on both)."""
+    fast = ResponseBuilder(kind, "r1", "m", fingerprint, continuous)
+    slow = ResponseBuilder(kind, "r1", "m", fingerprint, continuous)
+    slow.created = fast.created
+    for delta in [*PLAIN, *DELTAS]:
+        if kind == "completion" and (delta.reasoning or delta.tool_calls):
+            continue
+        assert fast.sse(delta) == _sse_of(slow, delta)
+
+
+def test_sse_frames_are_built_once_per_choice():
+    builder = ResponseBuilder("chat", "r1", "m")
+    builder.sse(StreamDelta("a", None, 1, 1))  # the choice's first piece carries the role
+    builder.sse(StreamDelta("b", None, 1, 2))
+    builder.sse(StreamDelta("c", None, 1, 3))
+    assert list(builder._frames) == [0]

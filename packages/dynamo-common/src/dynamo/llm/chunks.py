@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from dynamo.llm.logprobs import TokenLogprob, chat_logprobs, completion_logprobs
 from dynamo.llm.parsers import ToolCallDelta, merge_calls
 from dynamo.llm.stream_delta import StreamDelta
@@ -24,6 +26,7 @@ class ResponseBuilder:
 
     __slots__ = (
         "_chat",
+        "_frames",
         "_offsets",
         "_started",
         "continuous_usage",
@@ -50,6 +53,7 @@ class ResponseBuilder:
         self.continuous_usage = continuous_usage
         self._started: set[int] = set()  # chat choices whose role went out
         self._offsets: dict[int, int] = {}  # completions: text offset per choice
+        self._frames: dict[int, tuple[bytes, bytes]] = {}  # sse(): per choice, around the text
 
     def _envelope(self, obj: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -101,6 +105,45 @@ class ResponseBuilder:
         if self.continuous_usage:
             body["usage"] = usage_of(delta)
         return body
+
+    def sse(self, delta: StreamDelta) -> bytes:
+        """`chunk(delta)` as one SSE event (`data: {...}\\n\\n`), byte for byte what
+        `orjson.dumps` makes of the chunk.
+
+        Most pieces of a stream are plain text in the middle of a choice: for those the event is
+        the choice's envelope, encoded once per response and choice, around the JSON of the new
+        text, so a token costs one `orjson.dumps` of a string and one join. Anything else (a
+        choice's first or last piece, reasoning, tool calls, logprobs, usage per chunk) is built
+        as a dict and encoded whole.
+        """
+        index = delta.index
+        plain = (
+            delta.finish_reason is None
+            and not (delta.reasoning or delta.tool_calls or delta.logprobs)
+            and not self.continuous_usage
+            and (index in self._started or not self._chat)
+        )
+        if not plain:
+            return b"data: " + orjson.dumps(self.chunk(delta)) + b"\n\n"
+        frame = self._frames.get(index)
+        if frame is None:
+            frame = self._frames[index] = self._frame(index)
+        if not self._chat:
+            self._offsets[index] = self._offsets.get(index, 0) + len(delta.text)
+        return b"".join((frame[0], orjson.dumps(delta.text), frame[1]))
+
+    def _frame(self, index: int) -> tuple[bytes, bytes]:
+        """The bytes of a plain text chunk of choice `index` before and after its text."""
+        marker = "\x00text\x00"
+        if self._chat:
+            choice: dict[str, Any] = {"index": index, "delta": {"content": marker}}
+        else:
+            choice = {"index": index, "text": marker}
+        choice["logprobs"] = None
+        choice["finish_reason"] = None
+        obj = "chat.completion.chunk" if self._chat else "text_completion"
+        before, after = orjson.dumps(self._envelope(obj, [choice])).split(orjson.dumps(marker))
+        return b"data: " + before, after + b"\n\n"
 
     def usage_chunk(self, last: StreamDelta) -> dict[str, Any]:
         """The final chunk sent when `stream_options.include_usage` is set: no choices."""

@@ -166,7 +166,8 @@ async def stream(
         for event in translator.finish():
             yield sse_event(event)
         status = "success"
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, GeneratorExit):
+        # The client left, while we waited for the engine or to send: stop the engine.
         run.context.kill()
         run.timer.finish("error", disconnected=True)
         raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import socket
 import time
 from types import FrameType
@@ -22,6 +23,8 @@ import uvicorn
 from dynamo.frontend.flags import UsageError
 from dynamo.frontend.http.app import AppState, build_app
 from dynamo.frontend.http.errors import error_body
+from dynamo.frontend.http.sse import capture_raw_send
+from dynamo.frontend.http.workers import current_slot
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +34,9 @@ _DRAIN_POLL_SECONDS = 0.05
 
 
 class _DrainGate:
-    """ASGI wrapper: while the server drains, new requests but the probes get a 503."""
+    """The outermost ASGI layer: while the server drains, new requests but the probes get a
+    503; otherwise it hands the server's own `send` to `SSEResponse` (through the scope), so
+    that events skip the middleware's wrappers."""
 
     def __init__(self, app: Any, state: AppState):
         self.app = app
@@ -50,6 +55,7 @@ class _DrainGate:
             await send({"type": "http.response.start", "status": 503, "headers": headers})
             await send({"type": "http.response.body", "body": body})
             return
+        capture_raw_send(scope, send)
         await self.app(scope, receive, send)
 
 
@@ -82,12 +88,15 @@ class _Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     """The listening socket, bound before uvicorn starts, so a busy port is one usage error
-    (uvicorn logs it and exits 1 or 3) and port 0 logs the port it got."""
+    (uvicorn logs it and exits 1 or 3) and port 0 logs the port it got. `reuse_port`: one of
+    several `--http-workers` processes sharing the port."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as e:
@@ -110,14 +119,19 @@ async def serve_http(
         ssl_certfile=state.options.tls_cert_path,
         ssl_keyfile=state.options.tls_key_path,
     )
-    sock = listen(host, port)
+    slot = current_slot()
+    if slot is not None:
+        port = slot.port
+        state.metrics.mark_http_worker(slot.index, os.getpid())
+    sock = listen(host, port, reuse_port=slot is not None)
     server = _Server(config, state)
     log.info(
-        "OpenAI-compatible HTTP server on %s://%s:%d (models: %s)",
+        "OpenAI-compatible HTTP server on %s://%s:%d (models: %s)%s",
         state.options.scheme,
         host,
         sock.getsockname()[1],
         ", ".join(state.models.names()) or "none yet",
+        f", HTTP process {slot.index} of {slot.count}, pid {os.getpid()}" if slot else "",
     )
     try:
         await server.serve(sockets=[sock])

@@ -11,10 +11,11 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from dynamo.frontend.http.errors import error_headers, sse_error, to_error
 from dynamo.frontend.http.metrics import FrontendMetrics, RequestTimer
+from dynamo.frontend.http.sse import SSEResponse
 from dynamo.frontend.model_manager import ModelManager
 from dynamo.frontend.request_template import AUTO, RequestTemplate
 from dynamo.llm.chunks import Answer, ResponseBuilder
@@ -26,7 +27,6 @@ from dynamo.runtime.context import Context
 log = logging.getLogger(__name__)
 
 _DONE = b"data: [DONE]\n\n"
-_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _KINDS = {
     "chat": (ChatCompletionRequest, "chat_completions"),
     "completion": (CompletionRequest, "completions"),
@@ -120,8 +120,7 @@ class OpenAIServing:
             log.debug("request %s from user %r", context.id(), request.user)
         if request.stream:
             body = self._sse(stream, first, builder, timer, context, request.include_usage)
-            headers = {**_SSE_HEADERS, "x-request-id": context.id()}
-            return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+            return SSEResponse(body, {"x-request-id": context.id()})
         response = await self._unary(stream, first, builder, timer, context, http_request)
         response.headers["x-request-id"] = context.id()
         return response
@@ -135,7 +134,7 @@ class OpenAIServing:
         context: Context,
         include_usage: bool,
     ) -> AsyncIterator[bytes]:
-        dumps = orjson.dumps
+        sse = builder.sse
         last = first
         status = "error"
         try:
@@ -143,19 +142,20 @@ class OpenAIServing:
                 timer.on_tokens(first.completion_tokens)
                 if first.annotations:
                     yield annotation_events(first.annotations)
-                yield b"data: " + dumps(builder.chunk(first)) + b"\n\n"
+                yield sse(first)
                 # Several choices (n > 1) each finish: the stream's end is the last one's.
                 async for delta in stream:
                     timer.on_tokens(delta.completion_tokens)
                     last = delta
                     if delta.annotations:
                         yield annotation_events(delta.annotations)
-                    yield b"data: " + dumps(builder.chunk(delta)) + b"\n\n"
+                    yield sse(delta)
             if include_usage and last is not None:
-                yield b"data: " + dumps(builder.usage_chunk(last)) + b"\n\n"
+                yield b"data: " + orjson.dumps(builder.usage_chunk(last)) + b"\n\n"
             status = "success"
-        except asyncio.CancelledError:
-            # The client went away: stop the engine, and let the cancellation propagate.
+        except (asyncio.CancelledError, GeneratorExit):
+            # The client went away (cancelled while waiting for the engine, or closed while
+            # waiting to send): stop the engine, and let it propagate.
             context.kill()
             timer.finish("error", disconnected=True)
             raise

@@ -4,7 +4,7 @@ pipeline."""
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from dynamo.frontend.http.anthropic.convert import to_chat_request, to_count_request
 from dynamo.frontend.http.anthropic.errors import anthropic_error, sse_anthropic_error
@@ -12,8 +12,8 @@ from dynamo.frontend.http.anthropic.events import MessageStream
 from dynamo.frontend.http.anthropic.protocol import CountTokensRequest, MessagesRequest
 from dynamo.frontend.http.chat_run import ChatRunner, fold, stream
 from dynamo.frontend.http.metrics import FrontendMetrics
-from dynamo.frontend.http.responses.serving import SSE_HEADERS
 from dynamo.frontend.http.serving import JSONResponse, parse_body
+from dynamo.frontend.http.sse import SSEResponse
 from dynamo.frontend.model_manager import ModelManager
 from dynamo.frontend.request_template import RequestTemplate
 from dynamo.llm.errors import InvalidRequestError
@@ -46,7 +46,7 @@ class AnthropicServing:
         builder = MessageStream(run.model.name, request.stop_sequences, run.prompt_tokens)
         if request.stream:
             body = stream(run, builder, lambda e: [sse_anthropic_error(e)])
-            return StreamingResponse(body, media_type="text/event-stream", headers=SSE_HEADERS)
+            return SSEResponse(body)
         try:
             await fold(run, builder, http_request)
             return JSONResponse(builder.message())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from dynamo.frontend.http.chat_run import ChatRunner, fold, sse_event, stream
 from dynamo.frontend.http.errors import to_error
@@ -19,11 +19,10 @@ from dynamo.frontend.http.responses.events import ResponseStream
 from dynamo.frontend.http.responses.protocol import InputItemsQuery, ResponsesRequest
 from dynamo.frontend.http.responses.store import ResponseStore
 from dynamo.frontend.http.serving import JSONResponse, error_response, parse_body
+from dynamo.frontend.http.sse import SSEResponse
 from dynamo.frontend.model_manager import ModelManager
 from dynamo.frontend.request_template import RequestTemplate
 from dynamo.llm.errors import InvalidRequestError
-
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 class ResponsesServing:
@@ -66,7 +65,7 @@ class ResponsesServing:
 
         if request.stream:
             body = stream(run, builder, failed, keep)
-            return StreamingResponse(body, media_type="text/event-stream", headers=SSE_HEADERS)
+            return SSEResponse(body)
         try:
             await fold(run, builder, http_request)
         except Exception as e:
