@@ -65,6 +65,28 @@ def process_cpu_seconds(pid: int) -> float:
     return (utime + stime + cutime + cstime) / CLK_TCK
 
 
+def process_tree(pid: int) -> list[int]:
+    """A process and its live descendants (a frontend of several HTTP processes, with
+    `--http-workers`, is the parent and its children)."""
+    pids, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        pids.append(current)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+    return pids
+
+
+def process_tree_cpu_seconds(pid: int) -> float:
+    """`process_cpu_seconds` summed over `process_tree(pid)`."""
+    total = 0.0
+    for each in process_tree(pid):
+        with contextlib.suppress(OSError):
+            total += process_cpu_seconds(each)
+    return total
+
+
 def process_rss_mib(pid: int) -> float:
     """Resident memory of a process in MiB, from /proc/PID/status."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -188,6 +210,7 @@ def split_stack(
     request_plane: str | None = None,
     timeout: float = 120.0,
     frontend_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """Our frontend and its engine in separate processes: etcd, NATS, `workers` engine workers
     (`in=dyn://bench.worker.generate out=ENGINE`) and `in=http out=dyn`.
@@ -195,12 +218,19 @@ def split_stack(
     The shape upstream always runs in (frontend + mocker over a request plane), so the frontend
     process's CPU can be compared with upstream's without either side counting an engine. Yields
     the frontend's URL and process. `request_plane` (tcp or nats) is the workers'
-    `--request-plane` (default: the runtime's); `frontend_args` go to the frontend.
+    `--request-plane` (default: the runtime's); `frontend_args` go to the frontend; `env` is
+    added to every process's environment.
     """
     from dynamo.runtime.testing import EtcdServer, NatsServer
 
     with EtcdServer() as etcd, NatsServer() as nats:
-        env = {**os.environ, "ETCD_ENDPOINTS": etcd.url, "NATS_SERVER": nats.url, "DYN_LOG": "warn"}
+        env = {
+            **os.environ,
+            "ETCD_ENDPOINTS": etcd.url,
+            "NATS_SERVER": nats.url,
+            "DYN_LOG": "warn",
+            **(env or {}),
+        }
         cli = [sys.executable, "-m", "dynamo.frontend.cli"]
         worker = [*cli, "in=dyn://bench.worker.generate", f"out={engine}", model_path]
         worker += ["--model-name", model_name]
