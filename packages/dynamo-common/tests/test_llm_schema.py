@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from dynamo.llm.model_card import ModelDeploymentCard
 from dynamo.llm.model_type import ModelType
@@ -42,6 +43,18 @@ def test_a_chat_entry_publishes_what_else_it_serves():
     chat_only = ModelEntry.for_endpoint("c", "ns.c.e", ModelType.Chat, "mdc/c")
     assert orjson.loads(chat_only.dump())["also_serves"] == []
     assert ModelEntry.parse(chat_only.dump()).serves() == {ModelType.Chat}
+
+
+def test_aliases_are_published_only_when_there_are_some():
+    entry = ModelEntry.for_endpoint("a", "ns.c.e", ModelType.Chat, "mdc/a", aliases=("b", "c"))
+    assert orjson.loads(entry.dump())["aliases"] == ["b", "c"]
+    assert ModelEntry.parse(entry.dump()) == entry
+    plain = ModelEntry.for_endpoint("a", "ns.c.e", ModelType.Backend, "mdc/a")
+    assert "aliases" not in orjson.loads(plain.dump())
+    assert ModelEntry.parse(plain.dump()).aliases == ()
+    bad = orjson.loads(entry.dump()) | {"aliases": ["b", ""]}
+    with pytest.raises(ValueError, match="aliases must be non-empty names"):
+        ModelEntry.parse(orjson.dumps(bad))
 
 
 def test_an_upstream_chat_entry_without_also_serves_takes_completions_too():

@@ -117,3 +117,33 @@ def test_responses_messages_and_embeddings_through_workers(
         assert max(abs(a - b) for a, b in zip(ours.embedding, theirs, strict=True)) < 1e-9
     rows = {m["id"]: m for m in httpx.get(f"{frontend.v1}/models").json()["data"]}
     assert rows["embed"]["max_model_len"] == 8192
+
+
+def wait_gone(server, names: set[str], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while names & (listed := {m["id"] for m in httpx.get(f"{server.v1}/models").json()["data"]}):
+        assert time.monotonic() < deadline, f"/v1/models still lists {names & listed}"
+        time.sleep(0.2)
+
+
+def test_a_workers_aliases_are_served_by_the_frontend(start_server, runtime_env, workers):
+    worker = workers(
+        "ep11alias.chat.generate", "out=echo_full", "--served-model-name", "al-main", "al-b", "al-c"
+    )
+    frontend = start_server("out=dyn", env=runtime_env, healthy=False)
+    wait_models(frontend, {"al-main", "al-b", "al-c"})
+    rows = {m["id"]: m for m in httpx.get(f"{frontend.v1}/models").json()["data"]}
+    assert {name: rows[name]["root"] for name in ("al-main", "al-b", "al-c")} == dict.fromkeys(
+        ("al-main", "al-b", "al-c"), "al-main"
+    )
+    client = openai.OpenAI(base_url=frontend.v1, api_key="none", max_retries=0)
+    chat = client.chat.completions.create(
+        model="al-b", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert chat.choices[0].message.content == "hi" and chat.model == "al-main"
+    response = client.responses.create(model="al-c", input="yo")
+    assert response.output_text == "yo" and response.model == "al-main"
+    # The worker leaving takes every name with it.
+    worker.terminate()
+    assert worker.wait(30) == 0
+    wait_gone(frontend, {"al-main", "al-b", "al-c"})

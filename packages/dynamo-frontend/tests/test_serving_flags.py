@@ -30,7 +30,7 @@ TEMPLATE = "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}"
             "give the name once",
         ),
         (
-            ["in=dyn://a.b.c", "out=echo_full", "--served-model-name", "a", "b"],
+            ["in=stdin", "out=echo_full", "--served-model-name", "a", "b"],
             "several --served-model-name",
         ),
         (["in=http", "out=echo_full", "--embedding"], "out=echo_full cannot serve embeddings"),

@@ -4,6 +4,9 @@ A model is *added* when the first worker entry for its name appears and *removed
 one goes (lease revoked on shutdown, or expired after a crash). Its card is rebuilt from the
 `mdc/` key and the NATS object store, so the frontend needs no local copy of the model.
 
+A model's other names (`--served-model-name a b` on its workers: `b`) come with its entry: they
+are the first worker's; a later worker publishing others is logged and keeps to the first set.
+
 Several models may share one endpoint (each worker serving one): a model's client routes only to
 the instances whose entries name that model, never to a worker of another model.
 
@@ -56,6 +59,8 @@ class DiscoveredModel:
     entry_keys: set[str] = field(default_factory=set)
     #: Every request kind the workers take (`ModelEntry.serves`): the type and `also_serves`.
     serves: frozenset[ModelType] = frozenset()
+    #: The model's other names (its entry's `aliases`); `name` is the canonical one.
+    aliases: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.serves = self.serves or frozenset({self.model_type})
@@ -76,6 +81,7 @@ class ModelAdded:
     model_type: ModelType
     card: ModelDeploymentCard
     endpoint_path: str
+    aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -143,7 +149,9 @@ class ModelWatcher:
         queue: asyncio.Queue[ModelEvent] = asyncio.Queue()
         for model in self.models.values():
             queue.put_nowait(
-                ModelAdded(model.name, model.model_type, model.card, model.endpoint_path)
+                ModelAdded(
+                    model.name, model.model_type, model.card, model.endpoint_path, model.aliases
+                )
             )
         self._listeners.append(queue)
         self.start()
@@ -208,21 +216,37 @@ class ModelWatcher:
                     path,
                 )
                 return
+            if entry.aliases != model.aliases:
+                log.warning(
+                    "a worker of model '%s' names it also %s; serving the first worker's "
+                    "aliases (%s)",
+                    name,
+                    list(entry.aliases),
+                    list(model.aliases),
+                )
             model.entry_keys.add(key)
             model.route_to_entries()
             self._key_to_model[key] = name
             return
         card = await fetch_card(self.runtime, entry.mdc)
         client = await self.runtime.endpoint(path).client()
-        model = DiscoveredModel(name, entry.model_type, card, client, path, serves=entry.serves())
+        model = DiscoveredModel(
+            name, entry.model_type, card, client, path, serves=entry.serves(), aliases=entry.aliases
+        )
         model.entry_keys.add(key)
         model.route_to_entries()
         self.models[name] = model
         self._key_to_model[key] = name
-        log.info("model '%s' is available (%s on %s)", name, model.model_type.value, path)
+        log.info(
+            "model '%s'%s is available (%s on %s)",
+            name,
+            f" (also {', '.join(model.aliases)})" if model.aliases else "",
+            model.model_type.value,
+            path,
+        )
         if self.on_added is not None:
             await self.on_added(model)
-        self._notify(ModelAdded(name, model.model_type, card, path))
+        self._notify(ModelAdded(name, model.model_type, card, path, model.aliases))
 
     async def _delete(self, key: str) -> None:
         name = self._key_to_model.pop(key, None)

@@ -66,15 +66,23 @@ async def register_llm(
     *,
     card: ModelDeploymentCard | None = None,
     also_serves: frozenset[ModelType] = frozenset(),
+    aliases: tuple[str, ...] | list[str] = (),
 ) -> ModelDeploymentCard:
     """Load the card (HF id, folder or GGUF), publish it, and enter the model into discovery.
 
     `card=` publishes a card the caller loaded already (`dynamo-run in=dyn://` has one); it is
     copied, not changed, when `model_name`, `migration_limit` or `user_data` differ. `router_mode` is
-    accepted for upstream compatibility: the frontend chooses the routing. `also_serves`: the other
+    upstream's parameter, refused when given (`ValueError`): here the frontend chooses the routing
+    (`--router-mode` on `out=dyn`), and a worker cannot. `also_serves`: the other
     request kinds a Chat or Completion worker takes (the engine's `also_serves`), published with
-    the model entry. Returns the card as published.
+    the model entry. `aliases`: other names the model answers to (`--served-model-name a b`), also
+    on the model entry, so every frontend serves them. Returns the card as published.
     """
+    if router_mode is not None:
+        raise ValueError(
+            "register_llm(router_mode=...): the frontend chooses the routing here (dynamo-run "
+            "out=dyn --router-mode); leave it unset"
+        )
     model_type = ModelType.parse(model_type)
     if card is None:
         if model_path is None:
@@ -110,7 +118,12 @@ async def register_llm(
     # Every worker of the model writes the same card key: shared, so one leaving keeps it.
     await runtime.etcd.put_leased(mdc_key, card_for_etcd(card, bucket), shared=True)
     entry = ModelEntry.for_endpoint(
-        card.display_name, endpoint.path, model_type, mdc_key, frozenset(also_serves)
+        card.display_name,
+        endpoint.path,
+        model_type,
+        mdc_key,
+        frozenset(also_serves),
+        tuple(a for a in dict.fromkeys(aliases) if a != card.display_name),
     )
     key = model_entry_key(endpoint.path, instance_id)
     await runtime.etcd.put_leased(key, entry.dump())

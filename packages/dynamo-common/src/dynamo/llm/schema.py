@@ -4,7 +4,7 @@ trip); nothing else in `dynamo.llm` spells one of these keys or subjects.
 
     model entry   models/{slug(ns.comp.ep-{instance_id:x})}       on the worker's lease
                   {"name", "endpoint": {"namespace", "component", "name"}, "model_type", "mdc",
-                   "also_serves"?: [model types]}                  upstream's shape, plus ours
+                   "also_serves"?: [model types], "aliases"?: [names]}  upstream's shape, plus ours
     model card    mdc/{card.service_name}                          shared by the model's workers
                   the card's JSON, big files left out and named in "files"
     card files    NATS object store, bucket `card.service_name`; "files" maps each file name to
@@ -77,7 +77,10 @@ class ModelEntry:
     `also_serves`: the other request kinds the worker takes (a Chat engine that also takes
     completions), published so the frontend serves exactly what the worker does. Upstream's
     entries do not have it: for them (`also_serves is None`) the frontend keeps its rule that a
-    Chat worker takes completions too."""
+    Chat worker takes completions too.
+
+    `aliases`: the other names the model answers to (`--served-model-name a b`: `a` is `name`,
+    the canonical id; `b` an alias), published only when there are some."""
 
     name: str
     namespace: str
@@ -86,6 +89,7 @@ class ModelEntry:
     model_type: ModelType
     mdc: str
     also_serves: frozenset[ModelType] | None = None
+    aliases: tuple[str, ...] = ()
 
     @property
     def endpoint_path(self) -> str:
@@ -111,6 +115,8 @@ class ModelEntry:
         }
         if self.also_serves is not None and self.model_type is not ModelType.Backend:
             entry["also_serves"] = sorted(t.value for t in self.also_serves)
+        if self.aliases:
+            entry["aliases"] = list(self.aliases)
         return orjson.dumps(entry)
 
     @classmethod
@@ -119,6 +125,9 @@ class ModelEntry:
         ep = entry["endpoint"]
         also = entry.get("also_serves")
         name = entry["name"]
+        aliases = entry.get("aliases") or []
+        if not all(isinstance(a, str) and a for a in aliases):
+            raise ValueError(f"model entry of '{name}': aliases must be non-empty names")
         return cls(
             name,
             ep["namespace"],
@@ -127,6 +136,7 @@ class ModelEntry:
             ModelType.parse(entry["model_type"]),
             entry.get("mdc") or card_key(slugify(name)),
             None if also is None else frozenset(ModelType.parse(t) for t in also),
+            tuple(aliases),
         )
 
     @classmethod
@@ -137,9 +147,10 @@ class ModelEntry:
         model_type: ModelType,
         mdc: str,
         also_serves: frozenset[ModelType] = frozenset(),
+        aliases: tuple[str, ...] = (),
     ) -> ModelEntry:
         namespace, component, endpoint = parse_endpoint_path(endpoint_path)
-        return cls(name, namespace, component, endpoint, model_type, mdc, also_serves)
+        return cls(name, namespace, component, endpoint, model_type, mdc, also_serves, aliases)
 
 
 def card_record(card_json: bytes, bucket: str, file_names: list[str]) -> bytes:

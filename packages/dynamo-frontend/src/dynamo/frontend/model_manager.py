@@ -7,11 +7,14 @@ and removes models as workers come and go. Readers never lock: a dict swap is at
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
 from dynamo.llm.errors import ModelNotFoundError
 from dynamo.llm.pipeline import ServedModel
+
+log = logging.getLogger(__name__)
 
 
 class ModelManager:
@@ -22,10 +25,34 @@ class ModelManager:
         self.on_add: list[Callable[[ServedModel], None]] = []
 
     def add(self, model: ServedModel, aliases: tuple[str, ...] | list[str] = ()) -> None:
-        """Serve `model` under its name and `aliases` (other names for the same model)."""
+        """Serve `model` under its name and `aliases` (other names for the same model).
+
+        A model's own name wins over another model's alias (workers of different models may
+        disagree under `out=dyn`); an alias that is already another model's name or alias is
+        left out, with a warning, rather than taking that model's requests."""
         for hook in self.on_add:
             hook(model)
-        names = [model.name, *(a for a in aliases if a != model.name)]
+        names = [model.name]
+        for alias in dict.fromkeys(aliases):
+            taken = self._models.get(alias)
+            if alias == model.name:
+                continue
+            if taken is not None and taken is not model:
+                log.warning(
+                    "model '%s': alias '%s' left out, it names model '%s' already",
+                    model.name,
+                    alias,
+                    taken.name,
+                )
+                continue
+            names.append(alias)
+        displaced = self._models.get(model.name)
+        if displaced is not None and displaced.name != model.name:
+            log.warning(
+                "model '%s': its name was an alias of '%s'; now it is its own",
+                model.name,
+                displaced.name,
+            )
         for name in names:
             self._created.setdefault(name, int(time.time()))
         self._models = {**self._models, **dict.fromkeys(names, model)}
