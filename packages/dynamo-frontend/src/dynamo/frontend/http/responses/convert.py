@@ -2,7 +2,8 @@
 
 Input items map onto chat messages the way OpenAI documents their meaning: `instructions` is a
 system message (not carried to the next turn), `developer` is `system`, a `function_call` item is
-an assistant tool call, a `function_call_output` a `tool` message, and a `reasoning` item the
+an assistant tool call, a `function_call_output` a `tool` message (a `custom_tool_call` and its
+output likewise, its input as the `input` argument, see `tools`), and a `reasoning` item the
 reasoning of the assistant turn that follows it. The same mapping turns a stored response's
 output items into the conversation a later `previous_response_id` continues.
 """
@@ -14,6 +15,7 @@ import uuid
 from typing import Any
 
 from dynamo.frontend.http.responses.protocol import ResponsesRequest
+from dynamo.frontend.http.responses.tools import chat_tool_choice, chat_tools, custom_arguments
 from dynamo.llm.errors import InvalidRequestError
 from dynamo.llm.protocols.openai import ChatCompletionRequest
 
@@ -93,11 +95,16 @@ def items_to_messages(items: str | list[dict[str, Any]], param: str = "input") -
             if role == "assistant" and reasoning is not None:
                 message["reasoning_content"], reasoning = reasoning, None
             messages.append(message)
-        elif kind == "function_call":
+        elif kind in ("function_call", "custom_tool_call"):
+            arguments = (
+                item.get("arguments", "")
+                if kind == "function_call"
+                else custom_arguments(item.get("input", ""))
+            )
             call = {
                 "id": item.get("call_id") or item.get("id"),
                 "type": "function",
-                "function": {"name": item.get("name"), "arguments": item.get("arguments", "")},
+                "function": {"name": item.get("name"), "arguments": arguments},
             }
             last = messages[-1] if messages else None
             if last is not None and last["role"] == "assistant" and "tool_calls" in last:
@@ -109,7 +116,7 @@ def items_to_messages(items: str | list[dict[str, Any]], param: str = "input") -
                 if reasoning is not None:
                     message["reasoning_content"], reasoning = reasoning, None
                 messages.append(message)
-        elif kind == "function_call_output":
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             output = item.get("output", "")
             messages.append(
                 {
@@ -123,39 +130,11 @@ def items_to_messages(items: str | list[dict[str, Any]], param: str = "input") -
         else:
             raise InvalidRequestError(
                 f"{where}: input items of type {kind!r} are not supported "
-                "(message, function_call, function_call_output and reasoning are)",
+                "(message, function_call, function_call_output, custom_tool_call, "
+                "custom_tool_call_output and reasoning are)",
                 param=f"{where}.type",
             )
     return messages
-
-
-def _tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
-    if tools is None:
-        return None
-    out = []
-    for i, tool in enumerate(tools):
-        if tool.get("type") != "function":
-            raise InvalidRequestError(
-                f"tools[{i}]: only function tools are supported, not {tool.get('type')!r}",
-                param=f"tools[{i}].type",
-            )
-        function = {
-            k: tool[k] for k in ("name", "description", "parameters", "strict") if k in tool
-        }
-        out.append({"type": "function", "function": function})
-    return out
-
-
-def _tool_choice(choice: str | dict[str, Any] | None) -> Any:
-    if choice is None or isinstance(choice, str):
-        return choice
-    if choice.get("type") == "function" and choice.get("name"):
-        return {"type": "function", "function": {"name": choice["name"]}}
-    raise InvalidRequestError(
-        f"tool_choice of type {choice.get('type')!r} is not supported "
-        "(auto, none, required or a function are)",
-        param="tool_choice",
-    )
 
 
 def reasoning_effort(effort: str, param: str) -> str:
@@ -185,8 +164,8 @@ def to_chat_request(
         "max_completion_tokens": request.max_output_tokens,
         "temperature": request.temperature,
         "top_p": request.top_p,
-        "tools": _tools(request.tools),
-        "tool_choice": _tool_choice(request.tool_choice),
+        "tools": chat_tools(request.tools),
+        "tool_choice": chat_tool_choice(request.tool_choice),
         "user": request.user,
     }
     if request.parallel_tool_calls is not None:
@@ -221,6 +200,8 @@ _ID_PREFIXES = {
     "message": "msg",
     "function_call": "fc",
     "function_call_output": "fco",
+    "custom_tool_call": "ctc",
+    "custom_tool_call_output": "ctco",
     "reasoning": "rs",
 }
 

@@ -5,6 +5,7 @@ one drops them and answers with `response()`. The event sequence is the one the 
 `responses.stream` accumulates: `response.created`, `response.in_progress`, then per output
 item `output_item.added` → deltas → `.done` events → `output_item.done`, and last
 `response.completed` (or `response.incomplete` when the token limit cut the answer short).
+A call to a custom tool is a `custom_tool_call` item, its input sent whole when the call ends.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from dynamo.frontend.http.chat_run import Event
 from dynamo.frontend.http.responses.convert import seal_reasoning
 from dynamo.frontend.http.responses.protocol import ResponsesRequest
+from dynamo.frontend.http.responses.tools import custom_input, custom_tool_names
 
 #: Chat finish reasons that leave a response incomplete, and the reason OpenAI names.
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
@@ -52,7 +54,8 @@ class ResponseStream:
         self._seq = 0
         self.output: list[dict[str, Any]] = []
         self._open: dict[str, Any] | None = None  # the message or reasoning item being written
-        self._calls: dict[int, dict[str, Any]] = {}  # chat tool-call index -> function_call item
+        self._calls: dict[int, dict[str, Any]] = {}  # chat tool-call index -> call item
+        self._custom_tools = custom_tool_names(request.tools)
         self._finish: str | None = None
         self._usage: dict[str, Any] = {"prompt_tokens": 0, "completion_tokens": 0}
         self.status = "in_progress"
@@ -95,16 +98,31 @@ class ResponseStream:
         events = self._close_open()
         for index in sorted(self._calls):
             item = self._calls[index]
-            item["status"] = "completed"
-            events.append(
-                self._event(
-                    "response.function_call_arguments.done",
-                    item_id=item["id"],
-                    output_index=item["_index"],
-                    name=item["name"],
-                    arguments=item["arguments"],
+            where = {"item_id": item["id"], "output_index": item["_index"]}
+            if item["type"] == "custom_tool_call":
+                # Its input is a string inside the arguments' JSON: known once they are whole.
+                item["input"] = custom_input(item["_arguments"])
+                if item["input"]:
+                    events.append(
+                        self._event(
+                            "response.custom_tool_call_input.delta", delta=item["input"], **where
+                        )
+                    )
+                events.append(
+                    self._event(
+                        "response.custom_tool_call_input.done", input=item["input"], **where
+                    )
                 )
-            )
+            else:
+                item["status"] = "completed"
+                events.append(
+                    self._event(
+                        "response.function_call_arguments.done",
+                        name=item["name"],
+                        arguments=item["arguments"],
+                        **where,
+                    )
+                )
             events.append(self._item_done(item))
         self._calls = {}
         reason = _INCOMPLETE.get(self._finish or "")
@@ -225,18 +243,32 @@ class ResponseStream:
         item = self._calls.get(index)
         if item is None:
             events += self._close_open()
-            item = {
-                "type": "function_call",
-                "id": new_id("fc"),
-                "call_id": call.get("id") or new_id("call"),
-                "name": function.get("name") or "",
-                "arguments": "",
-                "status": "in_progress",
-            }
+            name = function.get("name") or ""
+            call_id = call.get("id") or new_id("call")
+            if name in self._custom_tools:
+                item = {
+                    "type": "custom_tool_call",
+                    "id": new_id("ctc"),
+                    "call_id": call_id,
+                    "name": name,
+                    "input": "",
+                    "_arguments": "",
+                }
+            else:
+                item = {
+                    "type": "function_call",
+                    "id": new_id("fc"),
+                    "call_id": call_id,
+                    "name": name,
+                    "arguments": "",
+                    "status": "in_progress",
+                }
             self._calls[index] = item
             events.append(self._add_item(item))
         arguments = function.get("arguments") or ""
-        if arguments:
+        if item["type"] == "custom_tool_call":
+            item["_arguments"] += arguments
+        elif arguments:
             item["arguments"] += arguments
             events.append(
                 self._event(

@@ -1,0 +1,160 @@
+"""Responses tools beyond functions: `custom` (free-form input) tools run through the chat
+pipeline's tool-call parsers and come back as `custom_tool_call` items, through the real openai
+SDK; hosted and built-in tool types are refused by name. Unit tests of the mapping first."""
+
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+
+from dynamo.engines.echo import EchoFullEngine
+from dynamo.frontend.http.responses.tools import (
+    REFUSED_TOOLS,
+    chat_tool_choice,
+    chat_tools,
+    custom_arguments,
+    custom_input,
+    custom_tool_names,
+)
+from dynamo.llm import ModelType
+from dynamo.llm.errors import InvalidRequestError
+from dynamo.llm.features import Feature
+from dynamo.llm.pipeline import OpenAIEngineModel
+from dynamo.llm.postprocess import OutputParsers
+
+PATCH = '*** Begin Patch\n*** Add File: a.txt\n+héllo "world"\n*** End Patch'
+APPLY_PATCH = {"type": "custom", "name": "apply_patch", "description": "Apply a patch."}
+
+
+def test_a_custom_tool_is_a_function_of_one_string():
+    (tool,) = chat_tools([APPLY_PATCH])  # type: ignore[misc]
+    assert tool["function"]["name"] == "apply_patch"
+    assert tool["function"]["description"] == "Apply a patch."
+    assert tool["function"]["parameters"]["required"] == ["input"]
+    assert tool["function"]["parameters"]["properties"]["input"]["type"] == "string"
+    plain = chat_tools([{"type": "custom", "name": "n", "format": {"type": "text"}}])
+    assert plain is not None and "description" not in plain[0]["function"]
+    assert custom_tool_names([APPLY_PATCH, {"type": "function", "name": "f"}]) == {"apply_patch"}
+
+
+def test_a_custom_calls_input_round_trips():
+    assert custom_input(custom_arguments(PATCH)) == PATCH
+    # Arguments of another shape are the input as written.
+    assert custom_input('{"patch": "x"}') == '{"patch": "x"}'
+    assert custom_input("not json") == "not json"
+
+
+def test_tool_choice_names_a_custom_tool_as_a_function():
+    assert chat_tool_choice({"type": "custom", "name": "apply_patch"}) == {
+        "type": "function",
+        "function": {"name": "apply_patch"},
+    }
+    with pytest.raises(InvalidRequestError) as e:
+        chat_tool_choice({"type": "web_search_preview"})
+    assert e.value.param == "tool_choice"
+
+
+@pytest.mark.parametrize(
+    ("tool", "param", "needle"),
+    [
+        ({"type": "web_search"}, "tools[0].type", "hosted tool"),
+        ({"type": "file_search", "vector_store_ids": ["v"]}, "tools[0].type", "hosted tool"),
+        ({"type": "local_shell"}, "tools[0].type", "built-in tool"),
+        ({"type": "computer_use_preview"}, "tools[0].type", "built-in tool"),
+        ({"type": "made_up"}, "tools[0].type", "'made_up' is not supported"),
+        (
+            {**APPLY_PATCH, "format": {"type": "grammar", "syntax": "lark", "definition": "s"}},
+            "tools[0].format",
+            "format 'grammar' is not supported",
+        ),
+        ({"type": "custom"}, "tools[0].name", "name is required"),
+    ],
+)
+def test_tools_we_cannot_run_are_refused_by_name(tool, param, needle):
+    with pytest.raises(InvalidRequestError, match=needle) as e:
+        chat_tools([tool])
+    assert e.value.param == param
+    if param == "tools[0].type":
+        assert "(function and custom tools are supported)" in str(e.value)
+
+
+def test_two_tools_of_one_name_are_refused():
+    with pytest.raises(InvalidRequestError, match="two tools are named 'apply_patch'"):
+        chat_tools([APPLY_PATCH, {"type": "function", "name": "apply_patch"}])
+    assert "web_search" in REFUSED_TOOLS and "mcp" in REFUSED_TOOLS
+
+
+@pytest.fixture
+def oai(translated):
+    state = translated.app_state()[0]
+    # A "model" that writes back what it is told, its hermes tool-call markup parsed out.
+    coder = OpenAIEngineModel(
+        "coder",
+        None,
+        EchoFullEngine(),
+        frozenset({ModelType.Chat}),
+        frozenset(Feature),
+        OutputParsers(tool_call_parser="hermes"),
+    )
+    state.models.add(coder)
+    return openai.AsyncOpenAI(
+        base_url="http://test/v1",
+        api_key="x",
+        http_client=translated.http_client(state),
+        max_retries=0,
+    )
+
+
+def call_markup(name: str, arguments: dict) -> str:
+    return f"<tool_call>{json.dumps({'name': name, 'arguments': arguments})}</tool_call>"
+
+
+async def test_a_custom_tool_call_through_the_sdk(oai):
+    prompt = call_markup("apply_patch", {"input": PATCH})
+    response = await oai.responses.create(model="coder", input=prompt, tools=[APPLY_PATCH])
+    (call,) = response.output
+    assert call.type == "custom_tool_call"
+    assert (call.name, call.input) == ("apply_patch", PATCH) and call.call_id
+
+    async with oai.responses.stream(model="coder", input=prompt, tools=[APPLY_PATCH]) as stream:
+        events = [event async for event in stream]
+        final = await stream.get_final_response()
+    assert [(i.type, i.input) for i in final.output] == [("custom_tool_call", PATCH)]
+    deltas = [e.delta for e in events if e.type == "response.custom_tool_call_input.delta"]
+    (done,) = [e for e in events if e.type == "response.custom_tool_call_input.done"]
+    assert "".join(deltas) == done.input == PATCH
+    assert not any(e.type.startswith("response.function_call") for e in events)
+
+    # A function tool beside it stays a function call.
+    both = await oai.responses.create(
+        model="coder",
+        input=call_markup("lookup", {"q": "x"}),
+        tools=[APPLY_PATCH, {"type": "function", "name": "lookup", "parameters": {}}],
+    )
+    assert both.output[0].type == "function_call" and both.output[0].name == "lookup"
+
+    # The call's result goes back as a custom_tool_call_output, continuing the conversation.
+    follow = await oai.responses.create(
+        model="report",
+        previous_response_id=response.id,
+        input=[{"type": "custom_tool_call_output", "call_id": call.call_id, "output": "done"}],
+    )
+    sent = json.loads(follow.output_text)
+    (tool_call,) = sent[-2]["tool_calls"]
+    assert tool_call["id"] == call.call_id and tool_call["function"]["name"] == "apply_patch"
+    assert json.loads(tool_call["function"]["arguments"]) == {"input": PATCH}
+    assert sent[-1] == {"role": "tool", "tool_call_id": call.call_id, "content": "done"}
+    items = await oai.responses.input_items.list(follow.id)
+    assert [item.type for item in items.data] == ["custom_tool_call_output"]
+
+
+async def test_tools_we_cannot_run_are_a_400_through_the_sdk(oai):
+    for tool, needle in (
+        ({"type": "web_search"}, "'web_search' is a hosted tool"),
+        ({"type": "local_shell"}, "'local_shell' is a built-in tool"),
+    ):
+        with pytest.raises(openai.BadRequestError) as e:
+            await oai.responses.create(model="coder", input="x", tools=[tool])
+        assert needle in e.value.message and e.value.body["param"] == "tools[0].type"
