@@ -46,6 +46,17 @@ async def test_publish_stored_hashes_each_full_block() -> None:
     assert pub.published == 3
 
 
+async def test_a_lora_adapters_blocks_are_refused() -> None:
+    """Issue 10 item 6: `lora_id` was accepted and ignored, publishing an adapter's blocks as
+    the base model's (the hashes carry no adapter)."""
+    sink = Sink()
+    pub = KvEventPublisher(sink.send, "ns", "comp", 1, 4)
+    with pytest.raises(ValueError, match="lora_id=2"):
+        pub.publish_stored(1, [1, 2, 3, 4], [4], [7], lora_id=2)
+    await pub.close()
+    assert sink.messages == []
+
+
 async def test_nothing_to_publish_sends_nothing() -> None:
     sink = Sink()
     pub = KvEventPublisher(sink.send, "ns", "comp", 1, 4)

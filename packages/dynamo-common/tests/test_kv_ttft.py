@@ -208,3 +208,16 @@ def test_a_full_kv_cache_makes_the_request_wait_for_a_running_one():
     now[0] = 2.0
     r.free("q2")
     assert r.ttft.request_s > 0.5  # learned from the request that took 2 s
+
+
+def test_the_routers_overlap_weight_reaches_the_predicted_cost():
+    """`--kv-overlap-score-weight` (the router's `overlap_score_weight`) weighs the prefill term
+    of the predicted cost too; it was read only by the blocks cost (the predicted one took 1.0
+    unless a request overrode it). Weight 0: prefill counts for nothing, so the two idle workers
+    tie and the one with the smaller index wins; weight 1: the prefix holder wins."""
+    tokens = question(0)
+    for weight, expected in ((1.0, 2), (0.0, 1)):
+        r = KvRouter(BS, overlap_score_weight=weight, seed=0)
+        announce(r, 2, DOC)
+        worker, _ = r.select(tokens, [1, 2], f"req-{weight}")
+        assert worker == expected, weight

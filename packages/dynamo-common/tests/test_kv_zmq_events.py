@@ -131,6 +131,23 @@ async def test_forwarder_feeds_our_publisher_with_rehashed_blocks() -> None:
     assert isinstance(events[2].data, Cleared)
 
 
+async def test_forwarder_leaves_out_lora_adapters_blocks(caplog) -> None:
+    """Block hashes carry no adapter, so a LoRA adapter's blocks would pass for the base
+    model's: they are left out, with one warning, and the base model's still go through."""
+    sink = Sink()
+    pub = KvEventPublisher(sink.send, "ns", "comp", worker_id=9, kv_block_size=4)
+    fwd = EventForwarder(pub)
+    tokens = list(range(8))
+    fwd.forward(decode_event_batch(batch(stored_map([1, 2], None, tokens, 4, lora_id=3))))
+    fwd.forward(decode_event_batch(batch(stored_map([5, 6], None, tokens, 4, lora_id=3))))
+    fwd.forward(decode_event_batch(batch(stored_map([7, 8], None, tokens, 4))))
+    await pub.close()
+    events = [parse_router_event(p) for p in sink.payloads]
+    assert [e.data.blocks[0].block_hash for e in events] == [7]  # type: ignore[union-attr]
+    assert fwd.lora_skipped == 2
+    assert len([r for r in caplog.records if "LoRA" in r.getMessage()]) == 1
+
+
 def test_subscriber_endpoint() -> None:
     assert subscriber_endpoint("tcp://*:5557") == "tcp://127.0.0.1:5557"
     assert subscriber_endpoint("tcp://*:5557", 2) == "tcp://127.0.0.1:5559"

@@ -67,3 +67,24 @@ async def test_upstreams_loop_is_the_running_one_and_static_mode_is_refused():
         other.close()
     with pytest.raises(ValueError, match="is_static=True"):
         DistributedRuntime(is_static=True)
+
+
+async def test_upstream_parameters_we_do_not_implement_are_refused():
+    """Issue 10 item 6: accepted and ignored before; now each says it is not supported, before
+    anything connects (upstream's workers pass none of them by default)."""
+    from dynamo.llm.kv.metrics_publisher import WorkerMetricsPublisher
+
+    runtime = DistributedRuntime()
+    endpoint = runtime.namespace("ns").component("comp").endpoint("ep")
+
+    async def handler(request):
+        yield request
+
+    with pytest.raises(ValueError, match="metrics_labels"):
+        await endpoint.serve_endpoint(handler, metrics_labels=[("model", "m")])
+    with pytest.raises(ValueError, match="health_check_payload"):
+        await endpoint.serve_endpoint(handler, health_check_payload={"prompt": "hi"})
+    with pytest.raises(ValueError, match="router_mode"):
+        await register_llm(ModelType.Backend, endpoint, None, "m", router_mode="kv")
+    with pytest.raises(ValueError, match="metrics_labels"):
+        await WorkerMetricsPublisher().create_endpoint(endpoint.component, [("model", "m")])

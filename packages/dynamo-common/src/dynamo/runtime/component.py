@@ -92,9 +92,20 @@ class Endpoint:
         down costs no client its answer and the process still exits within the grace period.
 
         `handler` is an async generator function of `(request)` or `(request, context)`.
-        `metrics_labels` and `health_check_payload` are upstream's; accepted so its workers run,
-        not used here.
+        `metrics_labels` and `health_check_payload` are upstream's parameters, in its order, and
+        refused when given (`ValueError`): this runtime has no per-endpoint Prometheus metrics to
+        label and no canary health checks to send a payload with, and a worker that passes them
+        must not believe they take effect.
         """
+        for name, value in (
+            ("metrics_labels", metrics_labels),
+            ("health_check_payload", health_check_payload),
+        ):
+            if value is not None:
+                raise ValueError(
+                    f"serve_endpoint({name}=...): not supported by this runtime (no endpoint "
+                    "metrics or health checks); leave it unset"
+                )
         runtime = self.runtime
         await runtime.ensure_connected()
         instance_id = await runtime.primary_lease()

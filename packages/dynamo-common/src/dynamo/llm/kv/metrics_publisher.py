@@ -123,7 +123,14 @@ class WorkerMetricsPublisher:
     ) -> None:
         """Start publishing for a `dynamo.runtime` component, and serve its `load_metrics`
         endpoint. Returns at once (upstream's first version blocked while serving; callers of
-        either kind work). `metrics_labels` is accepted for upstream compatibility, unused."""
+        either kind work). `metrics_labels` is upstream's parameter, refused when given
+        (`ValueError`): the load reports go to routers, not to Prometheus, so there is nothing to
+        label."""
+        if metrics_labels is not None:
+            raise ValueError(
+                "create_endpoint(metrics_labels=...): the load reports carry no labels here; "
+                "leave it unset"
+            )
         runtime = component.runtime
         await runtime.ensure_connected()
         worker_id = await runtime.primary_lease()

@@ -88,9 +88,16 @@ class KvEventPublisher:
         """Announce blocks now cached, in sequence order, following `parent_hash` (None: root).
 
         `token_ids` is the concatenation of the blocks' tokens, `num_block_tokens[i]` the number
-        of tokens of block i. `lora_id` is accepted for upstream compatibility; this version's
-        hashes carry no LoRA salt (neither do upstream's of that API generation).
+        of tokens of block i. `lora_id` is upstream's; only 0 (the base model) is taken: the
+        router hashes blocks without a LoRA salt (neither do upstream's of that API generation),
+        so an adapter's blocks would pass for the base model's, and any other id is a
+        `ValueError`.
         """
+        if lora_id:
+            raise ValueError(
+                f"kv event {event_id}: lora_id={lora_id}: LoRA adapters' blocks cannot be routed "
+                "here (block hashes carry no adapter); publish the base model's (lora_id=0)"
+            )
         if len(num_block_tokens) != len(block_hashes):
             raise ValueError("num_block_tokens and block_hashes must have the same length")
         blocks: list[tuple[int, int]] = []

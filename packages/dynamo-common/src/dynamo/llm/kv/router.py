@@ -188,7 +188,7 @@ class KvRouter:
                 matches.scores,
                 self.ttft,
                 waiting,
-                1.0 if weight is None else weight,
+                sched.overlap_score_weight if weight is None else weight,
                 capacity,
             )
             if len(workers) == 1:

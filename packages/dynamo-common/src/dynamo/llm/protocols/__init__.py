@@ -8,7 +8,6 @@ from dynamo.llm.protocols.openai import (
     ModelList,
     NvExt,
     StreamOptions,
-    Usage,
 )
 from dynamo.llm.protocols.wire import (
     CompletionUsage,
@@ -39,5 +38,4 @@ __all__ = [
     "StopConditions",
     "StreamOptions",
     "TopLogprob",
-    "Usage",
 ]

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel
@@ -28,18 +27,15 @@ OPENAPI_ROUTES = {
 }
 
 
-def model_row(models: ModelManager, name: str) -> dict[str, Any]:
+def model_row(models: ModelManager, name: str) -> ModelCard:
     """One model as `/v1/models` lists it; an alias names its canonical model as `root`."""
     served = models.get(name)
-    return {
-        "id": name,
-        "object": "model",
-        "created": models.created(name),
-        "owned_by": "dynamo",
-        "root": served.name,
-        "parent": None,
-        "max_model_len": served.card.context_length if served.card is not None else None,
-    }
+    return ModelCard(
+        id=name,
+        created=models.created(name),
+        root=served.name,
+        max_model_len=served.card.context_length if served.card is not None else None,
+    )
 
 
 def frontend_version() -> str:
@@ -55,12 +51,12 @@ def attach_router(app: FastAPI, models: ModelManager) -> None:
     @router.get("/v1/models")
     async def list_models() -> Response:
         data = [model_row(models, name) for name in models.names()]
-        return JSONResponse({"object": "list", "data": data})
+        return JSONResponse(ModelList(data=data).model_dump())
 
     @router.get("/v1/models/{model_id:path}")
     async def retrieve_model(model_id: str) -> Response:
         try:
-            return JSONResponse(model_row(models, model_id))
+            return JSONResponse(model_row(models, model_id).model_dump())
         except Exception as e:
             return error_response(e)
 
