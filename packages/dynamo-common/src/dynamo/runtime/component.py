@@ -44,10 +44,6 @@ class Component:
     def endpoint(self, name: str) -> Endpoint:
         return Endpoint(self, name)
 
-    def event_subject(self, event: str) -> str:
-        """Where this component's events go, e.g. `namespace.ns.component.comp.kv_events`."""
-        return schema.component_subject(self.namespace, self.name, event)
-
 
 class Endpoint:
     """`ns.comp.ep`: served by workers (`serve_endpoint`), called through `client()`."""

@@ -83,9 +83,6 @@ class NativeModel:
             )
         return cls(model, ctx, settings.n_ctx, settings.n_parallel, settings.n_batch)
 
-    def n_ctx_train(self) -> int:
-        return llama_cpp.llama_model_n_ctx_train(self.model)
-
     def is_eog(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
 
