@@ -180,6 +180,8 @@ def server_under_test(
     else:
         proc: subprocess.Popen | None = None
         env["DYN_TOKEN_ECHO_DELAY_MS"] = os.environ.get("DYN_TOKEN_ECHO_DELAY_MS", "0")
+        if args.engine == "mocker":
+            extra = [*extra, "--extra-engine-args", json.dumps({"speedup_ratio": args.speedup})]
         try:
             proc, url = start_dynamo_run(args.engine, model_path, extra, env=env)
             yield url, proc.pid, "bench", f"{shape.label}:{args.engine}"
