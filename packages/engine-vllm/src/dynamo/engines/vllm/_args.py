@@ -85,11 +85,13 @@ def engine_kwargs(
     set_flags: Iterable[str],
     extra: Mapping[str, Any],
     fields: Iterable[str],
+    defaults: Mapping[str, Any] = DEFAULTS,
 ) -> dict[str, Any]:
     """AsyncEngineArgs keyword arguments: our defaults, then the flags, then `extra`.
 
     `set_flags` are the EngineConfig fields the user gave on the command line; `fields` the
-    installed vLLM's AsyncEngineArgs field names.
+    installed vLLM's AsyncEngineArgs field names; `defaults` the generating engine's unless an
+    engine has its own (the embedding engine keeps vLLM's).
     """
     known = frozenset(fields)
     unknown = sorted(set(extra) - known)
@@ -113,8 +115,8 @@ def engine_kwargs(
         raise EngineError(
             f"the installed vLLM has no {', '.join(missing)}: upgrade vLLM for these flags"
         )
-    defaults = {k: v for k, v in DEFAULTS.items() if k in known}
-    return {**defaults, **flags, **extra, "model": model}
+    ours = {k: v for k, v in defaults.items() if k in known}
+    return {**ours, **flags, **extra, "model": model}
 
 
 def follower_command(model: str, kwargs: Mapping[str, Any]) -> str:
