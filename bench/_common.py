@@ -221,7 +221,7 @@ def split_stack(
     `--request-plane` (default: the runtime's); `frontend_args` go to the frontend; `env` is
     added to every process's environment.
     """
-    from dynamo.runtime.testing import EtcdServer, NatsServer
+    from dynamo.testing import EtcdServer, NatsServer
 
     with EtcdServer() as etcd, NatsServer() as nats:
         env = {

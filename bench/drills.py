@@ -80,7 +80,7 @@ class Cluster:
 
 @contextlib.contextmanager
 def cluster(workers: int, frontend_flags: list[str], delay_ms: int) -> Iterator[Cluster]:
-    from dynamo.runtime.testing import EtcdServer, NatsServer
+    from dynamo.testing import EtcdServer, NatsServer
 
     with EtcdServer() as etcd, NatsServer() as nats:
         env = {

@@ -16,7 +16,7 @@ import trustme
 
 from dynamo.runtime import DistributedRuntime, DynamoRuntimeError, RuntimeConfig
 from dynamo.runtime.auth import ControlPlaneAuthError, etcd_options, nats_options
-from dynamo.runtime.testing import EtcdServer, NatsServer
+from dynamo.testing import EtcdServer, NatsServer
 
 NATS_CREDENTIALS = ("NATS_AUTH_USERNAME", "NATS_AUTH_PASSWORD", "NATS_AUTH_TOKEN", "NATS_TLS_CA")
 ETCD_CREDENTIALS = ("ETCD_AUTH_USERNAME", "ETCD_AUTH_PASSWORD")

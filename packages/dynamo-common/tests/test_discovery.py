@@ -10,7 +10,7 @@ import pytest
 from dynamo.llm import ModelType, register_llm
 from dynamo.llm.discovery import ModelAdded, ModelRemoved, ModelWatcher
 from dynamo.runtime import DistributedRuntime, RuntimeConfig
-from dynamo.runtime.testing import EtcdServer, NatsServer
+from dynamo.testing import EtcdServer, NatsServer
 
 pytestmark = pytest.mark.integration
 

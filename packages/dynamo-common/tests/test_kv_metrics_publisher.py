@@ -11,6 +11,7 @@ import pytest
 
 from dynamo.llm.kv.load_metrics import ForwardPassMetrics, KvStats, WorkerStats
 from dynamo.llm.kv.metrics_publisher import WorkerMetricsPublisher
+from dynamo.testing import until
 
 
 def metrics(used: int, waiting: int = 0) -> ForwardPassMetrics:
@@ -34,13 +35,6 @@ class Sink:
 
     def used(self) -> list[int]:
         return [m["data"]["kv_stats"]["kv_active_blocks"] for _, m in self.messages]
-
-
-async def until(condition, timeout: float = 10.0) -> None:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition never became true"
-        await asyncio.sleep(0.005)
 
 
 async def test_a_burst_is_one_message_with_the_latest_value() -> None:

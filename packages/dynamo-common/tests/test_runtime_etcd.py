@@ -8,27 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 import pytest
 
 from dynamo.runtime.config import RuntimeConfig
 from dynamo.runtime.etcd import Etcd, WatchEvent
-from dynamo.runtime.testing import EtcdServer, free_port
+from dynamo.testing import EtcdServer, free_port, until
 
 pytestmark = pytest.mark.integration
 
 
 def etcd_for(url: str, ttl: int = 2) -> Etcd:
     return Etcd(RuntimeConfig(etcd_endpoints=(url,), nats_server="", lease_ttl=ttl))
-
-
-async def until(predicate, within: float = 15.0, what: str = "condition") -> None:
-    """Poll an async predicate; fail with `what` if it does not hold within `within` s."""
-    deadline = time.monotonic() + within
-    while not await predicate():
-        assert time.monotonic() < deadline, f"{what} did not happen within {within} s"
-        await asyncio.sleep(0.05)
 
 
 class Recorder:
@@ -116,7 +107,7 @@ async def test_lease_and_watch_survive_an_etcd_restart(fresh_etcd):
     await owner.put_leased("t-restart/a", b"1")
     lease = owner.lease_id
     recorder = Recorder(watcher, "t-restart/")
-    await until(lambda: _true(recorder.events), what="the first event")
+    await until(lambda: recorder.events, what="the first event")
     fresh_etcd.restart(down_for=3)  # longer than the TTL, but etcd keeps leases across a restart
     await owner.put_leased("t-restart/b", b"2")
 
@@ -194,10 +185,6 @@ async def test_connect_waits_for_etcd_and_says_so_once(caplog):
     finally:
         await etcd.close()
         server.close()
-
-
-async def _true(value) -> bool:
-    return bool(value)
 
 
 async def test_closed_watches_are_cancelled_on_the_server_stream(etcd_server):

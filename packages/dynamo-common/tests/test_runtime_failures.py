@@ -9,40 +9,24 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import aetcd
 import pytest
 
-from dynamo.runtime import DistributedRuntime, InstanceGoneError, RuntimeConfig
-from dynamo.runtime.testing import EtcdServer, NatsServer, free_port
+from dynamo.testing import both_planes, free_port, nats_plane, sigkill_mid_stream
 
 pytestmark = pytest.mark.integration
 
-#: The test runs over each request plane.
-both_planes = pytest.mark.parametrize("request_plane", ["nats", "tcp"], indirect=True)
-
-#: The test is about the NATS request plane itself.
-nats_plane = pytest.mark.parametrize("request_plane", ["nats"], indirect=True)
-
 
 @both_planes
-async def test_killed_worker_fails_fast_and_is_routed_around(workers, runtime, wait_client, gather):
-    victim, victim_id = workers.start()
-    _, other_id = workers.start()
-    client = await wait_client(runtime, workers.namespace, 2)
-    stream = client.direct({"n": 10_000, "delay": 0.01}, victim_id)
-    await anext(stream)
-    victim.kill()
-    start = time.monotonic()
-    with pytest.raises(InstanceGoneError):
-        async for _ in stream:
-            pass
+async def test_killed_worker_fails_fast_and_is_routed_around(workers, runtime, gather):
+    killed = await sigkill_mid_stream(workers, runtime)
     # Found by the missing heartbeats, well before the 10 s lease would expire.
-    assert time.monotonic() - start < 8
-    assert client.instance_ids() == [other_id]
+    assert killed.seconds < 8
+    assert killed.client.instance_ids() == [killed.other_id]
     for _ in range(3):
-        assert (await gather(client.round_robin({"n": 1})))[0]["instance"] == other_id
+        got = await gather(killed.client.round_robin({"n": 1}))
+        assert got[0]["instance"] == killed.other_id
 
 
 @both_planes
@@ -77,62 +61,46 @@ async def test_sigterm_finishes_the_stream_and_leaves_at_once(workers, runtime, 
     assert proc.wait(10) == 0
 
 
-@pytest.fixture
-def own_servers():
-    """etcd and NATS of this test's own, which it may stop and restart."""
-    with EtcdServer() as etcd, NatsServer() as nats:
-        yield etcd, nats
-
-
 async def test_worker_registers_again_after_etcd_loses_everything(
-    own_servers, workers, wait_client, gather
+    own_servers, own_runtime, workers, wait_client, gather
 ):
-    etcd, nats = own_servers
-    workers.env.update(ETCD_ENDPOINTS=etcd.url, NATS_SERVER=nats.url)
-    rt = DistributedRuntime(config=RuntimeConfig((etcd.url,), nats.url))
-    try:
-        _, instance_id = workers.start(DYN_ETCD_LEASE_TTL="2")
-        await rt.ensure_connected()
-        client = await wait_client(rt, workers.namespace, 1)  # watching through the outage
-        # etcd goes away for longer than the TTL and comes back empty: the lease is gone.
-        restart = asyncio.create_task(asyncio.to_thread(etcd.restart, wipe=True, down_for=3))
-        await asyncio.sleep(1)
-        # Meanwhile the worker keeps serving the clients that know it.
-        assert len(await gather(client.round_robin({"n": 3}))) == 3
-        await restart
-        deadline = time.monotonic() + 20
-        while True:
-            with contextlib.suppress(aetcd.exceptions.ClientError):
-                if await rt.etcd.get_prefix(f"instances/{workers.namespace}/"):
-                    break
-            assert time.monotonic() < deadline, "the worker did not register again"
-            await asyncio.sleep(0.1)
-        assert client.instance_ids() == [instance_id]  # same identity (subject), new lease
-        assert len(await gather(client.round_robin({"n": 3}))) == 3
-    finally:
-        await rt.close()
+    etcd, _ = own_servers
+    rt = own_runtime
+    _, instance_id = workers.start(DYN_ETCD_LEASE_TTL="2")
+    client = await wait_client(rt, workers.namespace, 1)  # watching through the outage
+    # etcd goes away for longer than the TTL and comes back empty: the lease is gone.
+    restart = asyncio.create_task(asyncio.to_thread(etcd.restart, wipe=True, down_for=3))
+    await asyncio.sleep(1)
+    # Meanwhile the worker keeps serving the clients that know it.
+    assert len(await gather(client.round_robin({"n": 3}))) == 3
+    await restart
+    deadline = time.monotonic() + 20
+    while True:
+        with contextlib.suppress(aetcd.exceptions.ClientError):
+            if await rt.etcd.get_prefix(f"instances/{workers.namespace}/"):
+                break
+        assert time.monotonic() < deadline, "the worker did not register again"
+        await asyncio.sleep(0.1)
+    assert client.instance_ids() == [instance_id]  # same identity (subject), new lease
+    assert len(await gather(client.round_robin({"n": 3}))) == 3
 
 
 @nats_plane
-async def test_serving_resumes_after_nats_restart(own_servers, workers, wait_client, gather):
-    etcd, nats = own_servers
-    workers.env.update(ETCD_ENDPOINTS=etcd.url, NATS_SERVER=nats.url)
-    rt = DistributedRuntime(config=RuntimeConfig((etcd.url,), nats.url))
-    try:
-        workers.start()
-        await rt.ensure_connected()
-        client = await wait_client(rt, workers.namespace, 1)
-        await asyncio.to_thread(nats.restart, down_for=1)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                assert len(await gather(client.round_robin({"n": 2}))) == 2
-                break
-            except Exception:
-                assert time.monotonic() < deadline, "serving did not resume within 15 s"
-                await asyncio.sleep(0.5)
-    finally:
-        await rt.close()
+async def test_serving_resumes_after_nats_restart(
+    own_servers, own_runtime, workers, wait_client, gather
+):
+    _, nats = own_servers
+    workers.start()
+    client = await wait_client(own_runtime, workers.namespace, 1)
+    await asyncio.to_thread(nats.restart, down_for=1)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            assert len(await gather(client.round_robin({"n": 2}))) == 2
+            break
+        except Exception:
+            assert time.monotonic() < deadline, "serving did not resume within 15 s"
+            await asyncio.sleep(0.5)
 
 
 @pytest.mark.parametrize(
@@ -143,9 +111,8 @@ def test_worker_waits_for_an_unreachable_server_saying_so_once(runtime_env, vari
     """Nothing listens at the configured address: one clear line naming it, retries, no crash;
     SIGTERM while waiting is a clean exit."""
     dead = f"{scheme}://127.0.0.1:{free_port()}"
-    worker = Path(__file__).parent / "workers" / "id_worker.py"
     proc = subprocess.Popen(
-        [sys.executable, str(worker), "unreachable"],
+        [sys.executable, "-m", "dynamo.testing.id_worker", "unreachable"],
         env={**os.environ, **runtime_env, variable: dead},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -9,14 +9,9 @@ import pytest
 
 from dynamo.runtime import DistributedRuntime, NoInstancesError, RemoteError
 from dynamo.runtime.context import Context
+from dynamo.testing import both_planes, endless_counter, nats_plane, serve
 
 pytestmark = pytest.mark.integration
-
-#: The test runs over each request plane.
-both_planes = pytest.mark.parametrize("request_plane", ["nats", "tcp"], indirect=True)
-
-#: The test is about the NATS request plane itself.
-nats_plane = pytest.mark.parametrize("request_plane", ["nats"], indirect=True)
 
 
 @nats_plane
@@ -24,8 +19,7 @@ async def test_instance_is_registered_with_upstreams_key_and_value(runtime, wait
     async def handler(request):
         yield request
 
-    endpoint = runtime.namespace("keys").component("backend").endpoint("generate")
-    serving = asyncio.create_task(endpoint.serve_endpoint(handler))
+    endpoint, serving = serve(runtime, "keys", handler)
     client = await wait_client(runtime, "keys", 1)
     lease = endpoint.lease_id()
     assert client.instance_ids() == [lease]
@@ -133,8 +127,7 @@ async def test_cancellation_reaches_the_handler(runtime, wait_client):
             await asyncio.sleep(0.01)
             yield i
 
-    endpoint = runtime.namespace("cancel").component("backend").endpoint("generate")
-    serving = asyncio.create_task(endpoint.serve_endpoint(handler))
+    _, serving = serve(runtime, "cancel", handler)
     client = await wait_client(runtime, "cancel", 1)
 
     # The caller stops reading.
@@ -181,8 +174,7 @@ async def test_handler_errors_travel_as_errors(runtime, wait_client):
         yield 1
         raise ValueError("the engine broke")
 
-    endpoint = runtime.namespace("errors").component("backend").endpoint("generate")
-    serving = asyncio.create_task(endpoint.serve_endpoint(handler))
+    _, serving = serve(runtime, "errors", handler)
     client = await wait_client(runtime, "errors", 1)
     got = []
     with pytest.raises(RemoteError, match="the engine broke") as failure:
@@ -208,8 +200,7 @@ async def test_a_request_error_keeps_its_type_code_and_param_across_the_network(
         raise ContextLengthExceededError("the prompt has 9000 tokens; the model takes 2048")
         yield  # an async generator, as handlers are
 
-    endpoint = runtime.namespace("typed_errors").component("backend").endpoint("generate")
-    serving = asyncio.create_task(endpoint.serve_endpoint(handler))
+    _, serving = serve(runtime, "typed_errors", handler)
     client = await wait_client(runtime, "typed_errors", 1)
     with pytest.raises(RemoteError) as remote:
         async for _ in client.round_robin({}):
@@ -296,8 +287,7 @@ async def test_requests_sharing_an_id_are_stopped_separately(runtime, wait_clien
             await asyncio.sleep(0.01)
             yield i
 
-    endpoint = runtime.namespace("sameid").component("backend").endpoint("generate")
-    serving = asyncio.create_task(endpoint.serve_endpoint(handler))
+    _, serving = serve(runtime, "sameid", handler)
     client = await wait_client(runtime, "sameid", 1)
     first = client.round_robin({"n": 10_000, "name": "first"}, Context("same"))
     second = asyncio.create_task(
@@ -317,18 +307,7 @@ async def test_worker_stops_when_its_caller_vanished_without_a_word(runtime, wai
     from dynamo.runtime import codec
 
     cancelled = asyncio.Event()
-
-    async def handler(request):
-        try:
-            for i in range(10_000):
-                await asyncio.sleep(0.01)
-                yield i
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
-    endpoint = runtime.namespace("vanished").component("backend").endpoint("generate")
-    serving = asyncio.create_task(endpoint.serve_endpoint(handler))
+    endpoint, serving = serve(runtime, "vanished", endless_counter(cancelled))
     await wait_client(runtime, "vanished", 1)
     # A request whose reply inbox nobody listens on: what a dead caller leaves behind.
     subject = endpoint.subject(endpoint.lease_id())

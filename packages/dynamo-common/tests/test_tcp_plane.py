@@ -10,12 +10,11 @@ import socket
 import orjson
 import pytest
 
-from dynamo.runtime import DistributedRuntime, RuntimeConfig, codec
+from dynamo.runtime import RuntimeConfig, codec
 from dynamo.runtime.errors import PayloadTooLargeError, RuntimeConfigError
 from dynamo.runtime.schema import InstanceRecord
 from dynamo.runtime.tcp_plane import TcpRequestServer, split_address
-
-tcp_plane = pytest.mark.parametrize("request_plane", ["tcp"], indirect=True)
+from dynamo.testing import endless_counter, serve, tcp_plane
 
 
 def test_messages_are_cut_from_any_split_of_the_byte_stream():
@@ -67,11 +66,6 @@ def test_an_unknown_request_plane_is_one_clear_error(monkeypatch):
         RuntimeConfig.from_env()
 
 
-async def _serve(runtime: DistributedRuntime, namespace: str, handler):
-    endpoint = runtime.namespace(namespace).component("backend").endpoint("generate")
-    return endpoint, asyncio.create_task(endpoint.serve_endpoint(handler))
-
-
 @pytest.mark.integration
 @tcp_plane
 async def test_the_record_names_the_tcp_address_and_frames_go_out_together(runtime, wait_client):
@@ -79,7 +73,7 @@ async def test_the_record_names_the_tcp_address_and_frames_go_out_together(runti
         for i in range(request["n"]):
             yield i  # no await between items: all ready in one turn of the loop
 
-    endpoint, serving = await _serve(runtime, "tcp_batch", handler)
+    endpoint, serving = serve(runtime, "tcp_batch", handler)
     client = await wait_client(runtime, "tcp_batch", 1)
     record = InstanceRecord.parse(
         next(iter((await runtime.etcd.get_prefix(endpoint.prefix)).values()))
@@ -106,17 +100,7 @@ async def test_the_record_names_the_tcp_address_and_frames_go_out_together(runti
 @tcp_plane
 async def test_the_worker_stops_when_its_callers_connection_closes(runtime, wait_client):
     cancelled = asyncio.Event()
-
-    async def handler(request):
-        try:
-            for i in range(10_000):
-                await asyncio.sleep(0.01)
-                yield i
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
-    endpoint, serving = await _serve(runtime, "tcp_vanished", handler)
+    endpoint, serving = serve(runtime, "tcp_vanished", endless_counter(cancelled))
     await wait_client(runtime, "tcp_vanished", 1)
     server = await runtime.tcp_server()
     # A caller that sends a request and dies: its socket closes without a stop message.
@@ -154,7 +138,7 @@ async def test_a_request_over_the_message_limit_is_refused_before_it_is_sent(
     async def handler(request):
         yield len(request["text"])
 
-    _, serving = await _serve(runtime, "tcp_limit", handler)
+    _, serving = serve(runtime, "tcp_limit", handler)
     client = await wait_client(runtime, "tcp_limit", 1)
     runtime.tcp_client.max_message = 1000
     assert await gather(client.round_robin({"text": "x" * 500})) == [500]
@@ -202,18 +186,12 @@ def test_both_sides_run_on_uvloop():
 
 @pytest.mark.integration
 @tcp_plane
-async def test_serving_over_tcp_goes_on_while_nats_is_down(workers, wait_client, gather):
-    from dynamo.runtime.testing import EtcdServer, NatsServer
-
-    with EtcdServer() as etcd, NatsServer() as nats:
-        workers.env.update(ETCD_ENDPOINTS=etcd.url, NATS_SERVER=nats.url)
-        rt = DistributedRuntime(config=RuntimeConfig((etcd.url,), nats.url))
-        try:
-            workers.start()
-            await rt.ensure_connected()
-            client = await wait_client(rt, workers.namespace, 1)
-            nats.stop()
-            for _ in range(3):
-                assert len(await gather(client.round_robin({"n": 4}))) == 4
-        finally:
-            await rt.close()
+async def test_serving_over_tcp_goes_on_while_nats_is_down(
+    own_servers, own_runtime, workers, wait_client, gather
+):
+    _, nats = own_servers
+    workers.start()
+    client = await wait_client(own_runtime, workers.namespace, 1)
+    nats.stop()
+    for _ in range(3):
+        assert len(await gather(client.round_robin({"n": 4}))) == 4

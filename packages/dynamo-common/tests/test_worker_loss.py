@@ -13,17 +13,11 @@ import pytest
 from dynamo.llm.errors import ServiceUnavailableError
 from dynamo.llm.migration import Migration
 from dynamo.llm.router_engine import RouterEngine
-from dynamo.runtime import Context, DistributedRuntime, InstanceGoneError, RuntimeConfig
+from dynamo.runtime import Context
 from dynamo.runtime.request_plane import FIRST_FRAME_TIMEOUT_SECONDS
-from dynamo.runtime.testing import EtcdServer, NatsServer
+from dynamo.testing import both_planes, nats_plane, sigkill_mid_stream
 
 pytestmark = pytest.mark.integration
-
-#: The test runs over each request plane.
-both_planes = pytest.mark.parametrize("request_plane", ["nats", "tcp"], indirect=True)
-
-#: The test is about the NATS request plane itself.
-nats_plane = pytest.mark.parametrize("request_plane", ["nats"], indirect=True)
 
 
 async def timed(gather, stream) -> tuple[float, list]:
@@ -33,21 +27,12 @@ async def timed(gather, stream) -> tuple[float, list]:
 
 
 @both_planes
-async def test_sigkill_mid_stream_is_noticed_within_a_second(workers, runtime, wait_client):
-    victim, victim_id = workers.start()
-    workers.start()
-    client = await wait_client(runtime, workers.namespace, 2)
-    stream = client.direct({"n": 10_000, "delay": 0.01}, victim_id)
-    await anext(stream)
-    victim.kill()
-    start = time.monotonic()
-    with pytest.raises(InstanceGoneError):
-        async for _ in stream:
-            pass
+async def test_sigkill_mid_stream_is_noticed_within_a_second(workers, runtime):
+    killed = await sigkill_mid_stream(workers, runtime)
     # NATS dropped the dead process's subscriptions; the caller's probe after a short silence
     # gets "no responders" (the heartbeat timeout would take 2 s, the lease 10 s).
-    assert time.monotonic() - start < 1.0
-    assert victim_id not in client.instance_ids()
+    assert killed.seconds < 1.0
+    assert killed.victim_id not in killed.client.instance_ids()
 
 
 @both_planes
@@ -170,59 +155,47 @@ async def test_migration_pauses_a_stream_for_less_than_a_second(workers, runtime
     assert pause < 1.0, pause
 
 
-@pytest.fixture
-def own_servers():
-    """etcd and NATS of this test's own, which it may stop and start."""
-    with EtcdServer() as etcd, NatsServer() as nats:
-        yield etcd, nats
-
-
 @nats_plane
 async def test_nats_down_is_a_503_with_retry_after_within_a_second(
-    own_servers, workers, wait_client, gather
+    own_servers, own_runtime, workers, wait_client, gather
 ):
-    etcd, nats = own_servers
-    workers.env.update(ETCD_ENDPOINTS=etcd.url, NATS_SERVER=nats.url)
-    rt = DistributedRuntime(config=RuntimeConfig((etcd.url,), nats.url))
-    try:
-        workers.start()
-        await rt.ensure_connected()
-        client = await wait_client(rt, workers.namespace, 1)
-        engine = RouterEngine(client)
-        assert len(await gather(engine.generate({"n": 2}, Context()))) == 2
-        in_flight = engine.generate({"n": 10_000, "delay": 0.01}, Context())
-        await anext(in_flight)
-        nats.stop()
-        stopped = time.monotonic()
-        # A stream in flight ends at once too, not at the 2 s heartbeat timeout.
+    _, nats = own_servers
+    rt = own_runtime
+    workers.start()
+    client = await wait_client(rt, workers.namespace, 1)
+    engine = RouterEngine(client)
+    assert len(await gather(engine.generate({"n": 2}, Context()))) == 2
+    in_flight = engine.generate({"n": 10_000, "delay": 0.01}, Context())
+    await anext(in_flight)
+    nats.stop()
+    stopped = time.monotonic()
+    # A stream in flight ends at once too, not at the 2 s heartbeat timeout.
+    with pytest.raises(ServiceUnavailableError) as failed:
+        async for _ in in_flight:
+            pass
+    assert failed.value.code == "request_plane_unavailable"
+    assert time.monotonic() - stopped < 1.0
+    deadline = time.monotonic() + 5
+    while rt.nats.is_connected:  # the client notices the closed connection at once
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    for _ in range(3):
+        start = time.monotonic()
         with pytest.raises(ServiceUnavailableError) as failed:
-            async for _ in in_flight:
-                pass
+            await gather(engine.generate({"n": 2}, Context()))
+        assert time.monotonic() - start < 1.0
         assert failed.value.code == "request_plane_unavailable"
-        assert time.monotonic() - stopped < 1.0
-        deadline = time.monotonic() + 5
-        while rt.nats.is_connected:  # the client notices the closed connection at once
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)
-        for _ in range(3):
-            start = time.monotonic()
-            with pytest.raises(ServiceUnavailableError) as failed:
-                await gather(engine.generate({"n": 2}, Context()))
-            assert time.monotonic() - start < 1.0
-            assert failed.value.code == "request_plane_unavailable"
-            assert failed.value.retry_after == 2
-        assert client.instance_ids()  # the workers are not blamed for NATS being away
-        nats.start()
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                assert len(await gather(engine.generate({"n": 2}, Context()))) == 2
-                break
-            except ServiceUnavailableError:
-                assert time.monotonic() < deadline, "serving did not resume within 15 s"
-                await asyncio.sleep(0.2)
-    finally:
-        await rt.close()
+        assert failed.value.retry_after == 2
+    assert client.instance_ids()  # the workers are not blamed for NATS being away
+    nats.start()
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            assert len(await gather(engine.generate({"n": 2}, Context()))) == 2
+            break
+        except ServiceUnavailableError:
+            assert time.monotonic() < deadline, "serving did not resume within 15 s"
+            await asyncio.sleep(0.2)
 
 
 async def test_a_full_instance_is_skipped_while_another_has_room(workers, runtime, wait_client):

@@ -19,6 +19,7 @@ from dynamo.llm import ModelType
 from dynamo.llm.model_card import ModelDeploymentCard
 from dynamo.llm.pipeline import OpenAIEngineModel
 from dynamo.runtime.context import Context
+from dynamo.testing import until
 
 
 def chunk(text: str, finish: str | None = None) -> dict[str, Any]:
@@ -66,21 +67,15 @@ def ask(client: httpx.AsyncClient, name: str, stream: bool = False):
     return client.post("/v1/chat/completions", json=body)
 
 
-async def wait_for(predicate) -> None:
-    async with asyncio.timeout(5.0):
-        while not predicate():  # noqa: ASYNC110 - polling the engine's own counters
-            await asyncio.sleep(0.01)
-
-
 async def test_limit_queue_fifo_and_429():
     engine, state, client = setup(AdmissionOptions(max_concurrent=2, queue_size=2))
     async with client:
         first = [asyncio.create_task(ask(client, f"r{i}")) for i in range(2)]
-        await wait_for(lambda: len(engine.arrived) == 2)
+        await until(lambda: len(engine.arrived) == 2)
         queued = []
         for i in range(2, 4):
             queued.append(asyncio.create_task(ask(client, f"r{i}")))
-            await wait_for(lambda n=i: state.admission.gates["m"].waiting == n - 1)
+            await until(lambda n=i: state.admission.gates["m"].waiting == n - 1)
         # Two running, two waiting: the fifth is refused at once.
         refused = await ask(client, "r4")
         assert refused.status_code == 429
@@ -104,7 +99,7 @@ async def test_queue_timeout_is_503_with_retry_after():
     engine, state, client = setup(AdmissionOptions(max_concurrent=1, queue_timeout=0.2))
     async with client:
         running = asyncio.create_task(ask(client, "a"))
-        await wait_for(lambda: engine.arrived == ["a"])
+        await until(lambda: engine.arrived == ["a"])
         started = asyncio.get_running_loop().time()
         r = await ask(client, "b")
         waited = asyncio.get_running_loop().time() - started
@@ -124,7 +119,7 @@ async def test_request_timeout_stops_the_engine():
         r = await ask(client, "slow")
         assert r.status_code == 504
         assert r.json()["error"]["code"] == "request_timeout"
-        await wait_for(lambda: engine.running == 0)
+        await until(lambda: engine.running == 0)
         metrics = (await client.get("/metrics")).text
         assert 'rejected_requests_total{model="m",reason="request_timeout"} 1.0' in metrics
 
@@ -158,10 +153,10 @@ async def test_client_leaving_the_queue_gives_back_its_place():
     gate = None
     async with client:
         running = asyncio.create_task(ask(client, "a"))
-        await wait_for(lambda: engine.arrived == ["a"])
+        await until(lambda: engine.arrived == ["a"])
         leaving = asyncio.create_task(ask(client, "b"))
         gate = state.admission.gates["m"]
-        await wait_for(lambda: gate.waiting == 1)
+        await until(lambda: gate.waiting == 1)
         leaving.cancel()
         with pytest.raises(asyncio.CancelledError):
             await leaving
@@ -177,7 +172,7 @@ async def test_engine_capacity_is_the_default_limit():
     engine, _, client = setup(AdmissionOptions(queue_size=0), card=card)
     async with client:
         running = asyncio.create_task(ask(client, "a"))
-        await wait_for(lambda: engine.arrived == ["a"])
+        await until(lambda: engine.arrived == ["a"])
         assert (await ask(client, "b")).status_code == 429
         engine.go.set()
         assert (await running).status_code == 200

@@ -14,7 +14,7 @@ import httpx
 import nats
 import pytest
 
-from dynamo.runtime.testing import NatsServer
+from dynamo.testing import NatsServer
 
 pytestmark = pytest.mark.integration
 

@@ -9,11 +9,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 import openai
 import pytest
+
+from dynamo.testing import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -41,16 +42,6 @@ def worker_gauges(server) -> dict[str, dict[str, float]]:
     return out
 
 
-def wait_for(what: str, condition, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 def test_worker_load_gauges_follow_the_workers(runtime_env, start_server, smollm2_gguf):
     env = {**os.environ, **runtime_env, "DYN_LOG": "warn"}
     cmd = [
@@ -70,13 +61,13 @@ def test_worker_load_gauges_follow_the_workers(runtime_env, start_server, smollm
         server = start_server("out=dyn", "--router-mode", "kv", env=runtime_env, healthy=False)
         # Each worker reports itself when it starts: its size, and nothing in use.
         gauges = wait_for(
-            "two workers' load gauges",
             lambda: (
                 (g := worker_gauges(server))
                 and len(g) == 2
                 and all(set(m) == LOAD_GAUGES for m in g.values())
                 and g
             ),
+            what="two workers' load gauges",
         )
         for metrics in gauges.values():
             assert metrics["worker_kv_total_blocks"] == 512
@@ -96,10 +87,10 @@ def test_worker_load_gauges_follow_the_workers(runtime_env, start_server, smollm
         for _ in range(2):
             client.completions.create(model="mock", prompt=prompt, max_tokens=4)
         wait_for(
-            "a prefix cache hit rate above 0",
             lambda: any(
                 m.get("worker_prefix_cache_hit_rate", 0) > 0 for m in worker_gauges(server).values()
             ),
+            what="a prefix cache hit rate above 0",
         )
 
         # The router compared its predicted prefix hits with what the workers reused (the
@@ -117,7 +108,7 @@ def test_worker_load_gauges_follow_the_workers(runtime_env, start_server, smollm
         workers[0].send_signal(signal.SIGTERM)
         assert workers[0].wait(30) == 0
         remaining = wait_for(
-            "one worker left", lambda: (g := worker_gauges(server)) and len(g) == 1 and g
+            lambda: (g := worker_gauges(server)) and len(g) == 1 and g, what="one worker left"
         )
         assert set(remaining) < set(gauges)
     finally:

