@@ -1,4 +1,6 @@
-"""`/openapi.json` describes the real request and response schemas, and every `$ref` resolves."""
+"""`/openapi.json` describes every route with its real request and response schemas (chat and
+completions, Responses, Anthropic with Anthropic's error shape, embeddings, tokenize, models,
+version), and every `$ref` resolves."""
 
 from __future__ import annotations
 
@@ -23,10 +25,18 @@ def refs(node) -> list[str]:
     return []
 
 
-async def test_openapi_has_typed_bodies_and_responses():
-    app = build_app(AppState())
+async def openapi_document(anthropic_api: bool = False) -> dict:
+    app = build_app(AppState(anthropic_api=anthropic_api))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-        document = (await c.get("/openapi.json")).json()
+        return (await c.get("/openapi.json")).json()
+
+
+def schema(doc: dict, content: dict) -> dict:
+    return resolve(doc, content["application/json"]["schema"]["$ref"])
+
+
+async def test_openapi_has_typed_bodies_and_responses():
+    document = await openapi_document()
     chat = document["paths"]["/v1/chat/completions"]["post"]
     body = resolve(document, chat["requestBody"]["content"]["application/json"]["schema"]["$ref"])
     assert {"messages", "tools", "tool_choice", "logprobs", "response_format", "nvext"} <= set(
@@ -45,3 +55,44 @@ async def test_openapi_has_typed_bodies_and_responses():
     assert {"prompt", "echo", "best_of", "logprobs"} <= set(body["properties"])
     for ref in refs(document):
         assert resolve(document, ref), ref
+
+
+async def test_endpoint_schemas():
+    doc = await openapi_document(anthropic_api=True)
+    paths = doc["paths"]
+    expected_bodies = {
+        "/v1/responses": {
+            "input",
+            "instructions",
+            "tools",
+            "text",
+            "previous_response_id",
+            "store",
+        },
+        "/v1/messages": {"messages", "system", "max_tokens", "stop_sequences", "tools", "thinking"},
+        "/v1/embeddings": {"input", "encoding_format", "dimensions"},
+        "/detokenize": {"tokens"},
+    }
+    for path, fields in expected_bodies.items():
+        body = schema(doc, paths[path]["post"]["requestBody"]["content"])
+        assert fields <= set(body["properties"]), path
+    answers = {
+        ("/v1/responses", "post"): {"output", "status", "usage"},
+        ("/v1/messages", "post"): {"content", "stop_reason", "usage"},
+        ("/v1/embeddings", "post"): {"data", "usage"},
+        ("/tokenize", "post"): {"tokens", "count", "max_model_len"},
+        ("/v1/models/{model_id}", "get"): {"id", "root", "max_model_len"},
+        ("/version", "get"): {"version"},
+    }
+    for (path, method), fields in answers.items():
+        ok = paths[path][method]["responses"]["200"]["content"]
+        assert fields <= set(schema(doc, ok)["properties"]), path
+    assert "text/event-stream" in paths["/v1/responses"]["post"]["responses"]["200"]["content"]
+    error = schema(doc, paths["/v1/messages"]["post"]["responses"]["400"]["content"])
+    assert set(error["properties"]) == {"type", "error"}
+    for ref in refs(doc):
+        assert resolve(doc, ref), ref
+
+
+async def test_anthropic_routes_only_with_the_flag():
+    assert "/v1/messages" not in (await openapi_document(anthropic_api=False))["paths"]
