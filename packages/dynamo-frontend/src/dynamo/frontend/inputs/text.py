@@ -17,7 +17,14 @@ async def _answer(model: ServedModel, messages: list[dict], ignore_eos: bool) ->
     """Stream one answer to stdout and return its text."""
     context = Context()
     parts: list[str] = []
-    stream = chat_turn(model, messages, context, ignore_eos=ignore_eos)
+    try:
+        # A request the model refuses up front (a 400 from its checks) fails here, not in the
+        # stream: it is the same one-line error.
+        stream = chat_turn(model, messages, context, ignore_eos=ignore_eos)
+    except RequestError as e:
+        sys.stdout.write(f"[error: {e.message}]\n")
+        sys.stdout.flush()
+        return ""
     try:
         async for delta in stream:
             if delta.text:
