@@ -28,4 +28,4 @@ async def worker(runtime: DistributedRuntime) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(worker())
+    asyncio.run(worker())  # pyright: ignore[reportCallIssue] - @dynamo_worker passes the runtime
