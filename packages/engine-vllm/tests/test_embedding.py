@@ -3,7 +3,9 @@ what it asks vLLM for (`dimensions`, the pooling task) is decided before vLLM se
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+from types import SimpleNamespace
 
 import pytest
 
@@ -17,6 +19,7 @@ from dynamo.engines.vllm._embedding import (
 from dynamo.llm import EngineError, ModelType
 from dynamo.llm.engine import load_embedding_engine_class
 from dynamo.llm.errors import InvalidRequestError
+from dynamo.runtime.context import Context
 
 
 def test_registered_for_embedding():
@@ -101,3 +104,62 @@ def test_vllms_errors_are_ours():
     assert (str(refused), refused.param) == ("too long", "input")
     assert isinstance(our_error(EngineDeadError()), EngineFailedError)
     assert "vLLM failed: boom" in str(our_error(RuntimeError("boom")))
+
+
+class Encodings:
+    """Stands in for `AsyncLLM.encode` where a real vLLM cannot be made slow or failing on
+    purpose: each input's request runs until cancelled (vLLM aborts a cancelled `encode`), or
+    fails when its request id ends with `fail`."""
+
+    def __init__(self, fail: str | None = None) -> None:
+        self.started: list[str] = []
+        self.cancelled: list[str] = []
+        self.fail = fail
+
+    async def encode(self, prompt, params, request_id):
+        self.started.append(request_id)
+        if self.fail is not None and request_id.endswith(self.fail):
+            raise RuntimeError("this input broke")
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled.append(request_id)
+            raise
+        yield  # pragma: no cover - never reached
+
+
+def engine_on(encodings: Encodings) -> VllmEmbeddingEngine:
+    config = SimpleNamespace(
+        max_model_len=64, embedding_size=4, is_matryoshka=False, matryoshka_dimensions=None
+    )
+    return VllmEmbeddingEngine(encodings, config)
+
+
+async def wait_started(encodings: Encodings, n: int) -> None:
+    while len(encodings.started) < n:
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.vllm
+async def test_a_stopped_request_cancels_every_input():
+    pytest.importorskip("vllm")
+    encodings = Encodings()
+    context = Context()
+    stream = engine_on(encodings).generate({"token_ids": [[1], [2], [3]]}, context)
+    first = asyncio.ensure_future(anext(stream, None))
+    await asyncio.wait_for(wait_started(encodings, 3), 5)
+    context.stop_generating()
+    assert await asyncio.wait_for(first, 5) is None
+    assert sorted(encodings.cancelled) == sorted(encodings.started)
+
+
+@pytest.mark.vllm
+async def test_one_failed_input_fails_the_request_and_cancels_the_rest():
+    pytest.importorskip("vllm")
+    from dynamo.llm.errors import EngineFailedError
+
+    encodings = Encodings(fail="-1")
+    stream = engine_on(encodings).generate({"token_ids": [[1], [2], [3]]}, Context())
+    with pytest.raises(EngineFailedError, match="this input broke"):
+        await asyncio.wait_for(anext(stream), 5)
+    assert len(encodings.started) == 3 and len(encodings.cancelled) == 2

@@ -16,7 +16,6 @@ otherwise, unless it is the model's own size.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -146,21 +145,24 @@ class VllmEmbeddingEngine(Engine):
         if context.is_stopped():
             return
         base = f"{context.id()}-{next(self._ids)}"
-        embedding = asyncio.gather(
-            *(self._embed(ids, params, f"{base}-{i}") for i, ids in enumerate(token_ids))
-        )
+        tasks = [
+            asyncio.ensure_future(self._embed(ids, params, f"{base}-{i}"))
+            for i, ids in enumerate(token_ids)
+        ]
         stopped = asyncio.ensure_future(context.stopped())
         try:
+            embedding = asyncio.gather(*tasks)
             await asyncio.wait({embedding, stopped}, return_when=asyncio.FIRST_COMPLETED)
             if not embedding.done():
-                return  # stopped: the `finally` cancels the requests, which aborts them in vLLM
-            vectors = embedding.result()
+                return  # stopped
+            vectors = embedding.result()  # or the first input's error
         finally:
             stopped.cancel()
-            if not embedding.done():
-                embedding.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await embedding
+            # Inputs still running (stopped, failed beside another, or the caller left): a
+            # cancelled `encode` aborts its vLLM request as it unwinds.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         total = sum(map(len, token_ids))
         yield {"embeddings": vectors, "prompt_tokens": total, "total_tokens": total}
 
