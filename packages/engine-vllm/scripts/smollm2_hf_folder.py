@@ -11,7 +11,8 @@ written here directly, next to the tokenizer and its chat template. Needs transf
 safetensors and torch: run it with the vLLM venv's Python (scripts/vllm_cpu_env.py).
 
 The folder is `$DYNAMO_VLLM_MODEL`, default `<user cache>/dynamo/smollm2-135m-instruct-hf`; it is
-built in a temporary folder and renamed into place, so a present folder is always complete.
+built in a temporary folder and renamed into place, so a present folder is always complete (and
+makers running at once both end with the one that was renamed first).
 """
 
 from __future__ import annotations
@@ -81,7 +82,14 @@ def make_folder(folder: Path) -> Path:
         for path in tmp.iterdir():
             path.chmod(0o644)
         tmp.chmod(0o755)
-        tmp.rename(folder)
+        try:
+            tmp.rename(folder)
+        except OSError:
+            # Another process (a second test run, CI beside a developer) made it meanwhile:
+            # the rename is atomic, so a present folder is complete; ours is not needed.
+            if not (folder / "config.json").is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

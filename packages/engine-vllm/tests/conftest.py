@@ -36,9 +36,32 @@ def _load_script(name: str):
 
 
 @pytest.fixture(scope="session")
-def vllm_installed() -> None:
+def vllm_installed(pytestconfig) -> None:
     if importlib.util.find_spec("vllm") is None:
         pytest.skip("vLLM is not installed (run these in the venv of scripts/vllm_cpu_env.py)")
+    foreign = foreign_checkout(pytestconfig.rootpath)
+    if foreign is not None:
+        pytest.fail(foreign, pytrace=False)
+
+
+def foreign_checkout(root: Path) -> str | None:
+    """Why the venv's packages are not this checkout's code, or None.
+
+    The vLLM venv is shared by a user's checkouts and installs ours editable, pointing into the
+    checkout that last ran scripts/vllm_cpu_env.py: tests run from another one would start
+    workers on that one's code (a fresh clone in CI once ran a working checkout's half-edited
+    code). Wheels installed into the venv itself are fine."""
+    for name in ("dynamo.llm", "dynamo.frontend", "dynamo.engines.vllm"):
+        spec = importlib.util.find_spec(name)
+        origin = Path(spec.origin).resolve() if spec is not None and spec.origin else None
+        if origin is None or origin.is_relative_to(Path(sys.prefix).resolve()):
+            continue
+        if not origin.is_relative_to(root.resolve()):
+            return (
+                f"the vLLM venv imports {name} from {origin.parent}, not from this checkout "
+                f"({root}): run `python3 packages/engine-vllm/scripts/vllm_cpu_env.py` here"
+            )
+    return None
 
 
 @pytest.fixture(scope="session")
