@@ -191,7 +191,7 @@ def test_served_capacity():
 
 
 def admission(*argv: str) -> AdmissionOptions:
-    return AdmissionOptions.from_args(parse_command_line(["in=http", "out=echo_full", *argv]).args)
+    return AdmissionOptions.from_args(parse_command_line(["in=http", "out=echo_full", *argv]))
 
 
 def test_flags():

@@ -8,26 +8,24 @@ from dynamo.frontend.flags import UsageError, parse_command_line, parse_dyn_path
 def test_in_out_and_positional_model():
     inv = parse_command_line(["in=http", "out=echo_core", "some/model", "--http-port", "9000"])
     assert (inv.input, inv.output) == ("http", "echo_core")
-    assert inv.args.model_path == "some/model"
-    assert inv.args.http_port == 9000
+    assert inv.model_path == "some/model"
+    assert inv.http_port == 9000
 
 
 def test_defaults_match_the_seed():
     inv = parse_command_line(["in=http"])
-    assert inv.args.http_port == 8080
-    assert inv.args.router_mode == "round-robin"
-    assert inv.args.kv_overlap_score_weight == 1.0
-    assert inv.args.router_temperature == 0.0
+    assert inv.http_port == 8080
+    assert inv.router_mode == "round-robin"
+    assert inv.kv_overlap_score_weight == 1.0
+    assert inv.router_temperature == 0.0
     assert inv.output is None
     # Engine flags stay unset unless given, so an engine that cannot use them can refuse them.
-    assert inv.args.context_length is None and inv.args.tensor_parallel_size is None
+    assert inv.context_length is None and inv.tensor_parallel_size is None
 
 
 @pytest.mark.parametrize("mode", ["least-loaded", "power-of-two"])
 def test_load_aware_router_modes(mode, capsys):
-    assert (
-        parse_command_line(["in=http", "out=dyn", "--router-mode", mode]).args.router_mode == mode
-    )
+    assert parse_command_line(["in=http", "out=dyn", "--router-mode", mode]).router_mode == mode
     with pytest.raises(SystemExit):
         parse_command_line(["--help"])
     # the help says what each mode does
@@ -38,7 +36,7 @@ def test_load_aware_router_modes(mode, capsys):
 
 def test_model_path_flag_is_the_same_as_the_positional():
     inv = parse_command_line(["in=http", "--model-path", "m.gguf"])
-    assert inv.args.model_path == "m.gguf"
+    assert inv.model_path == "m.gguf"
     with pytest.raises(UsageError):
         parse_command_line(["a.gguf", "--model-path", "b.gguf"])
 
@@ -98,8 +96,8 @@ def test_out_of_range_numbers_are_one_usage_error(flag, value, capsys):
 
 
 def test_port_zero_and_the_top_port_are_ports():
-    assert parse_command_line(["in=http", "--http-port", "0"]).args.http_port == 0
-    assert parse_command_line(["in=http", "--http-port", "65535"]).args.http_port == 65535
+    assert parse_command_line(["in=http", "--http-port", "0"]).http_port == 0
+    assert parse_command_line(["in=http", "--http-port", "65535"]).http_port == 65535
 
 
 @pytest.mark.parametrize(

@@ -160,7 +160,7 @@ def test_the_default_in_this_environment() -> None:
 
 
 def _args(engine: str, *flags: str):
-    return parse_command_line(["in=http", f"out={engine}", "/models/m", *flags]).args
+    return parse_command_line(["in=http", f"out={engine}", "/models/m", *flags])
 
 
 def test_sglang_takes_every_parallelism_flag() -> None:

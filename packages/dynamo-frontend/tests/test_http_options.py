@@ -11,7 +11,7 @@ from dynamo.frontend.http.options import HttpOptions, parse_size
 
 def options(*argv: str, env: dict[str, str] | None = None) -> HttpOptions:
     inv = parse_command_line(["in=http", "out=echo_full", *argv])
-    return HttpOptions.from_args(inv.args, env or {})
+    return HttpOptions.from_args(inv, env or {})
 
 
 @pytest.mark.parametrize(

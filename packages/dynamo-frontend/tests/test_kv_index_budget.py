@@ -15,11 +15,11 @@ from dynamo.llm.kv.router import KvRouter
 
 
 def test_flag_needs_the_kv_router():
-    args = parse_command_line(["in=http", "out=dyn", "--router-mode", "kv"]).args
+    args = parse_command_line(["in=http", "out=dyn", "--router-mode", "kv"])
     assert args.kv_index_max_blocks is None  # the frontend then uses DEFAULT_MAX_BLOCKS
     args = parse_command_line(
         ["in=http", "out=dyn", "--router-mode", "kv", "--kv-index-max-blocks", "5000"]
-    ).args
+    )
     assert args.kv_index_max_blocks == 5000
     with pytest.raises(UsageError, match="needs --router-mode kv"):
         parse_command_line(["in=http", "out=dyn", "--kv-index-max-blocks", "5000"])
@@ -30,11 +30,11 @@ def test_flag_needs_the_kv_router():
 
 
 def test_router_cost_flag():
-    args = parse_command_line(["in=http", "out=dyn", "--router-mode", "kv"]).args
+    args = parse_command_line(["in=http", "out=dyn", "--router-mode", "kv"])
     assert args.router_cost is None  # the frontend then uses predicted
     args = parse_command_line(
         ["in=http", "out=dyn", "--router-mode", "kv", "--router-cost", "blocks"]
-    ).args
+    )
     assert args.router_cost == "blocks"
     with pytest.raises(UsageError, match="--router-cost is a KV router flag"):
         parse_command_line(["in=http", "out=dyn", "--router-cost", "blocks"])

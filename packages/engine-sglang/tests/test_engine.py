@@ -18,7 +18,8 @@ HAS_SGLANG = importlib.util.find_spec("sglang") is not None
 def test_entry_point_names_the_engine() -> None:
     assert installed_engines()["sglang"].load() is SGLangEngine
     assert SGLangEngine.model_type is ModelType.Backend
-    assert SGLangEngine.distribution == "dynamo-engine-sglang"
+    # The entry point ships in the engine's own distribution (the pip install hints name it).
+    assert installed_engines()["sglang"].dist.name == "dynamo-engine-sglang"
     assert {"tensor_parallel_size", "num_nodes", "node_rank", "leader_addr", "base_gpu_id"} <= (
         SGLangEngine.accepted_flags
     )

@@ -16,7 +16,8 @@ HAS_TRTLLM = importlib.util.find_spec("tensorrt_llm") is not None
 def test_entry_point_names_the_engine() -> None:
     assert installed_engines()["trtllm"].load() is TrtllmEngine
     assert TrtllmEngine.model_type is ModelType.Backend
-    assert TrtllmEngine.distribution == "dynamo-engine-trtllm"
+    # The entry point ships in the engine's own distribution (the pip install hints name it).
+    assert installed_engines()["trtllm"].dist.name == "dynamo-engine-trtllm"
     # MPI assigns ranks: the flags of SGLang's and vLLM's own multi-node launch do not apply.
     assert {"tensor_parallel_size", "num_nodes", "base_gpu_id"} <= TrtllmEngine.accepted_flags
     assert not {"node_rank", "leader_addr"} & TrtllmEngine.accepted_flags

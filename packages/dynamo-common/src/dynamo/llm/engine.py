@@ -65,9 +65,10 @@ ENGINE_FLAGS = frozenset(
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class EngineConfig:
-    """Everything `dynamo-run` knows that an engine may need to start."""
+    """Everything `dynamo-run` knows that an engine may need to start. Frozen: an engine reads
+    it and derives what it needs (`dataclasses.replace` for a changed copy)."""
 
     model_name: str
     card: ModelDeploymentCard | None = None
@@ -110,8 +111,6 @@ class Engine(abc.ABC):
     #: The request features this engine honours (`dynamo.llm.features`); the frontend refuses
     #: requests that need others. An instance may narrow it (a model without a grammar backend).
     features: ClassVar[frozenset[Feature]] = UNDECLARED
-    #: The distribution to `pip install` for this engine (for error messages and `--help`).
-    distribution: ClassVar[str] = ""
     #: The module of the library this engine runs on, for engines that import it lazily (vLLM,
     #: SGLang, TensorRT-LLM); `load_engine_class` checks it is there before any model is loaded,
     #: so a missing library is one line, not a model download followed by an ImportError.

@@ -17,14 +17,13 @@ included: at the deadline the engine is told to stop and the client gets a 504.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
 import contextlib
 import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -32,6 +31,9 @@ from dynamo.frontend.flags import UsageError
 from dynamo.frontend.readiness import model_workers
 from dynamo.llm.errors import RequestTimeoutError, ServiceUnavailableError, TooManyRequestsError
 from dynamo.runtime.context import Context
+
+if TYPE_CHECKING:
+    from dynamo.frontend.run_config import RunConfig
 
 DEFAULT_QUEUE_SIZE = 100
 #: How often a waiting request looks again at a limit that may have grown (a worker joined).
@@ -50,8 +52,9 @@ class AdmissionOptions:
     request_timeout: float | None = None
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> AdmissionOptions:
-        """From the flags; `UsageError` with one line for a bad value."""
+    def from_args(cls, args: RunConfig) -> AdmissionOptions:
+        """From the flags; `UsageError` with one line for a bad value. Built once, with the
+        `RunConfig` (its `admission`)."""
         checks = (
             ("max_concurrent_requests", "--max-concurrent-requests", 1),
             ("queue_size", "--queue-size", 0),

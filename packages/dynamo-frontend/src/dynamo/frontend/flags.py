@@ -1,12 +1,19 @@
-"""The `dynamo-run` command line: `dynamo-run [in=…] [out=…] [MODEL] [flags]`."""
+"""The `dynamo-run` command line: `dynamo-run [in=…] [out=…] [MODEL] [flags]`.
+
+This module spells the flags (`build_parser`) and splits `in=`/`out=` off the line;
+`dynamo.frontend.run_config` turns the result into the one frozen `RunConfig` and says in which
+modes each flag applies."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from dynamo.llm.parsers import REASONING_PARSERS, TOOL_CALL_PARSERS
+
+if TYPE_CHECKING:
+    from dynamo.frontend.run_config import RunConfig
 
 USAGE = "dynamo-run [in=INPUT] [out=ENGINE] [MODEL] [flags]"
 
@@ -74,22 +81,16 @@ def tcp_port(value: str) -> int:
     return port
 
 
-@dataclass
-class Invocation:
-    """The parsed command line."""
-
-    input: str
-    output: str | None
-    args: argparse.Namespace
-
-
 def build_parser(prog: str = "dynamo-run") -> argparse.ArgumentParser:
+    """The flags. No flag has an argparse default: the namespace holds only what was typed
+    (`RunConfig.explicit`), and the defaults live in one place, `RunConfig`'s fields."""
     p = argparse.ArgumentParser(
         prog=prog,
         usage=USAGE,
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        argument_default=argparse.SUPPRESS,
     )
     p.add_argument("model", nargs="?", help="model: HF repo id, HF folder, or GGUF file")
     m = p.add_argument_group("model")
@@ -99,8 +100,9 @@ def build_parser(prog: str = "dynamo-run") -> argparse.ArgumentParser:
         "--served-model-name",
         nargs="+",
         metavar="NAME",
-        help="names to serve the model as (in=http); the first is its id in responses and "
-        "/v1/models, the others are aliases (vLLM's flag; instead of --model-name)",
+        help="names to serve the model as (in=http, or in=dyn:// for its frontends); the first "
+        "is its id in responses and /v1/models, the others are aliases (vLLM's flag; instead of "
+        "--model-name)",
     )
     m.add_argument(
         "--chat-template",
@@ -149,8 +151,8 @@ def build_parser(prog: str = "dynamo-run") -> argparse.ArgumentParser:
     g.add_argument("--node-rank", type=non_negative_int, help="this node's rank (default 0)")
     g.add_argument("--leader-addr", help="leader node host:port for multi-node engines")
     h = p.add_argument_group("serving")
-    h.add_argument("--http-host", default="0.0.0.0", help="HTTP bind address (default 0.0.0.0)")
-    h.add_argument("--http-port", type=tcp_port, default=8080, help="HTTP port (default 8080)")
+    h.add_argument("--http-host", help="HTTP bind address (default 0.0.0.0)")
+    h.add_argument("--http-port", type=tcp_port, help="HTTP port (default 8080)")
     h.add_argument(
         "--enable-anthropic-api",
         action="store_true",
@@ -211,7 +213,6 @@ def build_parser(prog: str = "dynamo-run") -> argparse.ArgumentParser:
     h.add_argument(
         "--router-mode",
         choices=["round-robin", "random", "least-loaded", "power-of-two", "kv"],
-        default="round-robin",
         help="how out=dyn picks a worker: round-robin (each in turn), random, least-loaded "
         "(the fewest requests in flight from this frontend), power-of-two (two at random, the "
         "one with fewer in flight), kv (the worker predicted to answer first, from the "
@@ -228,7 +229,6 @@ def build_parser(prog: str = "dynamo-run") -> argparse.ArgumentParser:
     h.add_argument(
         "--migration-limit",
         type=non_negative_int,
-        default=None,
         help="times a stream whose worker is lost resumes on another worker: on a worker "
         "(in=dyn://) it goes on the model's card; on out=dyn it overrides the cards' (default 0)",
     )
@@ -249,13 +249,11 @@ def build_parser(prog: str = "dynamo-run") -> argparse.ArgumentParser:
     h.add_argument(
         "--kv-overlap-score-weight",
         type=float,
-        default=1.0,
         help="KV router: weight of prefill cost (default 1.0)",
     )
     h.add_argument(
         "--router-temperature",
         type=float,
-        default=0.0,
         help="KV router: softmax temperature, 0 = best (default 0)",
     )
     h.add_argument(
@@ -268,15 +266,24 @@ def build_parser(prog: str = "dynamo-run") -> argparse.ArgumentParser:
     h.add_argument(
         "--batch-concurrency",
         type=positive_int,
-        default=16,
         help="in=batch: prompts in flight at once (default 16)",
     )
-    p.add_argument("-v", "--verbose", action="count", default=0, help="-v debug, -vv trace logging")
+    p.add_argument("-v", "--verbose", action="count", help="-v debug, -vv trace logging")
     return p
 
 
-def parse_command_line(argv: list[str], prog: str = "dynamo-run") -> Invocation:
-    """Split off `in=` / `out=` (anywhere on the line), then parse the flags."""
+def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Each field as the user spells it (`http_port` -> `--http-port`; the model: MODEL)."""
+    names = {a.dest: max(a.option_strings, key=len) for a in parser._actions if a.option_strings}
+    names["model_path"] = "MODEL (--model-path)"
+    return names
+
+
+def parse_command_line(argv: list[str], prog: str = "dynamo-run") -> RunConfig:
+    """Split off `in=` / `out=` (anywhere on the line), parse the flags, and build the checked
+    `RunConfig` (`UsageError` for the first problem; argparse exits 2 on a malformed flag)."""
+    from dynamo.frontend.run_config import build_run_config
+
     inp: str | None = None
     out: str | None = None
     rest: list[str] = []
@@ -292,17 +299,7 @@ def parse_command_line(argv: list[str], prog: str = "dynamo-run") -> Invocation:
         else:
             rest.append(a)
     parser = build_parser(prog)
-    args = parser.parse_args(rest)
-    if args.model_name is not None and not args.model_name.strip():
-        raise UsageError("--model-name must not be empty")
-    if args.model and args.model_path and args.model != args.model_path:
-        raise UsageError("give the model once: either positionally or with --model-path")
-    args.model_path = args.model_path or args.model
-    args.model_aliases = []
-    if args.served_model_name:
-        if args.model_name:
-            raise UsageError("give the name once: --model-name or --served-model-name")
-        args.model_name, *args.model_aliases = args.served_model_name
+    typed = vars(parser.parse_args(rest))
     if inp is None:
         inp = "text" if sys.stdin.isatty() else "stdin"
     if not inp:
@@ -311,20 +308,7 @@ def parse_command_line(argv: list[str], prog: str = "dynamo-run") -> Invocation:
         raise UsageError("out= needs an engine name")
     if out is not None and out.startswith("dyn://"):
         out = "dyn"  # the old spelling of the discovering frontend
-    from dynamo.frontend.http.options import HttpOptions, check_http_only_flags
-
-    check_http_only_flags(args, inp)
-    if args.kv_index_max_blocks is not None and args.router_mode != "kv":
-        raise UsageError("--kv-index-max-blocks is a KV router flag: it needs --router-mode kv")
-    if args.router_cost is not None and args.router_mode != "kv":
-        raise UsageError("--router-cost is a KV router flag: it needs --router-mode kv")
-    if inp == "http":
-        from dynamo.frontend.admission import AdmissionOptions
-
-        # A bad value is a usage error now, not after the engine loads.
-        HttpOptions.from_args(args)
-        AdmissionOptions.from_args(args)
-    return Invocation(inp, out, args)
+    return build_run_config(inp, out, typed, flag_names(parser))
 
 
 def parse_dyn_path(path: str) -> tuple[str, str, str]:

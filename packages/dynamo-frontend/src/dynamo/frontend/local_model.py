@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
@@ -28,6 +27,9 @@ from dynamo.llm.model_type import ModelType
 from dynamo.llm.pipeline import ServedModel
 from dynamo.llm.postprocess import parsers_for
 from dynamo.llm.served import served_model as make_served_model
+
+if TYPE_CHECKING:
+    from dynamo.frontend.run_config import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +65,18 @@ def parse_extra_engine_args(value: str | None) -> dict[str, Any]:
     return data
 
 
-def check_engine_flags(name: str, cls: type[Engine], args: argparse.Namespace) -> None:
-    """Refuse flags the engine would silently ignore."""
-    for dest in sorted(ENGINE_FLAGS):  # argparse dests, named as the EngineConfig fields
-        if getattr(args, dest, None) is not None and dest not in cls.accepted_flags:
+def check_engine_flags(name: str, cls: type[Engine], config: RunConfig) -> None:
+    """Refuse the engine flags typed that the engine would silently ignore."""
+    for dest in sorted(ENGINE_FLAGS):  # RunConfig fields, named as the EngineConfig fields
+        if dest in config.explicit and dest not in cls.accepted_flags:
             flag = "--" + dest.replace("_", "-")
             raise UsageError(f"out={name} does not use {flag}")
 
 
-def resolve_model_arg(name: str, cls: type[Engine], args: argparse.Namespace) -> str | None:
+def resolve_model_arg(name: str, cls: type[Engine], config: RunConfig) -> str | None:
     """The model path to load, the embedded default when none was given, or a usage error."""
-    if args.model_path:
-        return args.model_path
+    if config.model_path:
+        return config.model_path
     if not cls.requires_model:
         return None
     default = embedded_default_model()
@@ -88,37 +90,43 @@ def resolve_model_arg(name: str, cls: type[Engine], args: argparse.Namespace) ->
 
 
 def engine_config(
-    args: argparse.Namespace, name: str, card: ModelDeploymentCard | None
+    config: RunConfig,
+    name: str,
+    model_path: str | None,
+    card: ModelDeploymentCard | None,
+    *,
+    endpoint: Any = None,
 ) -> EngineConfig:
+    """What the engine starts with: `config`'s engine flags, the resolved `model_path` (the
+    card's local copy once loaded) and `name`."""
     return EngineConfig(
         model_name=name,
         card=card,
-        model_path=str(card.source_path)
-        if card is not None and card.source_path
-        else args.model_path,
-        model_config=args.model_config,
-        context_length=args.context_length,
-        tensor_parallel_size=args.tensor_parallel_size or 1,
-        base_gpu_id=args.base_gpu_id or 0,
-        num_nodes=args.num_nodes or 1,
-        node_rank=args.node_rank or 0,
-        leader_addr=args.leader_addr,
-        kv_cache_block_size=args.kv_cache_block_size,
-        extra_engine_args=parse_extra_engine_args(args.extra_engine_args),
+        model_path=str(card.source_path) if card is not None and card.source_path else model_path,
+        model_config=config.model_config,
+        context_length=config.context_length,
+        tensor_parallel_size=config.tensor_parallel_size or 1,
+        base_gpu_id=config.base_gpu_id or 0,
+        num_nodes=config.num_nodes or 1,
+        node_rank=config.node_rank or 0,
+        leader_addr=config.leader_addr,
+        kv_cache_block_size=config.kv_cache_block_size,
+        extra_engine_args=parse_extra_engine_args(config.extra_engine_args),
+        endpoint=endpoint,
     )
 
 
-async def load_model_card(model_path: str, args: argparse.Namespace) -> ModelDeploymentCard:
+async def load_model_card(model_path: str, config: RunConfig) -> ModelDeploymentCard:
     card = await asyncio.to_thread(
         load_card,
         model_path,
-        model_name=args.model_name,
-        model_config=args.model_config,
-        context_length=args.context_length,
-        kv_cache_block_size=args.kv_cache_block_size or DEFAULT_KV_CACHE_BLOCK_SIZE,
+        model_name=config.model_name,
+        model_config=config.model_config,
+        context_length=config.context_length,
+        kv_cache_block_size=config.kv_cache_block_size or DEFAULT_KV_CACHE_BLOCK_SIZE,
     )
-    if getattr(args, "chat_template", None):
-        card.chat_template = read_chat_template(args.chat_template)
+    if config.chat_template:
+        card.chat_template = read_chat_template(config.chat_template)
     return card
 
 
@@ -140,48 +148,59 @@ def read_chat_template(path: str) -> str:
     return source
 
 
+class StartedEngine(NamedTuple):
+    """An engine started by `start_engine`, with what was resolved to start it."""
+
+    cls: type[Engine]
+    engine: Engine
+    #: The model's card (None for an engine that needs no model and was given none).
+    card: ModelDeploymentCard | None
+    #: The name it serves as.
+    name: str
+    #: The model loaded: the one given, or the built-in default (None: no model).
+    model_path: str | None
+
+
 async def start_engine(
-    engine_name: str, args: argparse.Namespace, endpoint: Any = None
-) -> tuple[type[Engine], Engine, ModelDeploymentCard | None, str]:
+    engine_name: str, config: RunConfig, endpoint: Any = None
+) -> StartedEngine:
     """Load the card (if the engine needs a model) and start the engine; `endpoint` is the
     worker's `dynamo.runtime` Endpoint under `in=dyn://` (None in-process)."""
-    if getattr(args, "embedding", False):
+    if config.embedding:
         cls = load_embedding_engine_class(engine_name)
     else:
         cls = load_engine_class(engine_name)
-    check_engine_flags(engine_name, cls, args)
-    if getattr(args, "chat_template", None) and cls.model_type is not ModelType.Backend:
+    check_engine_flags(engine_name, cls, config)
+    if config.chat_template and cls.model_type is not ModelType.Backend:
         does = "embeds" if cls.model_type is ModelType.Embedding else "renders its own prompts"
         raise UsageError(f"--chat-template: out={engine_name} {does}; it uses no chat template")
-    model_path = resolve_model_arg(engine_name, cls, args)
-    card = await load_model_card(model_path, args) if model_path else None
-    name = args.model_name or (card.display_name if card else None)
+    model_path = resolve_model_arg(engine_name, cls, config)
+    card = await load_model_card(model_path, config) if model_path else None
+    name = config.model_name or (card.display_name if card else None)
     if name is None:
         name = default_model_name(model_path) if model_path else engine_name
-    args.model_path = model_path
-    config = engine_config(args, name, card)
-    config.endpoint = endpoint
-    engine = await cls.start(config)
+    engine = await cls.start(engine_config(config, name, model_path, card, endpoint=endpoint))
     if card is not None:
         # What the engine honours, and the output parsers chosen on this command line, travel
         # with the card: to the in-process frontend, and to remote ones under in=dyn://.
         declare(card, engine_features(cls, engine), engine_name)
         for flag in ("tool_call_parser", "reasoning_parser"):
-            if getattr(args, flag, None):
-                card.runtime_config[flag] = getattr(args, flag)
-    return cls, engine, card, name
+            if getattr(config, flag):
+                card.runtime_config[flag] = getattr(config, flag)
+    return StartedEngine(cls, engine, card, name, model_path)
 
 
-def served_model(
-    cls: type[Engine], engine: Engine, card: ModelDeploymentCard | None, name: str
-) -> ServedModel:
-    """The started engine as the inputs serve it (`dynamo.llm.served.served_model`)."""
+def served_model(started: StartedEngine, config: RunConfig) -> ServedModel:
+    """The started engine as the inputs serve it (`dynamo.llm.served.served_model`), with the
+    output parsers of `config` (the card's, when it names them, is the same; an engine without
+    a card has only these)."""
+    cls, engine, card = started.cls, started.engine, started.card
     return make_served_model(
-        name,
+        started.name,
         cls.model_type,
         card,
         engine,
         also_serves=cls.also_serves,
         features=engine_features(cls, engine),
-        parsers=parsers_for(card),
+        parsers=parsers_for(card, config.tool_call_parser, config.reasoning_parser),
     )

@@ -5,33 +5,22 @@ Kept free of web imports so the command line can check them before any engine st
 
 from __future__ import annotations
 
-import argparse
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dynamo.frontend.flags import UsageError
+
+if TYPE_CHECKING:
+    from dynamo.frontend.run_config import RunConfig
 
 API_KEY_ENV = "DYN_API_KEY"
 DEFAULT_MAX_BODY = "8MiB"
 
 _UNITS = {"": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2}
 _UNITS |= {"g": 1024**3, "gb": 1024**3, "gib": 1024**3}
-
-#: argparse dest -> flag, for the flags that only mean something to the HTTP server.
-HTTP_ONLY_FLAGS = {
-    "api_keys": "--api-key",
-    "protect_metrics": "--protect-metrics",
-    "tls_cert_path": "--tls-cert-path",
-    "tls_key_path": "--tls-key-path",
-    "allowed_origins": "--allowed-origins",
-    "max_request_body_size": "--max-request-body-size",
-    "max_concurrent_requests": "--max-concurrent-requests",
-    "queue_size": "--queue-size",
-    "queue_timeout": "--queue-timeout",
-    "request_timeout": "--request-timeout",
-}
 
 
 def parse_size(text: str) -> int:
@@ -44,7 +33,7 @@ def parse_size(text: str) -> int:
     return int(digits) * _UNITS[unit]
 
 
-def _split(values: list[str] | None) -> tuple[str, ...]:
+def _split(values: Sequence[str] | None) -> tuple[str, ...]:
     """Repeated flags, each possibly a comma-separated list, without blanks."""
     return tuple(v.strip() for item in values or () for v in item.split(",") if v.strip())
 
@@ -66,10 +55,9 @@ class HttpOptions:
         return "https" if self.tls_cert_path else "http"
 
     @classmethod
-    def from_args(
-        cls, args: argparse.Namespace, environ: Mapping[str, str] = os.environ
-    ) -> HttpOptions:
-        """From the flags (`--api-key` wins over `DYN_API_KEY`); `UsageError` for a bad one."""
+    def from_args(cls, args: RunConfig, environ: Mapping[str, str] = os.environ) -> HttpOptions:
+        """From the flags (`--api-key` wins over `DYN_API_KEY`); `UsageError` for a bad one.
+        Built once, with the `RunConfig` (its `http`)."""
         keys = _split(args.api_keys) or _split([environ.get(API_KEY_ENV, "")])
         if args.protect_metrics and not keys:
             raise UsageError(f"--protect-metrics needs an API key (--api-key or {API_KEY_ENV})")
@@ -94,13 +82,3 @@ class HttpOptions:
             tls_cert_path=cert,
             tls_key_path=key,
         )
-
-
-def check_http_only_flags(args: argparse.Namespace, input_name: str) -> None:
-    """Refuse the HTTP server's flags on an input that has no HTTP server."""
-    if input_name == "http":
-        return
-    for dest, flag in HTTP_ONLY_FLAGS.items():
-        value = getattr(args, dest, None)
-        if value is not None and value is not False and value != []:
-            raise UsageError(f"{flag} is a flag of the HTTP server: it needs in=http")

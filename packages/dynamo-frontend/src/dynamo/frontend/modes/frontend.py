@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
 
-from dynamo.frontend.admission import AdmissionOptions, AdmittedEngine
-from dynamo.frontend.flags import Invocation
+from dynamo.frontend.admission import AdmittedEngine
 from dynamo.frontend.http.app import AppState
-from dynamo.frontend.http.options import HttpOptions
 from dynamo.frontend.model_manager import ModelManager
-from dynamo.frontend.request_template import RequestTemplate
+from dynamo.frontend.modes.inputs import app_state, run_input
+from dynamo.frontend.run_config import RunConfig
 from dynamo.llm.discovery import DiscoveredModel, ModelWatcher
 from dynamo.llm.kv.indexer import DEFAULT_MAX_BLOCKS
 from dynamo.llm.migration import Migration
@@ -52,48 +50,47 @@ def served_from_discovery(
 
 
 async def router_for(
-    runtime: DistributedRuntime, model: DiscoveredModel, args: Any
+    runtime: DistributedRuntime, model: DiscoveredModel, config: RunConfig
 ) -> RouterEngine:
     """The model's engine: the KV router for Backend models under `--router-mode kv` (KV routing
     needs token ids, which only Backend models have; others go round-robin), else the client's
     own choice by `--router-mode` (round-robin, random, least-loaded, power-of-two)."""
-    if args.router_mode == "kv" and model.model_type is ModelType.Backend:
+    if config.router_mode == "kv" and model.model_type is ModelType.Backend:
         from dynamo.frontend.kv_routing import start_kv_router
 
         return await start_kv_router(
             runtime,
             model,
-            args.kv_overlap_score_weight,
-            args.router_temperature,
-            args.kv_index_max_blocks or DEFAULT_MAX_BLOCKS,
-            args.router_cost or "predicted",
+            config.kv_overlap_score_weight,
+            config.router_temperature,
+            config.kv_index_max_blocks or DEFAULT_MAX_BLOCKS,
+            config.router_cost or "predicted",
         )
-    if args.router_mode == "kv":
+    if config.router_mode == "kv":
         log.warning("model '%s' takes text, not tokens: routing it round-robin", model.name)
         return RouterEngine(model.client, "round-robin")
-    return RouterEngine(model.client, args.router_mode)
+    return RouterEngine(model.client, config.router_mode)
 
 
 async def watch_models(
     runtime: DistributedRuntime,
     models: ModelManager,
-    args: Any,
+    config: RunConfig,
     on_migrate: Callable[[str], None] | None = None,
 ) -> ModelWatcher:
     async def added(model: DiscoveredModel) -> None:
-        engine = await router_for(runtime, model, args)
+        engine = await router_for(runtime, model, config)
         # A worker whose engine runs a fixed number of sequences publishes it (upstream's
         # runtime_config.max_num_seqs): the router sends no worker more than that.
         capacity = model.card.runtime_config.get("max_num_seqs")
         if isinstance(capacity, int) and capacity > 0:
             model.client.instance_capacity = capacity
         # The frontend's parser flags win over the ones the worker published on its card.
-        parsers = parsers_for(
-            model.card,
-            getattr(args, "tool_call_parser", None),
-            getattr(args, "reasoning_parser", None),
+        parsers = parsers_for(model.card, config.tool_call_parser, config.reasoning_parser)
+        models.add(
+            served_from_discovery(model, engine, config.migration_limit, on_migrate, parsers),
+            model.aliases,
         )
-        models.add(served_from_discovery(model, engine, args.migration_limit, on_migrate, parsers))
 
     async def removed(name: str) -> None:
         models.remove(name)
@@ -130,34 +127,24 @@ def register_kv_metrics(state: AppState) -> None:
     state.metrics.registry.register(WorkerLoadCollector(loads, state.metrics.prefix))
 
 
-async def run_discovering(inv: Invocation) -> None:
-    from dynamo.frontend.modes.inputs import run_input
-
-    args = inv.args
-    runtime = DistributedRuntime()
+async def run_discovering(config: RunConfig) -> None:
+    runtime = DistributedRuntime(config=config.runtime)
     await runtime.ensure_connected()
-    state = AppState(
-        request_template=RequestTemplate.load(args.request_template),
-        options=HttpOptions.from_args(args) if inv.input == "http" else HttpOptions(),
-        admission_options=(
-            AdmissionOptions.from_args(args) if inv.input == "http" else AdmissionOptions()
-        ),
-        anthropic_api=args.enable_anthropic_api,
-    )
-    if args.router_mode == "kv":
+    state = app_state(config)
+    if config.router_mode == "kv":
         register_kv_metrics(state)
-    watcher = await watch_models(runtime, state.models, args, state.metrics.on_migration)
+    watcher = await watch_models(runtime, state.models, config, state.metrics.on_migration)
     try:
-        if inv.input == "http":
+        if config.input == "http":
             from dynamo.frontend.http.server import serve_http
 
-            await serve_http(state, args.http_host, args.http_port)
+            await serve_http(state, config.http_host, config.http_port)
             return
         log.info("waiting for a model to appear in etcd ...")
         while not len(state.models):  # noqa: ASYNC110 - the watcher fills it from another task
             await asyncio.sleep(0.1)
         model = state.models.get(state.models.names()[0])
-        await run_input(inv, model, ignore_eos=False)
+        await run_input(config, model, ignore_eos=False)
     finally:
         await watcher.stop()
         await runtime.close()

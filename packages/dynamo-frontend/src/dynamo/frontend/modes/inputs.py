@@ -3,46 +3,51 @@ the frontend modes share."""
 
 from __future__ import annotations
 
-from dynamo.frontend.flags import Invocation, UsageError
+from typing import TYPE_CHECKING
+
 from dynamo.frontend.request_template import RequestTemplate
+from dynamo.frontend.run_config import RunConfig
 from dynamo.llm.pipeline import ServedModel
 
+if TYPE_CHECKING:
+    from dynamo.frontend.http.app import AppState
 
-async def run_input(inv: Invocation, model: ServedModel, ignore_eos: bool) -> None:
-    """Serve `model` on the input `inv` names until it ends (or, for http, until shutdown)."""
-    args = inv.args
-    if inv.input == "http":
-        from dynamo.frontend.admission import AdmissionOptions
-        from dynamo.frontend.http.app import AppState
-        from dynamo.frontend.http.options import HttpOptions
+
+def app_state(config: RunConfig) -> AppState:
+    """The served models' state, with the HTTP server's options that `config` checked (under
+    `in=http`; the defaults otherwise, where only its model registry is used). Its registry
+    starts empty."""
+    from dynamo.frontend.admission import AdmissionOptions
+    from dynamo.frontend.http.app import AppState
+    from dynamo.frontend.http.options import HttpOptions
+
+    return AppState(
+        request_template=RequestTemplate.load(config.request_template),
+        options=config.http or HttpOptions(),
+        admission_options=config.admission or AdmissionOptions(),
+        anthropic_api=config.enable_anthropic_api,
+    )
+
+
+async def run_input(config: RunConfig, model: ServedModel, ignore_eos: bool) -> None:
+    """Serve `model` on `config`'s input until it ends (or, for http, until shutdown)."""
+    if config.input == "http":
         from dynamo.frontend.http.server import serve_http
 
-        state = AppState(
-            request_template=RequestTemplate.load(args.request_template),
-            options=HttpOptions.from_args(args),
-            admission_options=AdmissionOptions.from_args(args),
-            anthropic_api=args.enable_anthropic_api,
-        )
-        state.models.add(model, args.model_aliases)
-        await serve_http(state, args.http_host, args.http_port)
-    elif inv.input == "text":
+        state = app_state(config)
+        state.models.add(model, config.model_aliases)
+        await serve_http(state, config.http_host, config.http_port)
+    elif config.input == "text":
         from dynamo.frontend.inputs.text import run_text
 
         await run_text(model, ignore_eos)
-    elif inv.input == "stdin":
+    elif config.input == "stdin":
         from dynamo.frontend.inputs.text import run_stdin
 
         await run_stdin(model, ignore_eos)
-    elif inv.input.startswith("batch:"):
+    elif config.batch_file is not None:
         from dynamo.frontend.inputs.batch import run_batch
 
-        await run_batch(
-            model,
-            inv.input.removeprefix("batch:"),
-            args.batch_concurrency,
-            ignore_eos=ignore_eos,
-        )
-    else:
-        raise UsageError(
-            f"unknown input in={inv.input}: use text, stdin, http, batch:FILE or dyn://ns.comp.ep"
-        )
+        await run_batch(model, config.batch_file, config.batch_concurrency, ignore_eos=ignore_eos)
+    else:  # RunConfig refuses any other input; a worker (in=dyn://) serves no input
+        raise ValueError(f"no input in={config.input} to run a model on")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from dynamo.frontend.flags import Invocation, parse_dyn_path
+from dynamo.frontend.flags import parse_dyn_path
 from dynamo.frontend.local_model import start_engine
+from dynamo.frontend.run_config import RunConfig
 from dynamo.llm.model_card import ModelDeploymentCard
 from dynamo.llm.register import register_llm
 from dynamo.runtime.distributed import DistributedRuntime, install_shutdown_signals
@@ -13,14 +14,16 @@ from dynamo.runtime.distributed import DistributedRuntime, install_shutdown_sign
 log = logging.getLogger(__name__)
 
 
-async def run_worker(inv: Invocation) -> None:
-    if inv.output is None:
+async def run_worker(config: RunConfig) -> None:
+    if config.output is None:
         from dynamo.frontend.default_engine import default_engine
 
-        inv.output = default_engine(inv.args.model_path)
-    namespace, component_name, endpoint_name = parse_dyn_path(inv.input)
+        engine_name = default_engine(config.model_path)
+    else:
+        engine_name = config.output
+    namespace, component_name, endpoint_name = parse_dyn_path(config.input)
     # Signals first: a SIGTERM while connecting or loading the model is a clean stop too.
-    runtime = DistributedRuntime()
+    runtime = DistributedRuntime(config=config.runtime)
     install_shutdown_signals(runtime)
     engine = None
     try:
@@ -32,17 +35,19 @@ async def run_worker(inv: Invocation) -> None:
         component = runtime.namespace(namespace).component(component_name)
         await component.create_service()
         endpoint = component.endpoint(endpoint_name)
-        cls, engine, card, name = await start_engine(inv.output, inv.args, endpoint=endpoint)
+        started = await start_engine(engine_name, config, endpoint=endpoint)
+        cls, engine, card, name = started.cls, started.engine, started.card, started.name
         if runtime.shutting_down.is_set():
             return
         await register_llm(
             cls.model_type,
             endpoint,
-            inv.args.model_path,
+            started.model_path,
             name,
             card=card or ModelDeploymentCard.for_name_only(name),
-            migration_limit=inv.args.migration_limit,
+            migration_limit=config.migration_limit,
             also_serves=cls.also_serves,
+            aliases=config.model_aliases,
         )
         await endpoint.serve_endpoint(engine.generate)
     finally:

@@ -47,7 +47,6 @@ class EchoCoreEngine(Engine):
     model_type = ModelType.Backend
     requires_model = True
     accepted_flags = frozenset({"context_length", "kv_cache_block_size", "model_config"})
-    distribution = "dynamo-engine-echo"
     #: It echoes, it does not sample: sampling knobs have no effect; nothing else is offered.
     features = frozenset({Feature.UNSAMPLED})
 
@@ -79,7 +78,6 @@ class EchoFullEngine(Engine):
     also_serves = frozenset({ModelType.Completion})
     requires_model = False
     accepted_flags: ClassVar[frozenset[str]] = frozenset()
-    distribution = "dynamo-engine-echo"
     #: It echoes text: sampling knobs have no effect; stop strings end the echo.
     features = frozenset({Feature.UNSAMPLED, Feature.STOP, Feature.INCLUDE_STOP_STR})
 

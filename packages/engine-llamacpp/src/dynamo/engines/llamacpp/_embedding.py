@@ -82,7 +82,6 @@ class LlamaCppEmbeddingEngine(Engine):
     model_type = ModelType.Embedding
     requires_model = True
     accepted_flags = frozenset({"context_length", "extra_engine_args", "model_config"})
-    distribution = "dynamo-engine-llamacpp"
 
     def __init__(self, llama: Any):
         self._llama = llama

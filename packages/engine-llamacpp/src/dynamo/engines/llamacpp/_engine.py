@@ -56,7 +56,6 @@ class LlamaCppEngine(Engine):
     model_type = ModelType.Backend
     requires_model = True
     accepted_flags = frozenset({"context_length", "extra_engine_args", "model_config"})
-    distribution = "dynamo-engine-llamacpp"
     #: Every sampling knob (including logit_bias), log probabilities and structured output.
     features: ClassVar[frozenset[Feature]] = SAMPLING_KNOBS | {
         Feature.LOGPROBS,

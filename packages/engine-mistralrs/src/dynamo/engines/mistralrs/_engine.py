@@ -37,7 +37,6 @@ class MistralRsEngine(Engine):
     also_serves = frozenset({ModelType.Completion})
     requires_model = True
     accepted_flags = frozenset({"extra_engine_args", "model_config"})
-    distribution = "dynamo-engine-mistralrs"
     #: What `chat_request_kwargs` passes on to mistral.rs; anything else a request asks for
     #: (logprobs, seed, structured output, tools, ...) is refused by the frontend.
     features = frozenset(

@@ -58,7 +58,6 @@ class MockerEngine(Engine):
     accepted_flags = frozenset(
         {"context_length", "kv_cache_block_size", "extra_engine_args", "model_config"}
     )
-    distribution = "dynamo-engine-mocker"
     #: Its tokens are random, not sampled; its log probabilities are made up (well-formed).
     features = frozenset({Feature.UNSAMPLED, Feature.LOGPROBS})
 

@@ -77,7 +77,6 @@ class SGLangEngine(Engine):
     model_type = ModelType.Backend
     requires_model = True
     accepted_flags = ENGINE_FLAGS  # every parallelism flag: multi-node as SGLang does it
-    distribution = "dynamo-engine-sglang"
     features = FEATURES
     library = "sglang"
 

@@ -58,7 +58,6 @@ class TrtllmEngine(Engine):
     requires_model = True
     # MPI assigns ranks: the rank and leader address of SGLang's and vLLM's launches mean nothing.
     accepted_flags = ENGINE_FLAGS - {"node_rank", "leader_addr"}
-    distribution = "dynamo-engine-trtllm"
     features = FEATURES
     library = "tensorrt_llm"
     library_requirement = "tensorrt-llm"

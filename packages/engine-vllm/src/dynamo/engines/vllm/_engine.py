@@ -111,7 +111,6 @@ class VllmEngine(Engine):
             "model_config",
         }
     )
-    distribution = "dynamo-engine-vllm"
     library = "vllm"
     features = FEATURES
 
