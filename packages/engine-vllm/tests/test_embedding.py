@@ -111,13 +111,17 @@ class Encodings:
     purpose: each input's request runs until cancelled (vLLM aborts a cancelled `encode`), or
     fails when its request id ends with `fail`."""
 
-    def __init__(self, fail: str | None = None) -> None:
+    def __init__(self, inputs: int, fail: str | None = None) -> None:
         self.started: list[str] = []
         self.cancelled: list[str] = []
         self.fail = fail
+        self.inputs = inputs
+        self.all_started = asyncio.Event()
 
     async def encode(self, prompt, params, request_id):
         self.started.append(request_id)
+        if len(self.started) == self.inputs:
+            self.all_started.set()
         if self.fail is not None and request_id.endswith(self.fail):
             raise RuntimeError("this input broke")
         try:
@@ -135,19 +139,14 @@ def engine_on(encodings: Encodings) -> VllmEmbeddingEngine:
     return VllmEmbeddingEngine(encodings, config)
 
 
-async def wait_started(encodings: Encodings, n: int) -> None:
-    while len(encodings.started) < n:
-        await asyncio.sleep(0.01)
-
-
 @pytest.mark.vllm
 async def test_a_stopped_request_cancels_every_input():
     pytest.importorskip("vllm")
-    encodings = Encodings()
+    encodings = Encodings(3)
     context = Context()
     stream = engine_on(encodings).generate({"token_ids": [[1], [2], [3]]}, context)
     first = asyncio.ensure_future(anext(stream, None))
-    await asyncio.wait_for(wait_started(encodings, 3), 5)
+    await asyncio.wait_for(encodings.all_started.wait(), 5)
     context.stop_generating()
     assert await asyncio.wait_for(first, 5) is None
     assert sorted(encodings.cancelled) == sorted(encodings.started)
@@ -158,7 +157,7 @@ async def test_one_failed_input_fails_the_request_and_cancels_the_rest():
     pytest.importorskip("vllm")
     from dynamo.llm.errors import EngineFailedError
 
-    encodings = Encodings(fail="-1")
+    encodings = Encodings(3, fail="-1")
     stream = engine_on(encodings).generate({"token_ids": [[1], [2], [3]]}, Context())
     with pytest.raises(EngineFailedError, match="this input broke"):
         await asyncio.wait_for(anext(stream), 5)
