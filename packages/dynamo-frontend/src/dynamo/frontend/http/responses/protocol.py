@@ -178,12 +178,6 @@ class ResponseStreamEvent(_Open):
     sequence_number: int
 
 
-class DeletedResponse(_Open):
-    id: str
-    object: Literal["response.deleted"]
-    deleted: bool
-
-
 class InputItemList(_Open):
     """What `GET /v1/responses/{id}/input_items` answers."""
 
