@@ -192,7 +192,7 @@ def test_an_engine_without_parallelism_refuses_each_flag_in_one_line(flag, smoll
 
 
 def test_extra_engine_args_from_a_yaml_file(tmp_path) -> None:
-    from dynamo.frontend.local_model import parse_extra_engine_args
+    from dynamo.frontend.run_config import parse_extra_engine_args
 
     path = tmp_path / "trtllm_extra.yaml"
     path.write_text("backend: pytorch\nkv_cache_config:\n  event_buffer_max_size: 1024\n")

@@ -46,7 +46,7 @@ MODEL m.gguf                                        y y y y     n n n    y
 --num-nodes 2                                       y y y y     n n n    y
 --node-rank 1                                       y y y y     n n n    y
 --leader-addr h:1                                   y y y y     n n n    y
---request-template t.json                           y n n n     y n n    n
+--request-template TEMPLATE                         y n n n     y n n    n
 --http-host 127.0.0.1                               y n n n     y n n    n
 --http-port 8080                                    y n n n     y n n    n
 --enable-anthropic-api                              y n n n     y n n    n
@@ -89,9 +89,13 @@ CASES = [
 
 
 @pytest.mark.parametrize(("flags", "mode", "accepted"), CASES)
-def test_flag_by_mode(flags, mode, accepted):
-    # PEM: a file that exists (the TLS flags check that their files do).
-    values = [__file__ if w == "PEM" else w for w in flags]
+def test_flag_by_mode(flags, mode, accepted, tmp_path):
+    # PEM: a file that exists (the TLS flags check that their files do); TEMPLATE: a valid
+    # request template (read when the config is built).
+    template = tmp_path / "template.json"
+    template.write_text("{}")
+    files = {"PEM": __file__, "TEMPLATE": str(template)}
+    values = [files.get(w, w) for w in flags]
     argv = [*MODES[mode], *(values[1:] if flags[0] == "MODEL" else values)]
     if accepted:
         parse_command_line(argv)
@@ -177,3 +181,19 @@ def test_structural_errors():
     ):
         with pytest.raises(UsageError, match=needle):
             parse_command_line(argv)
+
+
+def test_the_files_flags_name_are_read_before_any_model_loads(tmp_path):
+    config = parse_command_line(["in=http", "out=mocker", "--extra-engine-args", '{"speedup": 2}'])
+    assert dict(config.engine_args) == {"speedup": 2}
+    with pytest.raises(TypeError):
+        config.engine_args["speedup"] = 3  # type: ignore[index]
+    with pytest.raises(UsageError, match="--extra-engine-args is not valid JSON"):
+        parse_command_line(["in=http", "out=mocker", "--extra-engine-args", "{nope"])
+    template = tmp_path / "t.json"
+    template.write_text('{"temperature": 0.5}')
+    config = parse_command_line(["in=http", "out=echo_full", "--request-template", str(template)])
+    assert config.template is not None and config.template.temperature == 0.5
+    template.write_text("[1]")
+    with pytest.raises(UsageError, match="--request-template"):
+        parse_command_line(["in=http", "out=echo_full", "--request-template", str(template)])

@@ -7,8 +7,6 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import orjson
-
 from dynamo.frontend.default_model import DEFAULT_MODEL_PACKAGE, embedded_default_model
 from dynamo.frontend.flags import UsageError
 from dynamo.llm.engine import (
@@ -32,37 +30,6 @@ if TYPE_CHECKING:
     from dynamo.frontend.run_config import RunConfig
 
 log = logging.getLogger(__name__)
-
-
-def parse_extra_engine_args(value: str | None) -> dict[str, Any]:
-    """`--extra-engine-args`: inline JSON, a JSON file, or a YAML file (`.yaml`/`.yml`, as
-    upstream's `out=trtllm` took its LLM arguments)."""
-    if not value:
-        return {}
-    text = value
-    yaml_file = False
-    if not value.lstrip().startswith("{"):
-        path = Path(value)
-        if not path.is_file():
-            raise UsageError(f"--extra-engine-args: no such file '{value}' (and not inline JSON)")
-        text = path.read_text()
-        yaml_file = path.suffix.lower() in (".yaml", ".yml")
-    if yaml_file:
-        import yaml
-
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            problem = " ".join(str(e).split())
-            raise UsageError(f"--extra-engine-args: {value} is not valid YAML: {problem}") from None
-    else:
-        try:
-            data = orjson.loads(text)
-        except orjson.JSONDecodeError as e:
-            raise UsageError(f"--extra-engine-args is not valid JSON: {e}") from None
-    if not isinstance(data, dict):
-        raise UsageError("--extra-engine-args must be a JSON object (a YAML mapping)")
-    return data
 
 
 def check_engine_flags(name: str, cls: type[Engine], config: RunConfig) -> None:
@@ -111,7 +78,7 @@ def engine_config(
         node_rank=config.node_rank or 0,
         leader_addr=config.leader_addr,
         kv_cache_block_size=config.kv_cache_block_size,
-        extra_engine_args=parse_extra_engine_args(config.extra_engine_args),
+        extra_engine_args=dict(config.engine_args),
         endpoint=endpoint,
     )
 
@@ -161,9 +128,7 @@ class StartedEngine(NamedTuple):
     model_path: str | None
 
 
-async def start_engine(
-    engine_name: str, config: RunConfig, endpoint: Any = None
-) -> StartedEngine:
+async def start_engine(engine_name: str, config: RunConfig, endpoint: Any = None) -> StartedEngine:
     """Load the card (if the engine needs a model) and start the engine; `endpoint` is the
     worker's `dynamo.runtime` Endpoint under `in=dyn://` (None in-process)."""
     if config.embedding:

@@ -11,7 +11,9 @@ Building it checks the whole command line at once, before any engine loads:
   typed elsewhere is refused with one line, as the engine flags are refused per engine
   (`local_model.check_engine_flags`);
 - values that go together (TLS certificate and key, the admission limits, the runtime's
-  environment of a distributed run) are read into the option objects the modes use.
+  environment of a distributed run) are read into the option objects the modes use, and the
+  files the flags name (`--extra-engine-args`, `--request-template`) are read, so a bad one is
+  one line before any model loads.
 
 A new flag needs three things that a test holds together: its `add_argument` in
 `flags.build_parser`, a field here of the same name, and its entry in `FLAG_SCOPES`.
@@ -23,6 +25,8 @@ import dataclasses
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from dynamo.frontend.flags import UsageError
@@ -30,6 +34,7 @@ from dynamo.frontend.flags import UsageError
 if TYPE_CHECKING:
     from dynamo.frontend.admission import AdmissionOptions
     from dynamo.frontend.http.options import HttpOptions
+    from dynamo.frontend.request_template import RequestTemplate
     from dynamo.runtime.config import RuntimeConfig
 
 INPUTS_HELP = "text, stdin, http, batch:FILE or dyn://ns.comp.ep"
@@ -84,6 +89,8 @@ class RunConfig:
     # -- HTTP server --------------------------------------------------------------------------
     http_host: str = "0.0.0.0"
     http_port: int = 8080
+    #: HTTP processes sharing the port (`--http-workers`, out=dyn only).
+    http_workers: int = 1
     enable_anthropic_api: bool = False
     api_keys: tuple[str, ...] = ()
     protect_metrics: bool = False
@@ -121,6 +128,10 @@ class RunConfig:
     #: The runtime's settings: the environment with `--request-plane` and
     #: `--discovery-backend` over it (`in=dyn://` and `out=dyn`), else None.
     runtime: RuntimeConfig | None = None
+    #: `--extra-engine-args`, read (an engine's side; empty when not given).
+    engine_args: Mapping[str, Any] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
+    #: `--request-template`, read (`in=http`), else None.
+    template: RequestTemplate | None = None
 
     @property
     def mode(self) -> Mode:
@@ -211,6 +222,14 @@ FLAG_SCOPES: dict[str, tuple[Needs, ...]] = {
     "request_template": (HTTP,),
     "http_host": (HTTP,),
     "http_port": (HTTP,),
+    "http_workers": (
+        HTTP,
+        Needs(
+            lambda c: c.http_workers == 1 or c.mode is Mode.FRONTEND,
+            "{flag} N needs out=dyn: an engine in this process cannot be shared between "
+            "processes; run it as in=dyn://... workers behind in=http out=dyn {flag} N",
+        ),
+    ),
     "enable_anthropic_api": (Needs(lambda c: c.input == "http", "serves HTTP: it needs in=http"),),
     "api_keys": (HTTP,),
     "protect_metrics": (HTTP,),
@@ -282,6 +301,39 @@ def _names(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+def parse_extra_engine_args(value: str | None) -> dict[str, Any]:
+    """`--extra-engine-args`: inline JSON, a JSON file, or a YAML file (`.yaml`/`.yml`, as
+    upstream's `out=trtllm` took its LLM arguments)."""
+    if not value:
+        return {}
+    text = value
+    yaml_file = False
+    if not value.lstrip().startswith("{"):
+        path = Path(value)
+        if not path.is_file():
+            raise UsageError(f"--extra-engine-args: no such file '{value}' (and not inline JSON)")
+        text = path.read_text()
+        yaml_file = path.suffix.lower() in (".yaml", ".yml")
+    if yaml_file:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            problem = " ".join(str(e).split())
+            raise UsageError(f"--extra-engine-args: {value} is not valid YAML: {problem}") from None
+    else:
+        import orjson
+
+        try:
+            data = orjson.loads(text)
+        except orjson.JSONDecodeError as e:
+            raise UsageError(f"--extra-engine-args is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise UsageError("--extra-engine-args must be a JSON object (a YAML mapping)")
+    return data
+
+
 def _runtime_config(config: RunConfig) -> RuntimeConfig:
     """The runtime's settings: the environment (ETCD_ENDPOINTS, NATS_SERVER, ...), with the
     flags over it (the flags name the same settings as DYN_REQUEST_PLANE and
@@ -331,7 +383,12 @@ def build_run_config(
     config = RunConfig(input=inp, output=out, explicit=frozenset(explicit), **fields)
     check_scopes(config, flag_names)
     derived: dict[str, Any] = {}
+    if config.mode is not Mode.FRONTEND:
+        derived["engine_args"] = MappingProxyType(parse_extra_engine_args(config.extra_engine_args))
     if inp == "http":
+        from dynamo.frontend.request_template import RequestTemplate
+
+        derived["template"] = RequestTemplate.load(config.request_template)
         from dynamo.frontend.admission import AdmissionOptions
         from dynamo.frontend.http.options import HttpOptions
 
@@ -349,4 +406,5 @@ __all__ = [
     "RunConfig",
     "build_run_config",
     "check_scopes",
+    "parse_extra_engine_args",
 ]

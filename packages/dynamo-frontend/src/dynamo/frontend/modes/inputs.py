@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dynamo.frontend.request_template import RequestTemplate
 from dynamo.frontend.run_config import RunConfig
 from dynamo.llm.pipeline import ServedModel
 
@@ -22,7 +21,7 @@ def app_state(config: RunConfig) -> AppState:
     from dynamo.frontend.http.options import HttpOptions
 
     return AppState(
-        request_template=RequestTemplate.load(config.request_template),
+        request_template=config.template,
         options=config.http or HttpOptions(),
         admission_options=config.admission or AdmissionOptions(),
         anthropic_api=config.enable_anthropic_api,
