@@ -256,11 +256,16 @@ async def test_no_max_tokens_stops_at_the_context(card, smollm2_gguf):
 
 async def test_card_gets_the_engines_context_and_capacity(smollm2_gguf):
     """Issue 18 item 7: the card's context length is what the engine holds, so the frontend's
-    400 for long prompts is right; `{"n_ctx": 64}` serves (it used to fail with a numpy error)."""
+    400 for long prompts is right; `{"n_ctx": 64}` serves (it used to fail with a numpy error).
+    The engine declares it (`runtime()`); whoever built the card applies it."""
     card = load_card(str(smollm2_gguf))
     assert card.context_length == 8192  # the model's
     engine = await start(card, smollm2_gguf, context_length=None, n_ctx=64, n_parallel=3)
     try:
+        assert card.context_length == 8192  # the engine leaves the card alone
+        runtime = engine.runtime()
+        assert not runtime.publishes
+        runtime.apply_to(card)
         assert card.context_length == engine.context_length == 64
         assert card.runtime_config["max_num_seqs"] == engine.max_num_seqs == 3
         assert await run(engine, prompt_ids(card, "Hi"), 4)

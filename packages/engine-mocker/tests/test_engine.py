@@ -1,7 +1,6 @@
 """MockerEngine through the engine contract: streaming, cancellation, KV events, metrics."""
 
 import asyncio
-from types import SimpleNamespace
 
 import pytest
 
@@ -9,7 +8,9 @@ from dynamo.engines.mocker import MockerEngine
 from dynamo.llm import Context, EngineConfig
 from dynamo.llm.engine import load_engine_class
 from dynamo.llm.errors import ContextLengthExceededError, InvalidRequestError
+from dynamo.llm.kv.engine_publishers import EnginePublishers
 from dynamo.llm.kv.router import KvRouter
+from dynamo.llm.model_card import ModelDeploymentCard
 
 WORKER = 7
 FAST = {"speedup_ratio": 0, "block_size": 4, "num_gpu_blocks": 64, "seed": 1}
@@ -17,7 +18,10 @@ FAST = {"speedup_ratio": 0, "block_size": 4, "num_gpu_blocks": 64, "seed": 1}
 
 async def start(recorder=None, **extra: object) -> MockerEngine:
     config = EngineConfig(model_name="m", extra_engine_args={**FAST, **extra})
-    return await MockerEngine.start(config, kv_publisher=recorder)
+    engine = await MockerEngine.start(config)
+    if recorder is not None:  # as a worker attaches its publishers
+        await engine.attach(EnginePublishers(kv_events=(recorder,)))
+    return engine
 
 
 def request(tokens: list[int], max_tokens: int | None, eos: list[int] | None = None) -> dict:
@@ -66,6 +70,16 @@ async def test_default_max_tokens_and_bad_requests() -> None:
         await collect(engine, request([], 3))
     with pytest.raises(ContextLengthExceededError):
         await collect(engine, request(list(range(128 * 4)), 3))
+    with pytest.raises(InvalidRequestError) as e:
+        await collect(engine, request([1, 2, 3], -1))
+    assert e.value.param == "max_tokens"
+    # What the mocker cannot honour is refused by name; a sampling knob has no effect.
+    guided = {**request([1, 2, 3], 3), "sampling_options": {"guided_decoding": {"regex": "a"}}}
+    with pytest.raises(InvalidRequestError) as e:
+        await collect(engine, guided)
+    assert e.value.param == "guided_decoding"
+    biased = {**request([1, 2, 3], 3), "sampling_options": {"logit_bias": {"1": 5}}}
+    assert len(await collect(engine, biased)) == 4
     await engine.close()
 
 
@@ -152,12 +166,21 @@ async def test_metrics_shape() -> None:
     await engine.close()
 
 
-async def test_start_writes_the_block_size_into_the_card() -> None:
-    card = SimpleNamespace(kv_cache_block_size=16)
+async def test_the_block_size_routers_hash_with_goes_on_the_card() -> None:
+    """Routers read the block size from the card: it must be the one the mocker hashes its
+    KV events with. The engine declares it; whoever built the card applies it."""
+    card = ModelDeploymentCard.for_name_only("m")
+    assert card.kv_cache_block_size == 16
     engine = await MockerEngine.start(
-        EngineConfig(model_name="m", card=card, extra_engine_args={"block_size": 32})  # type: ignore[arg-type]
+        EngineConfig(model_name="m", card=card, extra_engine_args={"block_size": 32})
     )
-    assert card.kv_cache_block_size == 32 == engine.block_size
+    assert card.kv_cache_block_size == 16  # the engine leaves the card alone
+    runtime = engine.runtime()
+    assert runtime.kv_cache_block_size == 32 == engine.block_size
+    assert runtime.kv_events and runtime.load_metrics and runtime.data_parallel_size == 1
+    runtime.apply_to(card)
+    assert card.kv_cache_block_size == 32
+    assert card.runtime_config == {}  # capacity is not declared: admission stays unbounded
     await engine.close()
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from dynamo.engines.mocker import MockerEngine
 from dynamo.llm import Context, EngineConfig
+from dynamo.llm.kv.engine_publishers import EnginePublishers, attach_publishers
 
 FAST = {"block_size": 4, "num_gpu_blocks": 64, "seed": 1}
 
@@ -42,8 +43,9 @@ class Recording:
 async def test_every_step_reports_and_the_last_report_is_idle() -> None:
     sink = Recording()
     config = EngineConfig(model_name="m", extra_engine_args={**FAST, "speedup_ratio": 0})
-    engine = await MockerEngine.start(config, metrics_publisher=sink)
-    assert sink.reports[0]["kv_stats"]["kv_active_blocks"] == 0  # reported at start
+    engine = await MockerEngine.start(config)
+    await engine.attach(EnginePublishers(metrics=sink))
+    assert sink.reports[0]["kv_stats"]["kv_active_blocks"] == 0  # reported when attached
     prompt = list(range(10))
     await asyncio.gather(
         *(consume(engine.generate(request(prompt, 8), Context())) for _ in range(3))
@@ -78,11 +80,14 @@ async def test_a_distributed_mocker_publishes_its_load(runtime_env) -> None:
     # Upstream's timing (a decode step takes ~6 ms): the load lasts until the test ends it.
     config = EngineConfig(
         model_name="m",
-        endpoint=endpoint,
+        distributed=True,
         extra_engine_args={**FAST, "num_gpu_blocks": 1024, "speedup_ratio": 1, "max_num_seqs": 1},
     )
     started = time.monotonic()
     engine = await MockerEngine.start(config)
+    # As the worker does: it builds the publishers, as its own instance, and hands them over.
+    publishers = await attach_publishers(engine, endpoint.component, runtime.instance_id())
+    assert publishers is not None and publishers.metrics is engine.metrics_publisher
     tasks: list[asyncio.Task] = []
     try:
         # Idle at start: total blocks and slots, nothing in use.
@@ -128,5 +133,6 @@ async def test_a_distributed_mocker_publishes_its_load(runtime_env) -> None:
     finally:
         for task in tasks:
             task.cancel()
-        await runtime.close()  # closes the engine's publisher (a runtime closer) first
+        await runtime.close()  # closes the metrics publisher (a runtime closer) first
         await engine.close()
+        await publishers.close()

@@ -278,7 +278,8 @@ async def test_sglangs_load_reports_are_pulled_over_zmq(tmp_path) -> None:
     import zmq
     from sglang.srt.managers.io_struct import sock_send
 
-    from dynamo.engines.sglang._publishers import Publishers
+    from dynamo.engines.sglang._publishers import Relays
+    from dynamo.llm.kv.engine_publishers import EnginePublishers
 
     class Latest:
         def __init__(self) -> None:
@@ -288,9 +289,9 @@ async def test_sglangs_load_reports_are_pulled_over_zmq(tmp_path) -> None:
             self.metrics.append(metrics)
 
     address = f"ipc://{tmp_path / 'metrics'}"
-    publishers = Publishers()
-    publishers.metrics_publisher = Latest()
-    task = asyncio.ensure_future(publishers._pull_load(address, page_size=16))
+    latest = Latest()
+    relays = Relays(EnginePublishers(metrics=latest))
+    task = asyncio.ensure_future(relays._pull_load(address, page_size=16))
     push = zmq.Context.instance().socket(zmq.PUSH)
     push.setsockopt(zmq.LINGER, 0)
     push.connect(address)  # the scheduler connects; we bind
@@ -306,10 +307,10 @@ async def test_sglangs_load_reports_are_pulled_over_zmq(tmp_path) -> None:
             ),
         )
         for _ in range(100):
-            if publishers.metrics_publisher.metrics:
+            if latest.metrics:
                 break
             await asyncio.sleep(0.02)
-        (metrics,) = publishers.metrics_publisher.metrics
+        (metrics,) = latest.metrics
         assert metrics["kv_stats"]["kv_active_blocks"] == 4
         assert metrics["kv_stats"]["kv_total_blocks"] == 100
     finally:

@@ -14,11 +14,24 @@ plumbing and shutdown belong to the caller (the frontend in-process, or the work
         @classmethod
         async def start(cls, config: EngineConfig) -> "MyEngine": ...
         async def generate(self, request: dict, context: Context) -> AsyncIterator[dict]: ...
+        def runtime(self) -> EngineRuntime: ...          # what it runs with (optional)
+        async def attach(self, publishers) -> None: ...   # a worker's publishers (optional)
         async def close(self) -> None: ...
 
 `generate` takes a plain dict: a `PreprocessedRequest` for Backend engines (and yields
 `LLMEngineOutput` delta dicts: `{"token_ids": [...], "finish_reason": ...}`), or an OpenAI
 request for Chat/Completion engines (and yields OpenAI stream chunk dicts).
+
+Two things an engine never does itself, so that one owner does each for every engine:
+
+- **It never edits the model card.** It declares what it actually runs with (`runtime()`: its
+  context length, KV block size, capacity), and whoever built the card puts that on it
+  (`EngineRuntime.apply_to`, called where `dynamo-run` loads the card), as upstream's workers
+  hand `register_llm` a `ModelRuntimeConfig`.
+- **It never instantiates publishers** (upstream's rule). A worker (`in=dyn://`) knows the
+  served model's namespace, component and instance; it builds the KV-event and load publishers
+  that `runtime()` asks for and hands them over with `attach`
+  (`dynamo.llm.kv.engine_publishers`). In process nothing is attached: no router reads them.
 """
 
 from __future__ import annotations
@@ -26,7 +39,7 @@ from __future__ import annotations
 import abc
 import importlib
 import importlib.util
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
@@ -37,6 +50,7 @@ from dynamo.llm.model_type import ModelType
 from dynamo.runtime.context import Context
 
 if TYPE_CHECKING:
+    from dynamo.llm.kv.engine_publishers import EnginePublishers
     from dynamo.llm.model_card import ModelDeploymentCard
 
 ENTRY_POINT_GROUP = "dynamo.engines"
@@ -85,8 +99,52 @@ class EngineConfig:
     #: else `DEFAULT_KV_CACHE_BLOCK_SIZE`): an explicit 16 is not "unset".
     kv_cache_block_size: int | None = None
     extra_engine_args: dict[str, Any] = field(default_factory=dict)
-    # Set when the engine runs as a distributed worker: lets it publish KV events and metrics.
-    endpoint: Any = None
+    #: True under `in=dyn://`: a worker will `attach` publishers after `start`, so an engine whose
+    #: library reports KV events or statistics only when told so at start-up (vLLM, SGLang,
+    #: TensorRT-LLM) turns them on. The engine builds no publisher itself.
+    distributed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EngineRuntime:
+    """What a started engine actually runs with, declared by the engine (`Engine.runtime`).
+
+    Two owners read it. Where the card is built, `apply_to` puts it on the card: routers hash
+    KV blocks with the card's `kv_cache_block_size`, the frontend checks prompts against its
+    `context_length`, admission control reads `runtime_config["max_num_seqs"]`. A worker builds
+    the publishers it asks for: one KV event publisher per data-parallel rank when `kv_events`,
+    and a load publisher when `load_metrics` (`dynamo.llm.kv.engine_publishers`).
+    None means "the card's value stands" (the engine has no say, or keeps the model's)."""
+
+    context_length: int | None = None
+    kv_cache_block_size: int | None = None
+    #: Upstream's `ModelRuntimeConfig` entries (`max_num_seqs`, `max_num_batched_tokens`, ...).
+    runtime_config: Mapping[str, Any] = field(default_factory=dict)
+    #: The engine emits KV cache events (one stream per data-parallel rank), hashed with
+    #: `kv_cache_block_size` blocks.
+    kv_events: bool = False
+    data_parallel_size: int = 1
+    #: The engine reports its load (`ForwardPassMetrics`).
+    load_metrics: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kv_events and self.kv_cache_block_size is None:
+            raise ValueError("an engine that emits KV events must say its kv_cache_block_size")
+        if self.data_parallel_size < 1:
+            raise ValueError(f"data_parallel_size must be >= 1, got {self.data_parallel_size}")
+
+    @property
+    def publishes(self) -> bool:
+        """Whether a worker must build publishers for this engine."""
+        return self.kv_events or self.load_metrics
+
+    def apply_to(self, card: ModelDeploymentCard) -> None:
+        """Make `card` say what the engine runs with (see the class docstring)."""
+        if self.context_length is not None:
+            card.context_length = self.context_length
+        if self.kv_cache_block_size is not None:
+            card.kv_cache_block_size = self.kv_cache_block_size
+        card.runtime_config.update(self.runtime_config)
 
 
 class AsyncEngine(Protocol):
@@ -126,6 +184,17 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def generate(self, request: dict[str, Any], context: Context) -> AsyncIterator[dict[str, Any]]:
         """Stream the response to one request; stop soon after `context.is_stopped()`."""
+
+    def runtime(self) -> EngineRuntime:
+        """What this started engine runs with (see `EngineRuntime`); by default nothing that
+        changes the card, and no publishers."""
+        return EngineRuntime()
+
+    async def attach(self, publishers: EnginePublishers) -> None:
+        """Take the publishers a worker built for what `runtime()` asks for, and feed them until
+        `close` (the worker closes them after that). Called at most once, after `start` and
+        before the first request. An engine whose `runtime()` asks for publishers overrides it."""
+        raise NotImplementedError(f"{type(self).__name__} publishes no KV events or load metrics")
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release the model. Called once, after the last request."""

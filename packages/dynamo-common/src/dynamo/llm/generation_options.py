@@ -9,6 +9,9 @@ What it settles once for all of them:
 - the stop token ids the engine must stop on: the visible `stop_token_ids`, the hidden ones and
   the model's `eos_token_ids`, in that order, without duplicates; with `ignore_eos` only the
   visible ones (our decoder drops hidden stops too, as upstream's `apply_ignore_eos`);
+- a value of the wrong type (a string temperature, a fractional top_k, a logit_bias key that is
+  no token id) is refused by name (`InvalidRequestError`, a 400), never a 500; ranges are the
+  engine's to check, as each library takes different ones;
 - fields an engine cannot honour are refused by name (`InvalidRequestError`), never dropped:
   `n`/`best_of` above 1 (the frontend fans those out before they reach an engine), and every
   optional field (`OPTIONAL_FIELDS`: guided decoding, logit bias, log probabilities, ...) that is
@@ -45,6 +48,9 @@ class GenerationOptions:
     min_tokens: int = 0
     ignore_eos: bool = False
     stop_token_ids: tuple[int, ...] = ()
+    #: The model's end-of-sequence ids as sent (also with `ignore_eos`), for engines that tell
+    #: EOS apart from the other stop ids (llama.cpp, the mocker).
+    eos_token_ids: tuple[int, ...] = ()
     #: `sampling_options.guided_decoding` as sent: exactly one of json/regex/choice/grammar.
     guided_decoding: Mapping[str, Any] | None = None
     logit_bias: Mapping[int, float] | None = None
@@ -69,10 +75,10 @@ class GenerationOptions:
     ) -> GenerationOptions:
         """Read `request`; `supports` names the `OPTIONAL_FIELDS` this engine honours (the
         others are refused when set)."""
-        sampling = request.get("sampling_options") or {}
-        stop = request.get("stop_conditions") or {}
-        output = request.get("output_options") or {}
-        prompt: list[int] = [int(t) for t in request.get("token_ids") or ()]
+        sampling = _section(request, "sampling_options")
+        stop = _section(request, "stop_conditions")
+        output = _section(request, "output_options")
+        prompt = _token_ids(request.get("token_ids"), "token_ids")
         if not prompt:
             raise InvalidRequestError("the request has no prompt token ids", param="token_ids")
         if request.get("batch_token_ids"):
@@ -82,42 +88,47 @@ class GenerationOptions:
             )
         _refuse_unsupported((sampling, output, stop), frozenset(supports))
 
-        def num(d: Mapping[str, Any], key: str, default: float) -> float:
-            value = d.get(key)
-            return default if value is None else float(value)
-
-        top_k = sampling.get("top_k")
+        top_k = _integer(sampling, "top_k")
         ignore_eos = bool(stop.get("ignore_eos"))
-        stop_ids = list(stop.get("stop_token_ids") or ())
+        eos = _token_ids(request.get("eos_token_ids"), "eos_token_ids")
+        stop_ids = _token_ids(stop.get("stop_token_ids"), "stop_token_ids")
         if not ignore_eos:
-            stop_ids += stop.get("stop_token_ids_hidden") or ()
-            stop_ids += request.get("eos_token_ids") or ()
-        max_tokens = stop.get("max_tokens")
+            stop_ids += _token_ids(stop.get("stop_token_ids_hidden"), "stop_token_ids_hidden")
+            stop_ids += eos
+        max_tokens = _integer(stop, "max_tokens")
         if max_tokens is not None and max_tokens < 0:
             raise InvalidRequestError("max_tokens must not be negative", param="max_tokens")
-        bias = sampling.get("logit_bias")
+        guided = sampling.get("guided_decoding") or None
+        if guided is not None and not isinstance(guided, Mapping):
+            raise InvalidRequestError("guided_decoding must be an object", param="guided_decoding")
+        allowed = _token_ids(sampling.get("allowed_token_ids"), "allowed_token_ids")
+        bad_words = sampling.get("bad_words_token_ids") or ()
+        if not isinstance(bad_words, list | tuple):
+            raise InvalidRequestError(
+                "bad_words_token_ids must be a list of token id lists", param="bad_words_token_ids"
+            )
+        banned = tuple(tuple(_token_ids(w, "bad_words_token_ids")) for w in bad_words)
         return cls(
             prompt=prompt,
-            temperature=num(sampling, "temperature", 1.0),
-            top_p=num(sampling, "top_p", 1.0),
-            top_k=None if top_k is None or top_k <= 0 else int(top_k),
-            min_p=num(sampling, "min_p", 0.0),
-            repetition_penalty=num(sampling, "repetition_penalty", 1.0),
-            presence_penalty=num(sampling, "presence_penalty", 0.0),
-            frequency_penalty=num(sampling, "frequency_penalty", 0.0),
-            seed=None if sampling.get("seed") is None else int(sampling["seed"]),
-            max_tokens=None if max_tokens is None else int(max_tokens),
-            min_tokens=int(stop.get("min_tokens") or 0),
+            temperature=_number(sampling, "temperature", 1.0),
+            top_p=_number(sampling, "top_p", 1.0),
+            top_k=None if top_k is None or top_k <= 0 else top_k,
+            min_p=_number(sampling, "min_p", 0.0),
+            repetition_penalty=_number(sampling, "repetition_penalty", 1.0),
+            presence_penalty=_number(sampling, "presence_penalty", 0.0),
+            frequency_penalty=_number(sampling, "frequency_penalty", 0.0),
+            seed=_integer(sampling, "seed"),
+            max_tokens=max_tokens,
+            min_tokens=_integer(stop, "min_tokens") or 0,
             ignore_eos=ignore_eos,
-            stop_token_ids=tuple(dict.fromkeys(int(t) for t in stop_ids)),
-            guided_decoding=sampling.get("guided_decoding") or None,
-            logit_bias={int(k): float(v) for k, v in bias.items()} if bias else None,
-            allowed_token_ids=_ids(sampling.get("allowed_token_ids")),
-            bad_words_token_ids=tuple(tuple(w) for w in sampling["bad_words_token_ids"])
-            if sampling.get("bad_words_token_ids")
-            else None,
-            logprobs=output.get("logprobs"),
-            prompt_logprobs=output.get("prompt_logprobs"),
+            stop_token_ids=tuple(dict.fromkeys(stop_ids)),
+            eos_token_ids=tuple(eos),
+            guided_decoding=guided,
+            logit_bias=_logit_bias(sampling.get("logit_bias")),
+            allowed_token_ids=tuple(allowed) or None,
+            bad_words_token_ids=banned or None,
+            logprobs=_integer(output, "logprobs"),
+            prompt_logprobs=_integer(output, "prompt_logprobs"),
         )
 
 
@@ -150,8 +161,58 @@ OPTIONAL_FIELDS = frozenset(
 )
 
 
-def _ids(value: Any) -> tuple[int, ...] | None:
-    return tuple(int(t) for t in value) if value else None
+def _section(request: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = request.get(name) or {}
+    if not isinstance(value, Mapping):
+        raise InvalidRequestError(f"{name} must be an object", param=name)
+    return value
+
+
+def _number(section: Mapping[str, Any], key: str, default: float) -> float:
+    value = section.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidRequestError(f"{key} must be a number", param=key)
+    return float(value)
+
+
+def _integer(section: Mapping[str, Any], key: str) -> int | None:
+    value = section.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequestError(f"{key} must be an integer", param=key)
+    return value
+
+
+def _token_ids(value: Any, name: str) -> list[int]:
+    if not value:
+        return []
+    if not isinstance(value, list | tuple) or not all(
+        isinstance(t, int) and not isinstance(t, bool) for t in value
+    ):
+        raise InvalidRequestError(f"{name} must be a list of token ids", param=name)
+    return list(value)
+
+
+def _logit_bias(value: Any) -> dict[int, float] | None:
+    if not value:
+        return None
+    if not isinstance(value, Mapping):
+        raise InvalidRequestError("logit_bias must map token ids to biases", param="logit_bias")
+    bias: dict[int, float] = {}
+    for key, amount in value.items():
+        try:
+            token = int(key)
+        except (TypeError, ValueError):
+            raise InvalidRequestError(
+                f"logit_bias key {key!r} is not a token id", param="logit_bias"
+            ) from None
+        if isinstance(amount, bool) or not isinstance(amount, int | float):
+            raise InvalidRequestError("logit_bias values must be numbers", param="logit_bias")
+        bias[token] = float(amount)
+    return bias
 
 
 def _is_set(value: Any) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from dynamo.frontend.default_model import DEFAULT_MODEL_PACKAGE, embedded_default_model
 from dynamo.frontend.flags import UsageError
@@ -62,7 +62,7 @@ def engine_config(
     model_path: str | None,
     card: ModelDeploymentCard | None,
     *,
-    endpoint: Any = None,
+    distributed: bool = False,
 ) -> EngineConfig:
     """What the engine starts with: `config`'s engine flags, the resolved `model_path` (the
     card's local copy once loaded) and `name`."""
@@ -79,7 +79,7 @@ def engine_config(
         leader_addr=config.leader_addr,
         kv_cache_block_size=config.kv_cache_block_size,
         extra_engine_args=dict(config.engine_args),
-        endpoint=endpoint,
+        distributed=distributed,
     )
 
 
@@ -128,9 +128,12 @@ class StartedEngine(NamedTuple):
     model_path: str | None
 
 
-async def start_engine(engine_name: str, config: RunConfig, endpoint: Any = None) -> StartedEngine:
-    """Load the card (if the engine needs a model) and start the engine; `endpoint` is the
-    worker's `dynamo.runtime` Endpoint under `in=dyn://` (None in-process)."""
+async def start_engine(
+    engine_name: str, config: RunConfig, *, distributed: bool = False
+) -> StartedEngine:
+    """Load the card (if the engine needs a model), start the engine and make the card say
+    what the engine runs with (`Engine.runtime`); `distributed` under `in=dyn://`, where the
+    worker then attaches the engine's publishers."""
     if config.embedding:
         cls = load_embedding_engine_class(engine_name)
     else:
@@ -144,8 +147,9 @@ async def start_engine(engine_name: str, config: RunConfig, endpoint: Any = None
     name = config.model_name or (card.display_name if card else None)
     if name is None:
         name = default_model_name(model_path) if model_path else engine_name
-    engine = await cls.start(engine_config(config, name, model_path, card, endpoint=endpoint))
+    engine = await cls.start(engine_config(config, name, model_path, card, distributed=distributed))
     if card is not None:
+        engine.runtime().apply_to(card)
         # What the engine honours, and the output parsers chosen on this command line, travel
         # with the card: to the in-process frontend, and to remote ones under in=dyn://.
         declare(card, engine_features(cls, engine), engine_name)

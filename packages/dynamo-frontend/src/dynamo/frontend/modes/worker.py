@@ -7,6 +7,7 @@ import logging
 from dynamo.frontend.flags import parse_dyn_path
 from dynamo.frontend.local_model import start_engine
 from dynamo.frontend.run_config import RunConfig
+from dynamo.llm.kv.engine_publishers import attach_publishers
 from dynamo.llm.model_card import ModelDeploymentCard
 from dynamo.llm.register import register_llm
 from dynamo.runtime.distributed import DistributedRuntime, install_shutdown_signals
@@ -26,19 +27,20 @@ async def run_worker(config: RunConfig) -> None:
     runtime = DistributedRuntime(config=config.runtime)
     install_shutdown_signals(runtime)
     engine = None
+    publishers = None
     try:
         if not await runtime.connect_unless_stopped():
             return
-        # The lease (instance id) exists before the engine starts, so an engine that publishes
-        # KV events or metrics can name itself from `EngineConfig.endpoint.lease_id()`.
-        await runtime.primary_lease()
+        worker_id = await runtime.primary_lease()
         component = runtime.namespace(namespace).component(component_name)
         await component.create_service()
         endpoint = component.endpoint(endpoint_name)
-        started = await start_engine(engine_name, config, endpoint=endpoint)
+        started = await start_engine(engine_name, config, distributed=True)
         cls, engine, card, name = started.cls, started.engine, started.card, started.name
         if runtime.shutting_down.is_set():
             return
+        # The worker, not the engine, builds the publishers, as this model's instance.
+        publishers = await attach_publishers(engine, component, worker_id)
         await register_llm(
             cls.model_type,
             endpoint,
@@ -51,9 +53,11 @@ async def run_worker(config: RunConfig) -> None:
         )
         await endpoint.serve_endpoint(engine.generate)
     finally:
-        # The engine stops first: until then it may feed a publisher that the runtime's closers
-        # would close under it. serve_endpoint has deregistered already.
+        # The engine stops first: until then it feeds its publishers, and the runtime's closers
+        # would close the load publisher under it. serve_endpoint has deregistered already.
         if engine is not None:
             await engine.close()
+        if publishers is not None:
+            await publishers.close()
         await runtime.close()
     log.info("worker stopped")

@@ -21,6 +21,7 @@ from typing import Any, Self
 from dynamo.engines.llamacpp._engine import _gguf_path
 from dynamo.engines.llamacpp._options import default_threads
 from dynamo.llm import Context, Engine, EngineConfig, EngineError, ModelType
+from dynamo.llm.engine import EngineRuntime
 from dynamo.llm.errors import InvalidRequestError
 
 log = logging.getLogger(__name__)
@@ -104,10 +105,11 @@ class LlamaCppEmbeddingEngine(Engine):
             llama.close()
             raise
         log.info("embedding with %s pooling", POOLING_NAMES[int(llama.pooling_type())])
-        if config.card is not None:
-            # The frontend checks inputs against what this engine holds.
-            config.card.context_length = llama.n_batch
         return cls(llama)
+
+    def runtime(self) -> EngineRuntime:
+        """The frontend checks inputs against what this engine holds: one batch."""
+        return EngineRuntime(context_length=self._llama.n_batch)
 
     async def generate(
         self, request: dict[str, Any], context: Context

@@ -15,9 +15,10 @@ from typing import Any, ClassVar, Self
 from dynamo.engines.llamacpp._batch import BatchLoop
 from dynamo.engines.llamacpp._native import NativeModel
 from dynamo.engines.llamacpp._options import EngineSettings
-from dynamo.engines.llamacpp._sampling import SamplingParams
+from dynamo.engines.llamacpp._sampling import SUPPORTED_FIELDS, SamplingParams
 from dynamo.engines.llamacpp._sequence import Sequence
 from dynamo.llm import Context, Engine, EngineConfig, ModelType
+from dynamo.llm.engine import EngineRuntime
 from dynamo.llm.errors import (
     ContextLengthExceededError,
     EngineError,
@@ -25,6 +26,7 @@ from dynamo.llm.errors import (
     RequestError,
 )
 from dynamo.llm.features import MAX_TOP_LOGPROBS, SAMPLING_KNOBS, Feature
+from dynamo.llm.generation_options import GenerationOptions
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +41,6 @@ def _gguf_path(config: EngineConfig) -> Path:
     if path.suffix != ".gguf" or not path.is_file():
         raise EngineError(f"out=llamacpp needs a GGUF file, got '{config.model_path}'")
     return path
-
-
-def _count(stop: dict[str, Any], name: str) -> int | None:
-    value = stop.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidRequestError(f"{name} must be an integer", param=name)
-    return value
 
 
 class LlamaCppEngine(Engine):
@@ -88,15 +81,18 @@ class LlamaCppEngine(Engine):
             settings.n_ctx,
         )
         native = await asyncio.to_thread(NativeModel.load, path, settings)
-        engine = cls(native, settings)
-        if card is not None:
-            # What the frontend checks prompts against is what this engine can hold.
-            card.context_length = engine.context_length
-            card.runtime_config.update(
-                max_num_seqs=engine.max_num_seqs,
-                max_num_batched_tokens=engine.max_num_batched_tokens,
-            )
-        return engine
+        return cls(native, settings)
+
+    def runtime(self) -> EngineRuntime:
+        """What the frontend checks prompts against is what this engine can hold (each slot's
+        context), and admission control admits no more than its slots at once."""
+        return EngineRuntime(
+            context_length=self.context_length,
+            runtime_config={
+                "max_num_seqs": self.max_num_seqs,
+                "max_num_batched_tokens": self.max_num_batched_tokens,
+            },
+        )
 
     @property
     def free_slots(self) -> int:
@@ -130,41 +126,27 @@ class LlamaCppEngine(Engine):
                 f"This model's maximum context length is {self.context_length} tokens, but the "
                 f"prompt has {len(prompt)} tokens. Shorten the prompt."
             )
-        stop = request.get("stop_conditions") or {}
-        max_tokens = _count(stop, "max_tokens")
-        if max_tokens is not None and max_tokens < 1:
+        opts = GenerationOptions.from_request(request, SUPPORTED_FIELDS)
+        if opts.max_tokens is not None and opts.max_tokens < 1:
             raise InvalidRequestError("max_tokens must be at least 1", param="max_tokens")
-        output = request.get("output_options") or {}
-        if output.get("prompt_logprobs") is not None:
-            raise InvalidRequestError(
-                "out=llamacpp does not return prompt_logprobs", param="prompt_logprobs"
-            )
-        logprobs = output.get("logprobs")
-        if logprobs is not None and (
-            isinstance(logprobs, bool)
-            or not isinstance(logprobs, int)
-            or not 0 <= logprobs <= MAX_TOP_LOGPROBS
-        ):
+        if opts.logprobs is not None and not 0 <= opts.logprobs <= MAX_TOP_LOGPROBS:
             raise InvalidRequestError(
                 f"logprobs must be an integer in [0, {MAX_TOP_LOGPROBS}]", param="logprobs"
             )
-        sampling = request.get("sampling_options") or {}
-        eos = (
-            frozenset() if stop.get("ignore_eos") else frozenset(request.get("eos_token_ids") or ())
-        )
-        if eos and sampling.get("guided_decoding"):
+        eos = frozenset() if opts.ignore_eos else frozenset(opts.eos_token_ids)
+        if eos and opts.guided_decoding:
             # A completed grammar lets only end-of-generation tokens through, whichever the
             # model's vocabulary has; the card's EOS list may name just the end of turn.
             eos |= self._native.eog_tokens
         return Sequence(
             prompt,
-            SamplingParams.from_options(sampling, n_vocab),
-            max_tokens=min(max_tokens or room, room),
-            min_tokens=_count(stop, "min_tokens") or 0,
+            SamplingParams.from_options(opts, n_vocab),
+            max_tokens=min(opts.max_tokens or room, room),
+            min_tokens=opts.min_tokens,
             eos=eos,
             context=context,
             loop=asyncio.get_running_loop(),
-            logprobs=logprobs,
+            logprobs=opts.logprobs,
         )
 
     async def generate(

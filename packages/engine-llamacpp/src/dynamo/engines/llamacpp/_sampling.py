@@ -1,4 +1,5 @@
-"""Per-sequence sampling: a request's `sampling_options` as a llama.cpp sampler chain of its own.
+"""Per-sequence sampling: a request's sampling options (read once, by
+`dynamo.llm.generation_options`) as a llama.cpp sampler chain of its own.
 
 Each running sequence has its own chain, seeded with its own seed (or a random one), so one
 request's parameters and seed never reach another. Unset options take OpenAI's defaults
@@ -18,6 +19,11 @@ import llama_cpp
 
 from dynamo.engines.llamacpp._guided import grammar_for
 from dynamo.llm.errors import InvalidRequestError
+from dynamo.llm.generation_options import GenerationOptions
+
+#: The optional request fields llama.cpp honours (`GenerationOptions.from_request`); the others
+#: (prompt log probabilities, allowed or banned token lists, beam search, ...) are refused.
+SUPPORTED_FIELDS = frozenset({"logit_bias", "guided_decoding", "logprobs"})
 
 #: llama.cpp reads this seed as "pick a random one".
 _RANDOM_SEED = llama_cpp.LLAMA_DEFAULT_SEED
@@ -25,97 +31,48 @@ _RANDOM_SEED = llama_cpp.LLAMA_DEFAULT_SEED
 
 @dataclass(frozen=True, slots=True)
 class SamplingParams:
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    min_p: float = 0.0
-    repetition_penalty: float = 1.0
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    seed: int | None = None
-    logit_bias: tuple[tuple[int, float], ...] = ()
+    """A request's sampling options (`GenerationOptions`, which owns their reading and defaults),
+    checked for what llama.cpp's samplers take, and its grammar."""
+
+    options: GenerationOptions
     #: A GBNF grammar the output must match (structured output; root rule `root`).
     grammar: str | None = None
 
     @property
-    def greedy(self) -> bool:
-        return self.temperature == 0.0
-
-    @property
     def penalised(self) -> bool:
+        o = self.options
         return (
-            self.repetition_penalty != 1.0
-            or self.presence_penalty != 0.0
-            or self.frequency_penalty != 0.0
+            o.repetition_penalty != 1.0 or o.presence_penalty != 0.0 or o.frequency_penalty != 0.0
         )
 
     @classmethod
-    def from_options(cls, sampling: dict[str, Any], n_vocab: int) -> SamplingParams:
-        """Validate a PreprocessedRequest's `sampling_options`; a 400 names the bad field."""
+    def from_options(cls, opts: GenerationOptions, n_vocab: int) -> SamplingParams:
+        """Refuse (a 400 naming the field) what llama.cpp cannot take: a range its samplers do
+        not, a token outside the vocabulary, a grammar it cannot build. `GenerationOptions`
+        already refused values of the wrong type."""
 
-        def number(name: str, default: float, low: float, high: float = math.inf) -> float:
-            value = sampling.get(name)
-            if value is None:
-                return default
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise InvalidRequestError(f"{name} must be a number", param=name)
+        def in_range(name: str, value: float, low: float, high: float = math.inf) -> None:
             if not (low <= value <= high):
                 raise InvalidRequestError(f"{name} must be in [{low}, {high}]", param=name)
-            return float(value)
 
-        top_k = sampling.get("top_k")
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)):
-            raise InvalidRequestError("top_k must be an integer", param="top_k")
-        seed = sampling.get("seed")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise InvalidRequestError("seed must be an integer", param="seed")
-        guided = sampling.get("guided_decoding")
-        if guided is not None and not isinstance(guided, dict):
-            raise InvalidRequestError("guided_decoding must be an object", param="guided_decoding")
-        top_p = number("top_p", 1.0, 0.0, 1.0)
-        if top_p == 0.0:
+        in_range("temperature", opts.temperature, 0.0)
+        in_range("top_p", opts.top_p, 0.0, 1.0)
+        if opts.top_p == 0.0:
             raise InvalidRequestError("top_p must be above 0", param="top_p")
-        repetition = number("repetition_penalty", 1.0, 0.0)
-        if repetition == 0.0:
+        in_range("min_p", opts.min_p, 0.0, 1.0)
+        in_range("repetition_penalty", opts.repetition_penalty, 0.0)
+        if opts.repetition_penalty == 0.0:
             raise InvalidRequestError(
                 "repetition_penalty must be above 0", param="repetition_penalty"
             )
-        return cls(
-            temperature=number("temperature", 1.0, 0.0),
-            top_p=top_p,
-            top_k=0 if top_k is None or top_k < 0 else top_k,
-            min_p=number("min_p", 0.0, 0.0, 1.0),
-            repetition_penalty=repetition,
-            presence_penalty=number("presence_penalty", 0.0, -math.inf),
-            frequency_penalty=number("frequency_penalty", 0.0, -math.inf),
-            seed=seed,
-            logit_bias=_logit_bias(sampling.get("logit_bias"), n_vocab),
-            grammar=grammar_for(guided) if guided else None,
-        )
-
-
-def _logit_bias(value: Any, n_vocab: int) -> tuple[tuple[int, float], ...]:
-    if not value:
-        return ()
-    if not isinstance(value, dict):
-        raise InvalidRequestError("logit_bias must map token ids to biases", param="logit_bias")
-    bias = []
-    for key, amount in value.items():
-        try:
-            token = int(key)
-        except (TypeError, ValueError):
-            raise InvalidRequestError(
-                f"logit_bias key {key!r} is not a token id", param="logit_bias"
-            ) from None
-        if not 0 <= token < n_vocab:
-            raise InvalidRequestError(
-                f"logit_bias token id {token} is outside the vocabulary [0, {n_vocab})",
-                param="logit_bias",
-            )
-        if isinstance(amount, bool) or not isinstance(amount, int | float):
-            raise InvalidRequestError("logit_bias values must be numbers", param="logit_bias")
-        bias.append((token, float(amount)))
-    return tuple(bias)
+        for token in opts.logit_bias or ():
+            if not 0 <= token < n_vocab:
+                raise InvalidRequestError(
+                    f"logit_bias token id {token} is outside the vocabulary [0, {n_vocab})",
+                    param="logit_bias",
+                )
+        guided = opts.guided_decoding
+        return cls(opts, grammar_for(dict(guided)) if guided else None)
 
 
 def chain_seed(seed: int | None) -> int:
@@ -137,10 +94,11 @@ class Sampler:
         def add(sampler: Any) -> None:
             llama_cpp.llama_sampler_chain_add(chain, sampler)
 
+        opts = params.options
         try:
-            if params.logit_bias:
-                array = (llama_cpp.llama_logit_bias * len(params.logit_bias))()
-                for i, (token, amount) in enumerate(params.logit_bias):
+            if opts.logit_bias:
+                array = (llama_cpp.llama_logit_bias * len(opts.logit_bias))()
+                for i, (token, amount) in enumerate(opts.logit_bias.items()):
                     array[i].token, array[i].bias = token, amount
                 add(llama_cpp.llama_sampler_init_logit_bias(n_vocab, len(array), array))
             if params.penalised:
@@ -149,9 +107,9 @@ class Sampler:
                     llama_cpp.llama_sampler_init_penalties(
                         n_vocab,
                         n_ctx,
-                        params.repetition_penalty,
-                        params.frequency_penalty,
-                        params.presence_penalty,
+                        opts.repetition_penalty,
+                        opts.frequency_penalty,
+                        opts.presence_penalty,
                     )
                 )
             if params.grammar is not None:
@@ -163,17 +121,17 @@ class Sampler:
                         "llama.cpp could not parse the grammar", param="guided_decoding"
                     )
                 add(grammar)
-            if params.greedy:
+            if opts.greedy:
                 add(llama_cpp.llama_sampler_init_greedy())
                 return
-            if params.top_k > 0:
-                add(llama_cpp.llama_sampler_init_top_k(params.top_k))
-            if params.top_p < 1.0:
-                add(llama_cpp.llama_sampler_init_top_p(params.top_p, 1))
-            if params.min_p > 0.0:
-                add(llama_cpp.llama_sampler_init_min_p(params.min_p, 1))
-            add(llama_cpp.llama_sampler_init_temp(params.temperature))
-            add(llama_cpp.llama_sampler_init_dist(chain_seed(params.seed)))
+            if opts.top_k is not None:
+                add(llama_cpp.llama_sampler_init_top_k(opts.top_k))
+            if opts.top_p < 1.0:
+                add(llama_cpp.llama_sampler_init_top_p(opts.top_p, 1))
+            if opts.min_p > 0.0:
+                add(llama_cpp.llama_sampler_init_min_p(opts.min_p, 1))
+            add(llama_cpp.llama_sampler_init_temp(opts.temperature))
+            add(llama_cpp.llama_sampler_init_dist(chain_seed(opts.seed)))
         except BaseException:
             self.close()
             raise

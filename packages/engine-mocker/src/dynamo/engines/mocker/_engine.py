@@ -10,44 +10,41 @@ valid ids for the model's tokenizer, and never an early end of stream. With
 `output_options.logprobs` set, each token comes with made-up but well-formed log probabilities
 (`_logprobs`), so the frontend's logprobs path can be exercised without a model.
 
-KV events: pass a `KvEventPublisher`-like object as `MockerEngine.start(config,
-kv_publisher=...)`; without one, when `config.endpoint` is a `dynamo.runtime` endpoint, a
-`KvEventPublisher` on its component's NATS connection is made, with the endpoint's instance id as
-the worker id. Neither: no events.
+KV events and load metrics go to the publishers a worker attaches (`Engine.attach`,
+`dynamo.llm.kv.engine_publishers`): `runtime()` asks for one KV event stream, hashed with the
+mocker's block size, and load metrics. The engine builds no publisher itself; in process none is
+attached and nothing is published. Load metrics (`metrics()`, upstream's `ForwardPassMetrics`)
+are handed over once per scheduler step (the publisher coalesces them), and once at `attach`.
 
-Load metrics (`metrics()`, upstream's `ForwardPassMetrics`) go the same way: to
-`start(config, metrics_publisher=...)` (anything with `publish(metrics)`), else, for a
-distributed worker, to a `WorkerMetricsPublisher` on the endpoint's component, which the engine
-closes with itself. They are handed over once per scheduler step; the publisher coalesces them.
+The block size is the mocker's own choice (`_options`); the card says it because `runtime()`
+declares it, and whoever built the card applies that (`EngineRuntime.apply_to`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import random
 from collections.abc import AsyncIterator
-from typing import Any, Protocol, Self
+from typing import Any, Self
 
-from dynamo.engines.mocker._kv_cache import KvCache, KvEventSink
+from dynamo.engines.mocker._kv_cache import KvCache
 from dynamo.engines.mocker._logprobs import made_up_logprobs
 from dynamo.engines.mocker._options import MockerOptions
 from dynamo.engines.mocker._scheduler import MockScheduler, Sequence_
 from dynamo.llm import Context, Engine, EngineConfig, ModelType
+from dynamo.llm.engine import EngineRuntime
 from dynamo.llm.errors import ContextLengthExceededError, InvalidRequestError
 from dynamo.llm.features import Feature
-
-log = logging.getLogger(__name__)
+from dynamo.llm.generation_options import GenerationOptions
+from dynamo.llm.kv.engine_publishers import EnginePublishers, MetricsSink
 
 #: Output length when the request names no `max_tokens`.
 DEFAULT_MAX_TOKENS = 256
-
-
-class MetricsSink(Protocol):
-    """What the mocker needs of a metrics publisher: `dynamo.llm.WorkerMetricsPublisher` is one."""
-
-    def publish(self, metrics: Any) -> None: ...
+#: The optional request fields the mocker takes (`GenerationOptions.from_request`): made-up log
+#: probabilities, and logit_bias, a sampling knob with no effect on an engine that does not
+#: sample (`Feature.UNSAMPLED`). Guided decoding, prompt log probabilities, ... are refused.
+SUPPORTED_FIELDS = frozenset({"logprobs", "logit_bias"})
 
 
 class MockerEngine(Engine):
@@ -61,43 +58,29 @@ class MockerEngine(Engine):
     #: Its tokens are random, not sampled; its log probabilities are made up (well-formed).
     features = frozenset({Feature.UNSAMPLED, Feature.LOGPROBS})
 
-    def __init__(
-        self,
-        opts: MockerOptions,
-        kv_publisher: KvEventSink | None = None,
-        metrics_publisher: MetricsSink | None = None,
-    ) -> None:
+    def __init__(self, opts: MockerOptions) -> None:
         self.opts = opts
         self.block_size = opts.block_size
-        self.kv = KvCache(opts.num_gpu_blocks, opts.block_size, kv_publisher)
+        self.kv = KvCache(opts.num_gpu_blocks, opts.block_size)
         self.scheduler = MockScheduler(opts, self.kv, random.Random(opts.seed))
-        self.metrics_publisher = metrics_publisher
-        self._owned_publisher: Any = None  # made by `start`: closed with the engine
+        self.metrics_publisher: MetricsSink | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
-        self._report()
 
     @classmethod
-    async def start(
-        cls,
-        config: EngineConfig,
-        kv_publisher: KvEventSink | None = None,
-        metrics_publisher: MetricsSink | None = None,
-    ) -> Self:
-        opts = MockerOptions.from_config(config)
-        owned = None
-        if config.endpoint is not None:
-            if kv_publisher is None:
-                kv_publisher = _publisher_for_endpoint(config.endpoint, opts.block_size)
-            if metrics_publisher is None:
-                metrics_publisher = owned = await _metrics_publisher_for_endpoint(config.endpoint)
-        if config.card is not None and hasattr(config.card, "kv_cache_block_size"):
-            # Routers read the block size from the card: it must be the one we hash with.
-            config.card.kv_cache_block_size = opts.block_size
-        engine = cls(opts, kv_publisher, metrics_publisher)
-        engine._owned_publisher = owned
-        return engine
+    async def start(cls, config: EngineConfig) -> Self:
+        return cls(MockerOptions.from_config(config))
+
+    def runtime(self) -> EngineRuntime:
+        """The block size routers must hash with (it is the mocker's own choice), one KV event
+        stream and load metrics."""
+        return EngineRuntime(kv_cache_block_size=self.block_size, kv_events=True, load_metrics=True)
+
+    async def attach(self, publishers: EnginePublishers) -> None:
+        self.kv.sink = publishers.kv_events_of_rank(0)
+        self.metrics_publisher = publishers.metrics
+        self._report()  # the idle state, before any request
 
     # -- serving ---------------------------------------------------------------------------------
 
@@ -106,22 +89,20 @@ class MockerEngine(Engine):
     ) -> AsyncIterator[dict[str, Any]]:
         if self._closed:
             raise InvalidRequestError("the mocker engine is shut down")
-        prompt = list(request.get("token_ids") or ())
-        if not prompt:
-            raise InvalidRequestError("the mocker needs a non-empty token_ids prompt")
+        opts = GenerationOptions.from_request(request, SUPPORTED_FIELDS)
+        prompt = opts.prompt
         if not self.scheduler.fits_ever(len(prompt)):
             raise ContextLengthExceededError(
                 f"prompt of {len(prompt)} tokens does not fit in the mocker's KV cache "
                 f"({self.opts.num_gpu_blocks} blocks of {self.block_size})"
             )
-        max_tokens = (request.get("stop_conditions") or {}).get("max_tokens")
-        max_tokens = DEFAULT_MAX_TOKENS if max_tokens is None else int(max_tokens)
-        if max_tokens <= 0:
+        max_tokens = DEFAULT_MAX_TOKENS if opts.max_tokens is None else opts.max_tokens
+        if max_tokens == 0:
             yield {"token_ids": [], "finish_reason": "length"}
             return
-        eos = set(request.get("eos_token_ids") or ())
+        eos = set(opts.eos_token_ids)
         vocab = [t for t in dict.fromkeys(prompt) if t not in eos] or [t for t in prompt]
-        top = (request.get("output_options") or {}).get("logprobs")
+        top = opts.logprobs
         rng = random.Random(hash((context.id(), len(prompt))))
         queue: asyncio.Queue[int | None] = asyncio.Queue()
         seq = Sequence_(context.id(), prompt, max_tokens, queue.put_nowait, vocab)
@@ -203,10 +184,9 @@ class MockerEngine(Engine):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        # The publishers are the worker's: it closes them after this.
+        self.kv.sink = None
         self.metrics_publisher = None
-        if self._owned_publisher is not None:
-            await self._owned_publisher.close()
-            self._owned_publisher = None
 
     # -- load metrics ----------------------------------------------------------------------------
 
@@ -247,27 +227,4 @@ def _usage(prompt_tokens: int, seq: Sequence_) -> dict[str, Any]:
     }
 
 
-def _publisher_for_endpoint(endpoint: Any, block_size: int) -> KvEventSink | None:
-    component = getattr(endpoint, "component", None)
-    lease_id = getattr(endpoint, "lease_id", None)
-    if component is None or lease_id is None:
-        log.warning("mocker: config.endpoint has no component; KV events are off")
-        return None
-    from dynamo.llm.kv.publisher import KvEventPublisher
-
-    return KvEventPublisher.for_component(component, lease_id(), block_size)
-
-
-async def _metrics_publisher_for_endpoint(endpoint: Any) -> Any:
-    component = getattr(endpoint, "component", None)
-    if component is None or not hasattr(component, "runtime"):
-        log.warning("mocker: config.endpoint has no component; load metrics are off")
-        return None
-    from dynamo.llm.kv.metrics_publisher import WorkerMetricsPublisher
-
-    publisher = WorkerMetricsPublisher()
-    await publisher.create_endpoint(component)
-    return publisher
-
-
-__all__ = ["DEFAULT_MAX_TOKENS", "MetricsSink", "MockerEngine"]
+__all__ = ["DEFAULT_MAX_TOKENS", "MockerEngine"]

@@ -1,9 +1,9 @@
 """The mocker's options: upstream's `MockEngineArgs` names, read from `--extra-engine-args` JSON.
 
 Block size: `block_size` in the JSON wins. Otherwise `--kv-cache-block-size` is used when it was
-set, and upstream's mocker default (64) when it was not. `EngineConfig` cannot tell "16 given"
-from "not given" (16 is its default), so an explicit `--kv-cache-block-size 16` reads as unset:
-pass `{"block_size": 16}` for that. Both set and different is an error, not a silent choice.
+given (16 too), and upstream's mocker default (64) when it was not. Both set and different is an
+error, not a silent choice. The engine declares the size it chose (`MockerEngine.runtime`), so
+the card routers read says it.
 """
 
 from __future__ import annotations

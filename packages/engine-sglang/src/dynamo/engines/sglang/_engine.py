@@ -2,12 +2,11 @@
 
 - Our preprocessor's token ids go in as `input_ids`, `async_generate(..., stream=True)` streams
   the new ids back (`incremental_streaming_output`); SGLang batches concurrent requests itself.
-- Cancellation: when the request's context is stopped (client gone, a stop string matched by our
-  decoder, `stop_generating()`), `tokenizer_manager.abort_request(rid)` aborts it in SGLang, and
-  the stream ends with `cancelled`. The abort is repeated until SGLang has the request: a stop
-  that comes before SGLang registered the rid would otherwise be dropped.
-- A distributed worker (`in=dyn://`) relays SGLang's KV events and load to routers
-  (`_publishers`).
+- Cancellation, the stopped and killed cases and shutdown are `LibraryEngine`'s: a stopped
+  request is aborted with `tokenizer_manager.abort_request(rid)`, repeated until SGLang has the
+  request (a stop that comes before SGLang registered the rid would otherwise be dropped).
+- A distributed worker (`in=dyn://`) attaches its publishers; SGLang's KV events and load are
+  relayed to them (`_publishers`). `runtime()` declares the page size as the KV block size.
 - SGLang is imported inside `start`, so this module and the entry point load without it.
 - `sglang.Engine(...)` is built on the event loop's thread (it installs signal handlers and keeps
   asyncio state of that loop); the model load blocks the loop meanwhile, before any serving.
@@ -15,17 +14,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, Self
 
 from dynamo.engines.sglang._args import ServerPlan, plan_server_args
 from dynamo.engines.sglang._output import DeltaMapper
-from dynamo.engines.sglang._publishers import Publishers
+from dynamo.engines.sglang._publishers import Relays
 from dynamo.engines.sglang._sampling import (
     FEATURES,
     SUPPORTED_FIELDS,
@@ -33,10 +31,12 @@ from dynamo.engines.sglang._sampling import (
     generate_kwargs,
     sampling_params,
 )
-from dynamo.llm import Context, Engine, EngineConfig, EngineError, ModelType
-from dynamo.llm.engine import ENGINE_FLAGS, import_library
-from dynamo.llm.errors import EngineFailedError, InvalidRequestError, first_line
+from dynamo.llm import Context, EngineConfig, EngineError
+from dynamo.llm.engine import ENGINE_FLAGS, EngineRuntime, import_library
+from dynamo.llm.errors import InvalidRequestError, first_line
 from dynamo.llm.generation_options import GenerationOptions
+from dynamo.llm.kv.engine_publishers import EnginePublishers
+from dynamo.llm.library_engine import LibraryEngine, LibraryRun
 
 log = logging.getLogger(__name__)
 
@@ -71,68 +71,73 @@ def free_port_range(count: int) -> int:
     raise EngineError(f"no {count} consecutive free TCP ports for SGLang's KV events")
 
 
-class SGLangEngine(Engine):
+class SGLangEngine(LibraryEngine):
     """One `sglang.Engine`; see the module docstring."""
 
-    model_type = ModelType.Backend
-    requires_model = True
     accepted_flags = ENGINE_FLAGS  # every parallelism flag: multi-node as SGLang does it
     features = FEATURES
     library = "sglang"
+    library_name = "SGLang"
+    supported_fields = SUPPORTED_FIELDS
+    # An abort before SGLang registered the rid is dropped: repeat it until one lands.
+    abort_retry_s = _ABORT_RETRY_S
 
     def __init__(self, engine: Any, plan: ServerPlan) -> None:
+        super().__init__()
         self._engine = engine
         self.plan = plan
         self.deterministic = bool(plan.kwargs.get("enable_deterministic_inference"))
         self.features = features_for(self.deterministic)
-        self.publishers: Publishers | None = None
         self._ids = itertools.count()
-        self._closed = False
 
     @classmethod
     async def start(cls, config: EngineConfig) -> Self:
         sglang = import_library("sglang", cls)
-        kv_port = free_port_range(_dp_size(config)) if config.endpoint is not None else None
+        kv_port = free_port_range(_dp_size(config)) if config.distributed else None
         plan = plan_server_args(config, server_arg_names(), kv_port)
-        if config.card is not None:
-            # Routers read the block size from the card: the one KV events are hashed with.
-            config.card.kv_cache_block_size = plan.page_size
         log.info("starting SGLang on %s", plan.kwargs["model_path"])
         try:
             engine = sglang.Engine(**plan.kwargs)
         except (ValueError, TypeError, RuntimeError, OSError) as e:
-            raise EngineError(f"SGLang could not start: {first_line(e)}") from None
-        self = cls(engine, plan)
-        if config.endpoint is not None:
-            self.publishers = Publishers()
-            if plan.kv_events_endpoint is not None:
-                await self.publishers.start_kv_relays(
-                    config.endpoint,
-                    plan.kv_events_endpoint,
-                    plan.kv_events_topic,
-                    plan.page_size,
-                    plan.dp_size,
+            raise cls.start_failed(e) from None
+        return cls(engine, plan)
+
+    def runtime(self) -> EngineRuntime:
+        """The page size is the KV block size routers hash with; with KV events on (a worker's,
+        or the user's `kv_events_config`) one stream per data-parallel rank, and load reports."""
+        events = self.plan.kv_events_endpoint is not None
+        return EngineRuntime(
+            kv_cache_block_size=self.plan.page_size,
+            kv_events=events,
+            data_parallel_size=self.plan.dp_size,
+            load_metrics=events,
+        )
+
+    async def start_feeds(self, publishers: EnginePublishers) -> Relays:
+        relays = Relays(publishers)
+        try:
+            if self.plan.kv_events_endpoint is not None:
+                await relays.start_kv_relays(
+                    self.plan.kv_events_endpoint, self.plan.kv_events_topic
                 )
-                await self.publishers.start_load(
-                    config.endpoint, engine.port_args.metrics_ipc_name, plan.page_size
-                )
-        return self
+                relays.start_load(self._engine.port_args.metrics_ipc_name, self.plan.page_size)
+        except BaseException:
+            await relays.close()
+            raise
+        return relays
 
     # -- serving ------------------------------------------------------------------------------------
 
-    async def generate(
-        self, request: dict[str, Any], context: Context
-    ) -> AsyncIterator[dict[str, Any]]:
-        if self._closed:
-            raise EngineFailedError("the SGLang engine is shut down")
-        opts = GenerationOptions.from_request(request, SUPPORTED_FIELDS)
-        params = sampling_params(opts, deterministic=self.deterministic)
-        visible = (request.get("stop_conditions") or {}).get("stop_token_ids") or ()
-        mapper = DeltaMapper(visible, opts.logprobs)
-        if context.is_stopped():
-            if not context.is_killed():
-                yield {"token_ids": [], "finish_reason": "cancelled"}
-            return
+    def prepare(self, opts: GenerationOptions, visible_stops: tuple[int, ...]) -> dict[str, Any]:
+        return sampling_params(opts, deterministic=self.deterministic)
+
+    async def submit(
+        self,
+        opts: GenerationOptions,
+        visible_stops: tuple[int, ...],
+        params: dict[str, Any],
+        context: Context,
+    ) -> LibraryRun:
         rid = f"{context.id()}-{next(self._ids)}"
         try:
             stream = await self._engine.async_generate(
@@ -144,49 +149,45 @@ class SGLangEngine(Engine):
             )
         except ValueError as e:
             raise InvalidRequestError(first_line(e)) from None
-        watcher = asyncio.ensure_future(self._abort_when_stopped(context, rid))
-        try:
-            async with contextlib.aclosing(stream):
-                async for item in _rejections_as_ours(stream):
-                    delta = mapper.delta(item, context.is_stopped())
-                    if mapper.finished and context.is_killed():
-                        return
-                    if delta is not None:
-                        yield delta
-                    if mapper.finished:
-                        return
-        finally:
-            watcher.cancel()
-            if not mapper.finished:
-                # The consumer left (or SGLang failed) before the end: free SGLang's slot.
-                self._engine.tokenizer_manager.abort_request(rid=rid)
+        return _Run(
+            self._engine.tokenizer_manager, rid, stream, DeltaMapper(visible_stops, opts.logprobs)
+        )
 
-    async def _abort_when_stopped(self, context: Context, rid: str) -> None:
-        await context.stopped()
-        manager = self._engine.tokenizer_manager
-        while True:
-            # A no-op until SGLang registered the rid, and after the first abort that went out.
-            manager.abort_request(rid=rid)
-            await asyncio.sleep(_ABORT_RETRY_S)
-
-    # -- shutdown ----------------------------------------------------------------------------------
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self.publishers is not None:
-            await self.publishers.close()
+    async def shutdown(self) -> None:
         self._engine.shutdown()
 
 
-async def _rejections_as_ours(stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    """SGLang rejects a bad request with ValueError (its HTTP server's 400) on the first pull."""
-    try:
-        async for item in stream:
-            yield item
-    except ValueError as e:
-        raise InvalidRequestError(first_line(e)) from None
+class _Run(LibraryRun):
+    """One request in SGLang: its stream, its rid (to abort it) and its delta mapper."""
+
+    def __init__(
+        self, manager: Any, rid: str, stream: AsyncGenerator[Any, None], mapper: DeltaMapper
+    ) -> None:
+        self._manager = manager
+        self._rid = rid
+        self._stream = stream
+        self._mapper = mapper
+
+    async def outputs(self) -> AsyncGenerator[Any, None]:
+        """SGLang rejects a bad request with ValueError (its HTTP server's 400) on the first
+        pull."""
+        async with contextlib.aclosing(self._stream):
+            try:
+                async for item in self._stream:
+                    yield item
+            except ValueError as e:
+                raise InvalidRequestError(first_line(e)) from None
+
+    def delta(self, output: Any, stopped: bool) -> dict[str, Any] | None:
+        return self._mapper.delta(output, stopped)
+
+    @property
+    def finished(self) -> bool:
+        return self._mapper.finished
+
+    def abort(self) -> None:
+        # A no-op until SGLang registered the rid, and after the first abort that went out.
+        self._manager.abort_request(rid=self._rid)
 
 
 def _dp_size(config: EngineConfig) -> int:

@@ -1,8 +1,10 @@
-"""What a distributed SGLang worker tells routers: its KV cache events and its load.
+"""What a distributed SGLang worker tells routers: its KV cache events and its load, fed to the
+publishers the worker attached (`dynamo.llm.kv.engine_publishers`).
 
 - KV events: SGLang publishes them itself (its ZMQ publisher, `kv_events_config`; rank r of
   data parallelism on port + r); one `ZmqKvEventRelay` per rank republishes them in our format
-  (`dynamo.llm.kv.zmq_events`), hashed with the page size as the block size.
+  (`dynamo.llm.kv.zmq_events`) through that rank's publisher, hashed with the page size as the
+  block size (the engine declares it as its KV block size).
 - Load: with KV events and metrics on, SGLang's scheduler pushes a `KvMetrics` after each step
   to `port_args.metrics_ipc_name`; we pull them and publish upstream's `ForwardPassMetrics`.
   SGLang counts KV capacity in tokens; routers count blocks, so both are divided by the page
@@ -15,6 +17,8 @@ import asyncio
 import contextlib
 import logging
 from typing import Any
+
+from dynamo.llm.kv.engine_publishers import EnginePublishers
 
 log = logging.getLogger(__name__)
 
@@ -38,37 +42,31 @@ def forward_pass_metrics(metrics: Any, page_size: int) -> dict[str, Any]:
     }
 
 
-class Publishers:
-    """The relays and publishers of one distributed worker; `close` stops them all."""
+class Relays:
+    """What feeds a worker's publishers (`EnginePublishers`) from SGLang: one KV event relay
+    per data-parallel rank and the load loop. `close` stops them; the publishers are the
+    worker's, which closes them after the engine."""
 
-    def __init__(self) -> None:
+    def __init__(self, publishers: EnginePublishers) -> None:
+        self.publishers = publishers
         self.relays: list[Any] = []
-        self.kv_publishers: list[Any] = []
-        self.metrics_publisher: Any = None
         self._load_task: asyncio.Task[None] | None = None
         self.loads = 0
 
-    async def start_kv_relays(
-        self, endpoint: Any, kv_endpoint: str, topic: str, page_size: int, dp_size: int
-    ) -> None:
-        from dynamo.llm.kv.publisher import KvEventPublisher
+    async def start_kv_relays(self, kv_endpoint: str, topic: str) -> None:
+        """Relay rank r's events (SGLang's port + r) to the publishers' rank r."""
         from dynamo.llm.kv.zmq_events import ZmqKvEventRelay, subscriber_endpoint
 
-        for rank in range(dp_size):
-            publisher = KvEventPublisher.for_component(
-                endpoint.component, endpoint.lease_id(), page_size, dp_rank=rank
-            )
-            relay = ZmqKvEventRelay(subscriber_endpoint(kv_endpoint, rank), publisher, topic)
+        for rank, sink in enumerate(self.publishers.kv_events):
+            relay = ZmqKvEventRelay(subscriber_endpoint(kv_endpoint, rank), sink, topic)
             relay.start()
-            await relay.ready()
-            self.kv_publishers.append(publisher)
             self.relays.append(relay)
+            await relay.ready()
 
-    async def start_load(self, endpoint: Any, metrics_ipc_name: str, page_size: int) -> None:
-        from dynamo.llm.kv.metrics_publisher import WorkerMetricsPublisher
-
-        self.metrics_publisher = WorkerMetricsPublisher()
-        await self.metrics_publisher.create_endpoint(endpoint.component)
+    def start_load(self, metrics_ipc_name: str, page_size: int) -> None:
+        """Pull SGLang's load reports into the publishers' metrics (when there is one)."""
+        if self.publishers.metrics is None:
+            return
         self._load_task = asyncio.get_running_loop().create_task(
             self._pull_load(metrics_ipc_name, page_size), name="sglang-load"
         )
@@ -81,6 +79,8 @@ class Publishers:
         import sglang.srt.managers.scheduler_components.kv_events_publisher  # noqa: F401
         from sglang.srt.managers.io_struct import async_sock_recv
 
+        sink = self.publishers.metrics
+        assert sink is not None
         sock = zmq.asyncio.Context.instance().socket(zmq.PULL)
         sock.setsockopt(zmq.LINGER, 0)
         sock.bind(address)
@@ -88,7 +88,7 @@ class Publishers:
             while True:
                 metrics = await async_sock_recv(sock)
                 try:
-                    self.metrics_publisher.publish(forward_pass_metrics(metrics, page_size))
+                    sink.publish(forward_pass_metrics(metrics, page_size))
                     self.loads += 1
                 except (AttributeError, TypeError, ValueError) as e:
                     log.warning("sglang: unreadable load report %r: %s", metrics, e)
@@ -102,10 +102,6 @@ class Publishers:
                 await self._load_task
         for relay in self.relays:
             await relay.close()
-        for publisher in self.kv_publishers:
-            await publisher.close()
-        if self.metrics_publisher is not None:
-            await self.metrics_publisher.close()
 
 
-__all__ = ["Publishers", "forward_pass_metrics"]
+__all__ = ["Relays", "forward_pass_metrics"]

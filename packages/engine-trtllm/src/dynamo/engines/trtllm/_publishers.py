@@ -1,4 +1,5 @@
-"""What a distributed TensorRT-LLM worker tells routers: its KV cache events and its load.
+"""What a distributed TensorRT-LLM worker tells routers: its KV cache events and its load, fed
+to the publishers the worker attached (`dynamo.llm.kv.engine_publishers`).
 
 TensorRT-LLM hands both out through polling APIs (`LLM.get_kv_cache_events_async(timeout)` and
 `LLM.get_stats_async(timeout)`, each an async iterator over what queued up), as dicts:
@@ -30,6 +31,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
+from dynamo.llm.kv.engine_publishers import EnginePublishers
 from dynamo.llm.kv.zmq_events import KvEventSink
 
 log = logging.getLogger(__name__)
@@ -144,58 +146,47 @@ async def poll_forever(
         await asyncio.sleep(sleep)
 
 
-class Publishers:
-    """The polling tasks and publishers of one distributed worker; `close` stops them all."""
+class Pollers:
+    """What feeds a worker's publishers (`EnginePublishers`) from TensorRT-LLM: one task polls
+    KV cache events into the ranks' publishers, one polls iteration stats into the load
+    publisher. `close` stops them; the publishers are the worker's, which closes them after
+    the engine. Made on the event loop."""
 
-    def __init__(self) -> None:
-        self.kv_publishers: list[Any] = []
-        self.metrics_publisher: Any = None
-        self.translator: KvEventTranslator | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-
-    async def start(self, llm: Any, endpoint: Any, block_size: int, dp_size: int) -> None:
-        from dynamo.llm.kv.metrics_publisher import WorkerMetricsPublisher
-        from dynamo.llm.kv.publisher import KvEventPublisher
-
-        sinks = {}
-        for rank in range(dp_size):
-            publisher = KvEventPublisher.for_component(
-                endpoint.component, endpoint.lease_id(), block_size, dp_rank=rank
-            )
-            self.kv_publishers.append(publisher)
-            sinks[rank] = publisher
-        self.translator = KvEventTranslator(sinks, block_size)
-        self.metrics_publisher = WorkerMetricsPublisher()
-        await self.metrics_publisher.create_endpoint(endpoint.component)
+    def __init__(self, llm: Any, publishers: EnginePublishers, block_size: int) -> None:
+        self.publishers = publishers
         loop = asyncio.get_running_loop()
-        self._tasks = [
-            loop.create_task(
-                poll_forever(
-                    lambda: llm.get_kv_cache_events_async(timeout=_POLL_TIMEOUT_S),
-                    self.translator.handle,
-                    "KV event",
-                ),
-                name="trtllm-kv-events",
-            ),
-            loop.create_task(
-                poll_forever(
-                    lambda: llm.get_stats_async(timeout=_POLL_TIMEOUT_S),
-                    lambda stat: self.metrics_publisher.publish(forward_pass_metrics(stat)),
-                    "iteration stats",
-                ),
-                name="trtllm-stats",
-            ),
-        ]
+        self._tasks: list[asyncio.Task[None]] = []
+        self.translator: KvEventTranslator | None = None
+        if publishers.kv_events:
+            self.translator = KvEventTranslator(dict(enumerate(publishers.kv_events)), block_size)
+            self._tasks.append(
+                loop.create_task(
+                    poll_forever(
+                        lambda: llm.get_kv_cache_events_async(timeout=_POLL_TIMEOUT_S),
+                        self.translator.handle,
+                        "KV event",
+                    ),
+                    name="trtllm-kv-events",
+                )
+            )
+        metrics = publishers.metrics
+        if metrics is not None:
+            self._tasks.append(
+                loop.create_task(
+                    poll_forever(
+                        lambda: llm.get_stats_async(timeout=_POLL_TIMEOUT_S),
+                        lambda stat: metrics.publish(forward_pass_metrics(stat)),
+                        "iteration stats",
+                    ),
+                    name="trtllm-stats",
+                )
+            )
 
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for publisher in self.kv_publishers:
-            await publisher.close()
-        if self.metrics_publisher is not None:
-            await self.metrics_publisher.close()
 
 
-__all__ = ["KvEventTranslator", "Publishers", "forward_pass_metrics", "poll_forever"]
+__all__ = ["KvEventTranslator", "Pollers", "forward_pass_metrics", "poll_forever"]

@@ -7,11 +7,12 @@ lags), and our frontend detokenizes and applies stop strings. vLLM runs without 
 - Cancellation: `context.stop_generating()` (a stop string matched, the client went away) aborts
   the vLLM request (`AsyncLLM.abort`), which frees its KV blocks at vLLM's next step; so does
   closing the stream early (vLLM aborts a `generate` whose generator is closed).
-- The model card is made to say what vLLM actually runs: its context length is vLLM's
-  effective `max_model_len`, its KV block size vLLM's `block_size`.
-- A distributed worker (`config.endpoint` set) republishes vLLM's own KV cache events (its ZMQ
-  publisher, on an IPC socket of its own) in our format, and publishes vLLM's scheduler
-  statistics as load metrics, so `--router-mode kv` routes between vLLM workers.
+- `runtime()` declares what vLLM actually runs, for the model card: its context length is
+  vLLM's effective `max_model_len`, its KV block size vLLM's `block_size`.
+- A distributed worker (`config.distributed`) attaches its publishers (`Engine.attach`); vLLM's
+  own KV cache events (its ZMQ publisher, on an IPC socket of its own) are relayed to them in
+  our format, and vLLM's scheduler statistics go to them as load metrics, so `--router-mode kv`
+  routes between vLLM workers.
 - vLLM is imported inside `start`, so this module (and the package's entry point) loads without
   it; `dynamo-run out=vllm` without vLLM is one line saying what to install.
 """
@@ -27,7 +28,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from dynamo.engines.vllm._args import (
     engine_kwargs,
@@ -45,7 +46,11 @@ from dynamo.engines.vllm._options import (
     usage,
 )
 from dynamo.llm import Context, Engine, EngineConfig, EngineError, ModelType
+from dynamo.llm.engine import EngineRuntime
 from dynamo.llm.errors import EngineFailedError, InvalidRequestError, ServiceUnavailableError
+
+if TYPE_CHECKING:
+    from dynamo.llm.kv.engine_publishers import EnginePublishers
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +125,10 @@ class VllmEngine(Engine):
         self.max_model_len = max_model_len
         self._ids = itertools.count()
         self.reporters: dict[int, LoadReporter] = {}
+        self.block_size = 0
+        #: Where vLLM publishes KV events (a worker's engine with prefix caching), else None.
+        self.kv_endpoint: str | None = None
         self._relay: Any = None
-        self._kv_publisher: Any = None
-        self._metrics_publisher: Any = None
         self._closed = False
 
     # -- start-up ---------------------------------------------------------------------------------
@@ -167,7 +173,7 @@ class VllmEngine(Engine):
         # vLLM's engine core runs in a spawned process; spawn is what vLLM forces on CPU anyway.
         os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
         kv_endpoint = None
-        if config.endpoint is not None and kwargs.get("enable_prefix_caching"):
+        if config.distributed and kwargs.get("enable_prefix_caching"):
             from vllm.config import KVEventsConfig
 
             kv_endpoint = kv_events_endpoint()
@@ -182,12 +188,12 @@ class VllmEngine(Engine):
         except (TypeError, ValueError) as e:
             raise EngineError(f"vLLM refused the engine arguments: {_one_line(e)}") from None
 
-        sink = await _metrics_publisher(config.endpoint)
         reporters: dict[int, LoadReporter] = {}
 
         def make_reporter(vc: Any) -> LoadReporter:
+            # Its sink is the worker's load publisher, once one is attached.
             return LoadReporter(
-                sink, vc.cache_config.num_gpu_blocks or 0, vc.scheduler_config.max_num_seqs
+                None, vc.cache_config.num_gpu_blocks or 0, vc.scheduler_config.max_num_seqs
             )
 
         log.info("starting vLLM %s on %s", vllm.__version__, model)
@@ -200,43 +206,43 @@ class VllmEngine(Engine):
                 disable_log_stats=False,
             )
         except Exception as e:
-            if sink is not None:
-                await sink.close()
             raise EngineError(f"vLLM could not start: {_one_line(e)}") from None
         max_model_len = vllm_config.model_config.max_model_len
         engine = cls(llm, vllm, max_model_len)
         engine.reporters = reporters
-        engine._metrics_publisher = sink
+        engine.kv_endpoint = kv_endpoint
         blocks = vllm_config.cache_config.num_gpu_blocks or 0
         for reporter in reporters.values():
             reporter.num_gpu_blocks = max(1, blocks)
-        block_size = vllm_config.cache_config.block_size
-        if config.card is not None:
-            config.card.context_length = max_model_len
-            config.card.kv_cache_block_size = block_size
-        if kv_endpoint is not None:
-            await engine._start_kv_relay(config.endpoint, kv_endpoint, block_size)
-        lease_id = getattr(config.endpoint, "lease_id", None)
+        engine.block_size = vllm_config.cache_config.block_size
         log.info(
-            "vLLM ready: max_model_len %d, %d KV blocks of %d tokens%s",
+            "vLLM ready: max_model_len %d, %d KV blocks of %d tokens",
             max_model_len,
             blocks,
-            block_size,
-            f"; worker instance {lease_id():x}" if lease_id is not None else "",
+            engine.block_size,
         )
         return engine
 
-    async def _start_kv_relay(self, endpoint: Any, kv_endpoint: str, block_size: int) -> None:
-        from dynamo.llm.kv.publisher import KvEventPublisher
-        from dynamo.llm.kv.zmq_events import ZmqKvEventRelay, subscriber_endpoint
-
-        publisher = KvEventPublisher.for_component(
-            endpoint.component, endpoint.lease_id(), block_size
+    def runtime(self) -> EngineRuntime:
+        """vLLM's effective context and block size; KV events when it publishes them (a
+        worker's engine with prefix caching), and load metrics."""
+        return EngineRuntime(
+            context_length=self.max_model_len,
+            kv_cache_block_size=self.block_size,
+            kv_events=self.kv_endpoint is not None,
+            load_metrics=True,
         )
-        self._relay = ZmqKvEventRelay(subscriber_endpoint(kv_endpoint), publisher)
-        self._relay.start()
-        await self._relay.ready()
-        self._kv_publisher = publisher
+
+    async def attach(self, publishers: EnginePublishers) -> None:
+        for reporter in self.reporters.values():
+            reporter.sink = publishers.metrics
+        kv = publishers.kv_events_of_rank(0)
+        if self.kv_endpoint is not None and kv is not None:
+            from dynamo.llm.kv.zmq_events import ZmqKvEventRelay, subscriber_endpoint
+
+            self._relay = ZmqKvEventRelay(subscriber_endpoint(self.kv_endpoint), kv)
+            self._relay.start()
+            await self._relay.ready()
 
     # -- serving ------------------------------------------------------------------------------------
 
@@ -333,13 +339,14 @@ class VllmEngine(Engine):
         if self._closed:
             return
         self._closed = True
+        # The publishers are the worker's (it closes them after this): stop feeding them.
+        for reporter in self.reporters.values():
+            reporter.sink = None
         if self._relay is not None:
             await self._relay.close()
-            await self._kv_publisher.close()
+        if self.kv_endpoint is not None:
             with contextlib.suppress(OSError):
-                os.unlink(self._relay.endpoint.removeprefix("ipc://"))
-        if self._metrics_publisher is not None:
-            await self._metrics_publisher.close()
+                os.unlink(self.kv_endpoint.removeprefix("ipc://"))
         llm, self._llm = self._llm, None
         await asyncio.to_thread(llm.shutdown)
         # Collected now, while the interpreter is whole: vLLM's __del__ shuts down again, and at
@@ -357,18 +364,6 @@ def _token_prompt(token_ids: list[int]) -> Any:
 
         return TokensPrompt(prompt_token_ids=token_ids)
     return tokens_input(token_ids)
-
-
-async def _metrics_publisher(endpoint: Any) -> Any:
-    """A `WorkerMetricsPublisher` on a distributed worker's component; None in-process."""
-    component = getattr(endpoint, "component", None)
-    if component is None or not hasattr(component, "runtime"):
-        return None
-    from dynamo.llm.kv.metrics_publisher import WorkerMetricsPublisher
-
-    publisher = WorkerMetricsPublisher()
-    await publisher.create_endpoint(component)
-    return publisher
 
 
 def _one_line(e: BaseException) -> str:

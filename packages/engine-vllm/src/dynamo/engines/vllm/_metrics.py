@@ -12,13 +12,9 @@ vLLM's `StatLoggerBase` interface.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
-
-class MetricsSink(Protocol):
-    """`dynamo.llm.WorkerMetricsPublisher` is one."""
-
-    def publish(self, metrics: Any) -> None: ...
+from dynamo.llm.kv.engine_publishers import MetricsSink
 
 
 class LoadReporter:
