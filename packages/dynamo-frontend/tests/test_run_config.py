@@ -49,6 +49,8 @@ MODEL m.gguf                                        y y y y     n n n    y
 --request-template TEMPLATE                         y n n n     y n n    n
 --http-host 127.0.0.1                               y n n n     y n n    n
 --http-port 8080                                    y n n n     y n n    n
+--http-workers 1                                    y n n n     y n n    n
+--http-workers 2                                    n n n n     y n n    n
 --enable-anthropic-api                              y n n n     y n n    n
 --api-key k                                         y n n n     y n n    n
 --protect-metrics --api-key k                       y n n n     y n n    n

@@ -49,6 +49,24 @@ def main(argv: list[str] | None = None, prog: str = "dynamo-run") -> int:
     setup_logging(config.verbose)
     # Until a server installs its own graceful handler, SIGTERM stops us like Ctrl-C: exit 0.
     signal.signal(signal.SIGTERM, _interrupt)
+    if config.http_workers > 1:
+        from dynamo.frontend.http.workers import run_http_workers
+
+        try:
+            return run_http_workers(
+                config.http_workers,
+                config.http_host,
+                config.http_port,
+                lambda: _serve(config, prog),
+            )
+        except UsageError as e:
+            print(f"{prog}: error: {e}", file=sys.stderr)
+            return 2
+    return _serve(config, prog)
+
+
+def _serve(config: RunConfig, prog: str) -> int:
+    """Run the mode; the exit status, with what the user must fix as one line."""
     try:
         _run(config)
     except KeyboardInterrupt:

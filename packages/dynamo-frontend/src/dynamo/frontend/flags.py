@@ -154,6 +154,13 @@ def build_parser(prog: str = "dynamo-run") -> argparse.ArgumentParser:
     h.add_argument("--http-host", help="HTTP bind address (default 0.0.0.0)")
     h.add_argument("--http-port", type=tcp_port, help="HTTP port (default 8080)")
     h.add_argument(
+        "--http-workers",
+        type=positive_int,
+        metavar="N",
+        help="in=http out=dyn: serve the port from N processes, each with its own routers fed "
+        "from the same discovery and events, so the frontend uses N cores (default 1)",
+    )
+    h.add_argument(
         "--enable-anthropic-api",
         action="store_true",
         help="also serve Anthropic Messages at POST /v1/messages (in=http)",

@@ -62,24 +62,11 @@ def current_slot() -> WorkerSlot | None:
     return _slot
 
 
-def check_http_workers(count: int, output: str | None) -> None:
-    """`UsageError` where `--http-workers count` cannot apply (`output`: the `out=` engine).
-    (On an input other than http it is refused with the other HTTP server flags.)"""
-    if count < 1:
-        raise UsageError("--http-workers must be at least 1")
-    if count > 1 and output != "dyn":
-        raise UsageError(
-            f"--http-workers {count} needs out=dyn: an engine in this process (out="
-            f"{output or 'default'}) cannot be shared between processes; run it as "
-            "in=dyn://... workers behind in=http out=dyn --http-workers N"
-        )
-    if count > 1 and not hasattr(socket, "SO_REUSEPORT"):
-        raise UsageError("--http-workers needs SO_REUSEPORT, which this system lacks")
-
-
 def reserve_port(host: str, port: int) -> socket.socket:
     """Bind `host:port` with SO_REUSEPORT without listening: the port is ours and the children
     can bind it too. `UsageError` if it is taken."""
+    if not hasattr(socket, "SO_REUSEPORT"):
+        raise UsageError("--http-workers needs SO_REUSEPORT, which this system lacks")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -118,9 +105,10 @@ def run_http_workers(count: int, host: str, port: int, serve: Callable[[], int])
         if pid == 0:
             code = 1
             try:
+                # The signal handlers stay the parent's as they were before the fork (Ctrl-C
+                # and SIGTERM stop a frontend that is still starting; the server then installs
+                # its draining ones).
                 os.setpgid(0, 0)
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    signal.signal(sig, signal.SIG_DFL)
                 _die_with_parent(parent)
                 holder.close()
                 _slot = WorkerSlot(index, count, port)
