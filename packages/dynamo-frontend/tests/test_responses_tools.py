@@ -12,11 +12,11 @@ import pytest
 from dynamo.engines.echo import EchoFullEngine
 from dynamo.frontend.http.responses.tools import (
     REFUSED_TOOLS,
+    CallNames,
     chat_tool_choice,
     chat_tools,
     custom_arguments,
     custom_input,
-    custom_tool_names,
 )
 from dynamo.llm import ModelType
 from dynamo.llm.errors import InvalidRequestError
@@ -36,7 +36,30 @@ def test_a_custom_tool_is_a_function_of_one_string():
     assert tool["function"]["parameters"]["properties"]["input"]["type"] == "string"
     plain = chat_tools([{"type": "custom", "name": "n", "format": {"type": "text"}}])
     assert plain is not None and "description" not in plain[0]["function"]
-    assert custom_tool_names([APPLY_PATCH, {"type": "function", "name": "f"}]) == {"apply_patch"}
+    assert CallNames.of([APPLY_PATCH, {"type": "function", "name": "f"}]).custom == {"apply_patch"}
+
+
+CRM = {
+    "type": "namespace",
+    "name": "crm",
+    "description": "The customer database.",
+    "tools": [
+        {"type": "function", "name": "lookup", "description": "Find a customer.", "parameters": {}},
+        {"type": "custom", "name": "note"},
+    ],
+}
+
+
+def test_a_namespaces_tools_are_functions_with_flat_names():
+    lookup, note = chat_tools([CRM, {"type": "function", "name": "lookup"}])[:2]  # type: ignore[index]
+    assert lookup["function"]["name"] == "crm__lookup"
+    assert lookup["function"]["description"] == "The customer database.\n\nFind a customer."
+    assert note["function"]["name"] == "crm__note"
+    assert note["function"]["parameters"]["required"] == ["input"]
+    names = CallNames.of([CRM, APPLY_PATCH])
+    assert names.custom == {"crm__note", "apply_patch"}
+    assert names.item_fields("crm__lookup") == {"name": "lookup", "namespace": "crm"}
+    assert names.item_fields("apply_patch") == {"name": "apply_patch"}
 
 
 def test_a_custom_calls_input_round_trips():
@@ -70,6 +93,18 @@ def test_tool_choice_names_a_custom_tool_as_a_function():
             "format 'grammar' is not supported",
         ),
         ({"type": "custom"}, "tools[0].name", "name is required"),
+        (
+            {"type": "function", "name": "f", "defer_loading": True},
+            "tools[0].defer_loading",
+            "tool search",
+        ),
+        ({"type": "function", "name": "f", "cache": 1}, "tools[0].cache", "has no such field"),
+        (
+            {**CRM, "tools": [{"type": "web_search"}]},
+            "tools[0].tools[0].type",
+            "in a namespace",
+        ),
+        ({**CRM, "tools": []}, "tools[0].tools", "must list tools"),
     ],
 )
 def test_tools_we_cannot_run_are_refused_by_name(tool, param, needle):
@@ -77,7 +112,12 @@ def test_tools_we_cannot_run_are_refused_by_name(tool, param, needle):
         chat_tools([tool])
     assert e.value.param == param
     if param == "tools[0].type":
-        assert "(function and custom tools are supported)" in str(e.value)
+        assert "(function, custom and namespace tools are supported)" in str(e.value)
+
+
+def test_default_valued_extras_are_accepted():
+    tool = {"type": "function", "name": "f", "defer_loading": False, "allowed_callers": ["direct"]}
+    assert chat_tools([tool]) == [{"type": "function", "function": {"name": "f"}}]
 
 
 def test_two_tools_of_one_name_are_refused():
@@ -134,6 +174,19 @@ async def test_a_custom_tool_call_through_the_sdk(oai):
         tools=[APPLY_PATCH, {"type": "function", "name": "lookup", "parameters": {}}],
     )
     assert both.output[0].type == "function_call" and both.output[0].name == "lookup"
+
+    # A namespace's tool: its flat name for the model, its name and namespace apart here.
+    spaced = await oai.responses.create(
+        model="coder", input=call_markup("crm__lookup", {"id": 7}), tools=[CRM]
+    )
+    (found,) = spaced.output
+    assert (found.type, found.name, found.namespace) == ("function_call", "lookup", "crm")
+    again = await oai.responses.create(
+        model="report",
+        previous_response_id=spaced.id,
+        input=[{"type": "function_call_output", "call_id": found.call_id, "output": "Ann"}],
+    )
+    assert json.loads(again.output_text)[-2]["tool_calls"][0]["function"]["name"] == "crm__lookup"
 
     # The call's result goes back as a custom_tool_call_output, continuing the conversation.
     follow = await oai.responses.create(

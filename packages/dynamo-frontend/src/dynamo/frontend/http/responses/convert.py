@@ -15,7 +15,12 @@ import uuid
 from typing import Any
 
 from dynamo.frontend.http.responses.protocol import ResponsesRequest
-from dynamo.frontend.http.responses.tools import chat_tool_choice, chat_tools, custom_arguments
+from dynamo.frontend.http.responses.tools import (
+    chat_tool_choice,
+    chat_tools,
+    custom_arguments,
+    flat_name,
+)
 from dynamo.llm.errors import InvalidRequestError
 from dynamo.llm.protocols.openai import ChatCompletionRequest
 
@@ -101,10 +106,13 @@ def items_to_messages(items: str | list[dict[str, Any]], param: str = "input") -
                 if kind == "function_call"
                 else custom_arguments(item.get("input", ""))
             )
+            name = item.get("name")
+            if item.get("namespace") and isinstance(name, str):
+                name = flat_name(item["namespace"], name)
             call = {
                 "id": item.get("call_id") or item.get("id"),
                 "type": "function",
-                "function": {"name": item.get("name"), "arguments": arguments},
+                "function": {"name": name, "arguments": arguments},
             }
             last = messages[-1] if messages else None
             if last is not None and last["role"] == "assistant" and "tool_calls" in last:

@@ -18,7 +18,7 @@ from typing import Any
 from dynamo.frontend.http.chat_run import Event
 from dynamo.frontend.http.responses.convert import seal_reasoning
 from dynamo.frontend.http.responses.protocol import ResponsesRequest
-from dynamo.frontend.http.responses.tools import custom_input, custom_tool_names
+from dynamo.frontend.http.responses.tools import CallNames, custom_input
 
 #: Chat finish reasons that leave a response incomplete, and the reason OpenAI names.
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
@@ -55,7 +55,7 @@ class ResponseStream:
         self.output: list[dict[str, Any]] = []
         self._open: dict[str, Any] | None = None  # the message or reasoning item being written
         self._calls: dict[int, dict[str, Any]] = {}  # chat tool-call index -> call item
-        self._custom_tools = custom_tool_names(request.tools)
+        self._names = CallNames.of(request.tools)
         self._finish: str | None = None
         self._usage: dict[str, Any] = {"prompt_tokens": 0, "completion_tokens": 0}
         self.status = "in_progress"
@@ -243,14 +243,13 @@ class ResponseStream:
         item = self._calls.get(index)
         if item is None:
             events += self._close_open()
-            name = function.get("name") or ""
-            call_id = call.get("id") or new_id("call")
-            if name in self._custom_tools:
+            flat = function.get("name") or ""
+            named = {"call_id": call.get("id") or new_id("call"), **self._names.item_fields(flat)}
+            if flat in self._names.custom:
                 item = {
                     "type": "custom_tool_call",
                     "id": new_id("ctc"),
-                    "call_id": call_id,
-                    "name": name,
+                    **named,
                     "input": "",
                     "_arguments": "",
                 }
@@ -258,8 +257,7 @@ class ResponseStream:
                 item = {
                     "type": "function_call",
                     "id": new_id("fc"),
-                    "call_id": call_id,
-                    "name": name,
+                    **named,
                     "arguments": "",
                     "status": "in_progress",
                 }
