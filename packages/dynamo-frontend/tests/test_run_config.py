@@ -199,3 +199,21 @@ def test_the_files_flags_name_are_read_before_any_model_loads(tmp_path):
     template.write_text("[1]")
     with pytest.raises(UsageError, match="--request-template"):
         parse_command_line(["in=http", "out=echo_full", "--request-template", str(template)])
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["in=text", "out=echo_full", "--router-mode", "kv"],
+        ["in=http", "out=dyn", "--model-name", "x"],
+        ["in=dyn://a.b.c", "out=echo_full", "--http-port", "9000"],
+        ["in=http", "out=echo_full", "--migration-limit", "2"],
+    ],
+)
+def test_the_cli_refuses_in_one_line_with_exit_2(argv, capsys):
+    from dynamo.frontend.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dynamo-run: error: --") and err.count("\n") == 1, err
+    assert "Traceback" not in err

@@ -42,6 +42,9 @@ examples:
   dynamo-run in=dyn://llama.backend.generate out=llamacpp model.gguf
   dynamo-run in=http out=dyn --router-mode kv
 
+A flag that means nothing with the chosen in= and out= is refused (exit 2), e.g. --http-port
+without in=http, --router-mode without out=dyn, the engine's flags with out=dyn.
+
 environment: DYN_LOG (RUST_LOG syntax), DYN_TOKEN_ECHO_DELAY_MS, ETCD_ENDPOINTS, NATS_SERVER,
 HF_TOKEN, HF_HUB_OFFLINE.
 """
