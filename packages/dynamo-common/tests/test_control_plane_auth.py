@@ -7,19 +7,29 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import trustme
 
 from dynamo.runtime import DistributedRuntime, DynamoRuntimeError, RuntimeConfig
-from dynamo.runtime.auth import ControlPlaneAuthError, etcd_options, nats_options
+from dynamo.runtime.auth import ControlPlaneAuthError, EtcdTls, etcd_options, nats_options
+from dynamo.runtime.etcd import Etcd
 from dynamo.testing import EtcdServer, NatsServer
 
 NATS_CREDENTIALS = ("NATS_AUTH_USERNAME", "NATS_AUTH_PASSWORD", "NATS_AUTH_TOKEN", "NATS_TLS_CA")
-ETCD_CREDENTIALS = ("ETCD_AUTH_USERNAME", "ETCD_AUTH_PASSWORD")
+ETCD_CREDENTIALS = (
+    "ETCD_AUTH_USERNAME",
+    "ETCD_AUTH_PASSWORD",
+    "ETCD_AUTH_CA",
+    "ETCD_AUTH_CLIENT_CERT",
+    "ETCD_AUTH_CLIENT_KEY",
+)
 
 
 # -- reading the environment -----------------------------------------------------------------
@@ -56,8 +66,26 @@ def test_etcd_options():
     assert etcd_options(env) == {"username": "root", "password": "pw"}
     with pytest.raises(ControlPlaneAuthError, match="ETCD_AUTH_USERNAME is not set"):
         etcd_options({"ETCD_AUTH_PASSWORD": "pw"})
-    with pytest.raises(ControlPlaneAuthError, match="not supported"):
-        etcd_options({"ETCD_AUTH_CA": "ca.pem"})
+
+
+def test_etcd_tls_options(tmp_path):
+    ca = trustme.CA()
+    client = ca.issue_cert("client")
+    ca_path, cert_path, key_path = tmp_path / "ca.pem", tmp_path / "c.pem", tmp_path / "k.pem"
+    ca.cert_pem.write_to_path(str(ca_path))
+    client.cert_chain_pems[0].write_to_path(str(cert_path))
+    client.private_key_pem.write_to_path(str(key_path))
+    env = {"ETCD_AUTH_CLIENT_CERT": str(cert_path), "ETCD_AUTH_CLIENT_KEY": str(key_path)}
+    # Files, or the PEM text itself (what upstream reads the variables as).
+    tls = etcd_options({**env, "ETCD_AUTH_CA": ca.cert_pem.bytes().decode()})["tls"]
+    assert tls == EtcdTls(ca.cert_pem.bytes(), cert_path.read_bytes(), key_path.read_bytes())
+    assert etcd_options({"ETCD_AUTH_CA": str(ca_path)}) == {"tls": EtcdTls(ca_path.read_bytes())}
+    with pytest.raises(ControlPlaneAuthError, match="ETCD_AUTH_CLIENT_KEY is not set"):
+        etcd_options({"ETCD_AUTH_CLIENT_CERT": str(cert_path)})
+    with pytest.raises(ControlPlaneAuthError, match="ETCD_AUTH_CA: no such file"):
+        etcd_options({"ETCD_AUTH_CA": str(tmp_path / "missing.pem")})
+    user = {"ETCD_AUTH_USERNAME": "root", "ETCD_AUTH_PASSWORD": "pw"}
+    assert etcd_options({**user, **env})["username"] == "root"  # both together
 
 
 # -- real servers ----------------------------------------------------------------------------
@@ -213,3 +241,105 @@ async def test_tcp_plane_token(runtime_env, monkeypatch):
         for caller in callers:
             await caller.close()
         await worker.close()
+
+
+class SecureEtcd(EtcdServer):
+    """etcd serving clients over TLS with a certificate from `ca`, and (`--client-cert-auth`)
+    taking only clients that present a certificate `ca` signed."""
+
+    def __init__(self, ca: trustme.CA):
+        super().__init__()
+        self.ca_path = self.data_dir / "ca.pem"
+        self.cert_path = self.data_dir / "cert.pem"
+        self.key_path = self.data_dir / "key.pem"
+        ca.cert_pem.write_to_path(str(self.ca_path))
+        cert = ca.issue_cert("127.0.0.1")
+        cert.cert_chain_pems[0].write_to_path(str(self.cert_path))
+        cert.private_key_pem.write_to_path(str(self.key_path))
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start, and wait until the port takes TLS connections (etcd's plaintext /health check
+        in `EtcdServer.start` cannot reach it)."""
+        super(EtcdServer, self).start()
+        deadline = time.monotonic() + 20
+        context = ssl.create_default_context(cafile=str(self.ca_path))
+        context.load_cert_chain(str(self.cert_path), str(self.key_path))
+        while True:
+            try:
+                with (
+                    socket.create_connection(("127.0.0.1", self.port), timeout=1) as raw,
+                    context.wrap_socket(raw, server_hostname="127.0.0.1"),
+                ):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("etcd did not take TLS connections") from None
+                time.sleep(0.1)
+
+    def command(self) -> list[str]:
+        return [
+            *super().command(),
+            "--cert-file",
+            str(self.cert_path),
+            "--key-file",
+            str(self.key_path),
+            "--client-cert-auth",
+            "--trusted-ca-file",
+            str(self.ca_path),
+        ]
+
+
+async def etcd_round_trip(url: str) -> bytes | None:
+    """Connect to etcd at `url` as the runtime does, and put and read back a leased key."""
+    etcd = Etcd(RuntimeConfig((url,), ""))
+    try:
+        await asyncio.wait_for(etcd.connect(), 10)
+        await etcd.primary_lease()
+        await etcd.put_leased("tls/check", b"over tls")
+        return await etcd.get("tls/check")
+    finally:
+        await etcd.close()
+
+
+@pytest.mark.integration
+async def test_etcd_client_tls(tmp_path, monkeypatch):
+    for variable in ETCD_CREDENTIALS:
+        monkeypatch.delenv(variable, raising=False)
+    ca, stranger = trustme.CA(), trustme.CA()
+    client, foreign = ca.issue_cert("worker"), stranger.issue_cert("worker")
+    for name, blob in (
+        ("client.pem", client.cert_chain_pems[0]),
+        ("client.key", client.private_key_pem),
+        ("foreign.pem", foreign.cert_chain_pems[0]),
+        ("foreign.key", foreign.private_key_pem),
+        ("stranger.pem", stranger.cert_pem),
+    ):
+        blob.write_to_path(str(tmp_path / name))
+    with SecureEtcd(ca) as etcd:
+        # No client certificate: etcd ends the handshake; one line names the settings.
+        monkeypatch.setenv("ETCD_AUTH_CA", str(etcd.ca_path))
+        with pytest.raises(ControlPlaneAuthError, match="ETCD_AUTH_CLIENT_CERT"):
+            await etcd_round_trip(etcd.url)
+        # A certificate that another CA signed: refused too.
+        monkeypatch.setenv("ETCD_AUTH_CLIENT_CERT", str(tmp_path / "foreign.pem"))
+        monkeypatch.setenv("ETCD_AUTH_CLIENT_KEY", str(tmp_path / "foreign.key"))
+        with pytest.raises(ControlPlaneAuthError, match="refused our credentials"):
+            await etcd_round_trip(etcd.url)
+        # Ours, but etcd's certificate checked against the wrong CA: we refuse etcd.
+        monkeypatch.setenv("ETCD_AUTH_CLIENT_CERT", str(tmp_path / "client.pem"))
+        monkeypatch.setenv("ETCD_AUTH_CLIENT_KEY", str(tmp_path / "client.key"))
+        monkeypatch.setenv("ETCD_AUTH_CA", str(tmp_path / "stranger.pem"))
+        with pytest.raises(ControlPlaneAuthError, match="refused our credentials"):
+            await etcd_round_trip(etcd.url)
+        # The right CA and our certificate: in, with leases and keys as over plaintext.
+        monkeypatch.setenv("ETCD_AUTH_CA", str(etcd.ca_path))
+        assert await etcd_round_trip(etcd.url) == b"over tls"
+        # A plaintext client gets nowhere.
+        for variable in ETCD_CREDENTIALS:
+            monkeypatch.delenv(variable, raising=False)
+        with pytest.raises(TimeoutError):
+            await etcd_round_trip(etcd.url.replace("https://", "http://"))

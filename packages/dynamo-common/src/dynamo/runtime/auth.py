@@ -8,10 +8,12 @@ NATS (in upstream's order of precedence): `NATS_AUTH_USERNAME` + `NATS_AUTH_PASS
 `NATS_TLS_CERT` + `NATS_TLS_KEY` for a client certificate), which are ours: upstream has no names
 for them.
 
-etcd: `ETCD_AUTH_USERNAME` + `ETCD_AUTH_PASSWORD`. Upstream's client-TLS settings
-(`ETCD_AUTH_CA`, `ETCD_AUTH_CLIENT_CERT`, `ETCD_AUTH_CLIENT_KEY`) are refused with a clear error:
-the etcd client we use (aetcd) only opens plaintext channels, and a setting silently ignored
-would send credentials in the clear.
+etcd: `ETCD_AUTH_USERNAME` + `ETCD_AUTH_PASSWORD`, and TLS with upstream's `ETCD_AUTH_CA` (the
+CA that signed etcd's certificate) and `ETCD_AUTH_CLIENT_CERT` + `ETCD_AUTH_CLIENT_KEY` (a client
+certificate, for an etcd started with `--client-cert-auth`), each a PEM file or PEM text as
+upstream takes it. Any of them, or an `https://` endpoint in `ETCD_ENDPOINTS`, makes the channel
+TLS (without `ETCD_AUTH_CA`, etcd's certificate is checked against the system's CAs). Upstream
+takes either the user or the certificates; both together work here.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import importlib.util
 import os
 import ssl
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -85,19 +88,41 @@ def nats_options(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
     return options
 
 
+@dataclass(frozen=True)
+class EtcdTls:
+    """What a TLS channel to etcd needs, as PEM bytes: the CA to check etcd's certificate with
+    (None: the system's), and this client's certificate and key (None: no client certificate)."""
+
+    ca: bytes | None = None
+    cert: bytes | None = None
+    key: bytes | None = None
+
+
+def _pem(variable: str, value: str) -> bytes:
+    """A PEM setting's bytes: upstream passes the variable's text as PEM; a path to a PEM file
+    (what its docs describe) works too."""
+    if value.lstrip().startswith("-----BEGIN"):
+        return value.encode()
+    return Path(_file(variable, value)).read_bytes()
+
+
 def etcd_options(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
-    """Keyword arguments for `aetcd.Client` (empty without credentials in the environment)."""
-    for variable in ("ETCD_AUTH_CA", "ETCD_AUTH_CLIENT_CERT", "ETCD_AUTH_CLIENT_KEY"):
-        if environ.get(variable):
-            raise ControlPlaneAuthError(
-                f"{variable} is set, but TLS to etcd is not supported by this runtime (its etcd "
-                "client speaks plaintext only): reach etcd over a private network or a TLS "
-                "proxy, with ETCD_AUTH_USERNAME and ETCD_AUTH_PASSWORD"
-            )
+    """The user (`username`, `password`, for `aetcd.Client`) and the TLS settings (`tls`, an
+    `EtcdTls`) from the environment; empty without either. An `https://` endpoint asks for TLS
+    on its own (see `Etcd`)."""
+    options: dict[str, Any] = {}
     user = _both(environ, "ETCD_AUTH_USERNAME", "ETCD_AUTH_PASSWORD")
-    if user is None:
-        return {}
-    return {"username": user[0], "password": user[1]}
+    if user is not None:
+        options["username"], options["password"] = user
+    ca = environ.get("ETCD_AUTH_CA")
+    pair = _both(environ, "ETCD_AUTH_CLIENT_CERT", "ETCD_AUTH_CLIENT_KEY")
+    if ca or pair is not None:
+        options["tls"] = EtcdTls(
+            ca=_pem("ETCD_AUTH_CA", ca) if ca else None,
+            cert=_pem("ETCD_AUTH_CLIENT_CERT", pair[0]) if pair else None,
+            key=_pem("ETCD_AUTH_CLIENT_KEY", pair[1]) if pair else None,
+        )
+    return options
 
 
 def is_auth_refusal(error: BaseException) -> bool:
@@ -113,5 +138,16 @@ def is_auth_refusal(error: BaseException) -> bool:
             "user name is empty",
             "permission denied",
             "authentication expired",
+            # TLS: the server's certificate is not one our CA signed, or it wants a client
+            # certificate we did not present (or one it does not trust).
+            # (gRPC names the alerts in OpenSSL's words, Python's ssl in its own).
+            "certificate_verify_failed",
+            "certificate verify failed",
+            "bad_certificate",
+            "bad certificate",
+            "certificate_required",
+            "certificate required",
+            "unknown_ca",
+            "unknown ca",
         )
     )

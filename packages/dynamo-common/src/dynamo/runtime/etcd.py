@@ -11,10 +11,15 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import aetcd
+import aetcd.exceptions
+import aetcd.rpc
+import aetcd.watcher
+import grpc
 
-from dynamo.runtime.auth import ControlPlaneAuthError, etcd_options, is_auth_refusal
+from dynamo.runtime.auth import ControlPlaneAuthError, EtcdTls, etcd_options, is_auth_refusal
 from dynamo.runtime.backoff import Backoff
 from dynamo.runtime.config import RuntimeConfig, host_port
 from dynamo.runtime.tasks import stop_tasks
@@ -37,6 +42,52 @@ _GRPC_OPTIONS = {
 _ERRORS = (aetcd.exceptions.ClientError, OSError, asyncio.TimeoutError)
 
 
+class _TlsClient(aetcd.Client):
+    """`aetcd.Client` over a TLS channel. aetcd 1.0 has no TLS setting: its `connect` always
+    opens a plaintext channel. This is that `connect` with `grpc.aio.secure_channel` instead (and
+    its user authentication, sent over the TLS channel); the stubs, the watcher and every call
+    are aetcd's own. aetcd is pinned in the lock file, and the TLS tests exercise this."""
+
+    def __init__(self, credentials: grpc.ChannelCredentials, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._credentials = credentials
+
+    async def connect(self) -> None:
+        if self._connected.is_set():
+            return
+        if self._is_connecting:  # another task is connecting: wait for it, as aetcd does
+            await asyncio.wait_for(self._connected.wait(), self._connect_wait_timeout)
+            return
+        self._is_connecting = True
+        try:
+            target = f"{self._host}:{self._port}"
+            channel = grpc.aio.secure_channel(
+                target, self._credentials, options=list(self._options.items())
+            )
+            self.channel = channel
+            if self._username is not None and self._password is not None:
+                self.auth_stub = aetcd.rpc.AuthStub(channel)
+                request = aetcd.rpc.AuthenticateRequest(
+                    name=self._username, password=self._password
+                )
+                try:
+                    reply = await self.auth_stub.Authenticate(request, timeout=self._timeout)
+                except grpc.aio.AioRpcError as e:
+                    aetcd.exceptions._handle_exception(e)  # aetcd's error classes, as connect's
+                    raise
+                self.metadata = (("token", reply.token),)
+            self.kvstub = aetcd.rpc.KVStub(channel)
+            self.clusterstub = aetcd.rpc.ClusterStub(channel)
+            self.leasestub = aetcd.rpc.LeaseStub(channel)
+            self.maintenancestub = aetcd.rpc.MaintenanceStub(channel)
+            self._watcher = aetcd.watcher.Watcher(
+                aetcd.rpc.WatchStub(channel), timeout=self._timeout, metadata=self.metadata
+            )
+            self._connected.set()
+        finally:
+            self._is_connecting = False
+
+
 class Etcd:
     """One etcd connection for a process: the lease, the keys on it, and watches."""
 
@@ -54,8 +105,15 @@ class Etcd:
 
     def _new_client(self) -> aetcd.Client:
         host, port = host_port(self.url, 2379)
-        return aetcd.Client(
-            host=host, port=port, timeout=5, options=_GRPC_OPTIONS, **etcd_options()
+        options = etcd_options()
+        tls: EtcdTls | None = options.pop("tls", None)
+        if tls is None and self.url.lower().startswith("https://"):
+            tls = EtcdTls()  # the system's CAs, no client certificate
+        if tls is None:
+            return aetcd.Client(host=host, port=port, timeout=5, options=_GRPC_OPTIONS, **options)
+        credentials = grpc.ssl_channel_credentials(tls.ca, tls.key, tls.cert)
+        return _TlsClient(
+            credentials, host=host, port=port, timeout=5, options=_GRPC_OPTIONS, **options
         )
 
     @property
@@ -85,7 +143,8 @@ class Etcd:
                 if is_auth_refusal(e):
                     raise ControlPlaneAuthError(
                         f"etcd at {self.url} refused our credentials ({e}): check "
-                        "ETCD_AUTH_USERNAME and ETCD_AUTH_PASSWORD"
+                        "ETCD_AUTH_USERNAME and ETCD_AUTH_PASSWORD, ETCD_AUTH_CA, "
+                        "ETCD_AUTH_CLIENT_CERT and ETCD_AUTH_CLIENT_KEY"
                     ) from None
                 if not warned:
                     log.warning(
