@@ -180,6 +180,7 @@ def test_structural_errors():
         (["in=carrier-pigeon"], "unknown input"),
         (["in=batch:"], "needs a file"),
         (["in=dyn://a.b.c", "out=dyn"], "cannot also be out=dyn"),
+        (["in=dyn://a.b.c.d", "out=echo_full"], "bad endpoint"),
     ):
         with pytest.raises(UsageError, match=needle):
             parse_command_line(argv)

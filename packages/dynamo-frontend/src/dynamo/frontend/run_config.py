@@ -29,7 +29,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from dynamo.frontend.flags import UsageError
+from dynamo.frontend.flags import UsageError, parse_dyn_path
 
 if TYPE_CHECKING:
     from dynamo.frontend.admission import AdmissionOptions
@@ -281,6 +281,8 @@ def _check_input(inp: str, out: str | None) -> None:
         raise UsageError("in=batch: needs a file, e.g. in=batch:prompts.jsonl")
     if out == "dyn" and inp.startswith("dyn://"):
         raise UsageError("in=dyn://... serves an engine; it cannot also be out=dyn")
+    if inp.startswith("dyn://"):
+        parse_dyn_path(inp)  # a bad endpoint is a usage error now, not after the model loads
 
 
 def _names(values: dict[str, Any]) -> dict[str, Any]:
