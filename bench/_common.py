@@ -157,7 +157,7 @@ def stop(procs: Iterable[subprocess.Popen], grace: float = 20.0) -> None:
 
 def start_dynamo_run(
     engine: str,
-    model_path: str,
+    model_path: str | None,
     extra: Sequence[str] = (),
     *,
     model_name: str = "bench",
@@ -166,6 +166,7 @@ def start_dynamo_run(
     timeout: float = 300.0,
 ) -> tuple[subprocess.Popen, str]:
     """Start our `dynamo-run in=http out=ENGINE MODEL` on a free loopback port; wait for /health.
+    `model_path` None: no model (the echo engines serve a name alone).
 
     Returns the process and its base URL. `env` is added to this process's environment, with
     `DYN_LOG=warn` unless it says otherwise, so server logs do not cost the run CPU.
@@ -177,7 +178,7 @@ def start_dynamo_run(
         "dynamo.frontend.cli",
         "in=http",
         f"out={engine}",
-        model_path,
+        *([model_path] if model_path is not None else []),
         "--model-name",
         model_name,
         "--http-host",
