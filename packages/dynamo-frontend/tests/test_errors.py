@@ -7,7 +7,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
-from dynamo.frontend.http.errors import sse_error, to_error
+from dynamo.frontend.http.errors import error_headers, sse_error, to_error
 from dynamo.llm.errors import (
     ClientDisconnectedError,
     ContextLengthExceededError,
@@ -56,6 +56,13 @@ def body(message, error_type, param=None, code=None):
 )
 def test_each_kind_of_error_maps_to_its_status_and_body(exc, status, expected):
     assert to_error(exc) == (status, expected)
+
+
+def test_error_headers():
+    # The router's own headers pass through: a 405 says which methods the route takes.
+    assert error_headers(HTTPException(405, headers={"Allow": "GET"})) == {"Allow": "GET"}
+    assert error_headers(ServiceUnavailableError("busy", retry_after=1.5)) == {"Retry-After": "2"}
+    assert error_headers(RuntimeError("x")) == {}
 
 
 def test_a_validation_error_names_the_field():

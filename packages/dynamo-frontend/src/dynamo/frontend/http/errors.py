@@ -59,11 +59,13 @@ def to_error(exc: BaseException) -> tuple[int, dict]:
 
 
 def error_headers(exc: BaseException) -> dict[str, str]:
-    """Headers an error response carries: `Retry-After` (whole seconds) on overload."""
+    """Headers an error response carries: `Retry-After` (whole seconds) on overload, and the
+    router's own (`Allow` on a 405, which RFC 9110 requires; found by the fuzz drill)."""
+    headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
     retry_after = getattr(exc, "retry_after", None)
-    if retry_after is None:
-        return {}
-    return {"Retry-After": str(max(1, math.ceil(retry_after)))}
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return headers
 
 
 async def send_error(
