@@ -12,7 +12,8 @@ import time
 import llama_cpp
 import pytest
 
-from dynamo.engines.llamacpp import LlamaCppEngine
+from dynamo.engines.llamacpp import LlamaCppEngine, _native
+from dynamo.engines.llamacpp._options import DEFAULT_PARALLEL
 from dynamo.llm import Context, EngineConfig, EngineError
 from dynamo.llm.errors import ContextLengthExceededError, EngineFailedError, InvalidRequestError
 from dynamo.llm.model_card import load_card
@@ -271,6 +272,21 @@ async def test_card_gets_the_engines_context_and_capacity(smollm2_gguf):
         assert await run(engine, prompt_ids(card, "Hi"), 4)
         with pytest.raises(ContextLengthExceededError):
             await collect(engine.generate(request([1] * 64), Context()))
+    finally:
+        await engine.close()
+
+
+@pytest.mark.parametrize(("available", "slots"), [(None, DEFAULT_PARALLEL), (0, 1)])
+async def test_slots_default_to_what_the_machine_holds(
+    card, smollm2_gguf, monkeypatch, available, slots
+):
+    """Issue 13: without `n_parallel`, as many slots (at most llama-server's 4) as half of the
+    memory left once the model is in holds; one when memory is short, 4 when it is unknown."""
+    monkeypatch.setattr(_native, "available_memory", lambda: available)
+    engine = await start(card, smollm2_gguf, context_length=None, n_ctx=256)
+    try:
+        assert engine.max_num_seqs == slots == engine.runtime().runtime_config["max_num_seqs"]
+        assert await run(engine, prompt_ids(card, "Hi"), 3)
     finally:
         await engine.close()
 

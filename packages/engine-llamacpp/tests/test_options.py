@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from dynamo.engines.llamacpp import EngineSettings, default_threads
-from dynamo.engines.llamacpp._options import DEFAULT_BATCH, DEFAULT_PARALLEL
+from dynamo.engines.llamacpp._options import (
+    DEFAULT_BATCH,
+    DEFAULT_PARALLEL,
+    available_memory,
+    kv_bytes_per_token,
+    parallel_for_memory,
+)
 from dynamo.llm import EngineConfig, EngineError
 
 
@@ -18,7 +24,8 @@ def settings(model_context: int | None = 2048, **kw) -> EngineSettings:
 
 def test_defaults():
     s = settings()
-    assert (s.n_ctx, s.n_parallel, s.n_batch) == (2048, DEFAULT_PARALLEL, DEFAULT_BATCH)
+    # n_parallel unset: chosen from the machine once the model's KV size is known.
+    assert (s.n_ctx, s.n_parallel, s.n_batch) == (2048, None, DEFAULT_BATCH)
     assert not s.prefix_cache and not s.verbose
     assert s.context_params["n_batch"] == DEFAULT_BATCH
 
@@ -120,3 +127,34 @@ def test_n_threads_default_and_override():
     threads = default_threads()
     assert settings().context_params.get("n_threads") == threads
     assert settings(extra_engine_args={"n_threads": 3}).context_params["n_threads"] == 3
+
+
+def test_available_memory_is_the_kernels_capped_by_the_cgroup(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:  16000000 kB\nMemAvailable:  8000000 kB\n")
+    cgroup = tmp_path / "cgroup"
+    cgroup.mkdir()
+    assert available_memory(meminfo, cgroup) == 8_000_000 * 1024  # no cgroup files
+    (cgroup / "memory.max").write_text("max\n")
+    assert available_memory(meminfo, cgroup) == 8_000_000 * 1024
+    (cgroup / "memory.max").write_text(f"{2 * 2**30}\n")
+    (cgroup / "memory.current").write_text(f"{2**29}\n")
+    assert available_memory(meminfo, cgroup) == 2 * 2**30 - 2**29  # the limit binds
+    assert available_memory(tmp_path / "none", tmp_path / "none") is None
+
+
+def test_kv_bytes_per_token_is_what_llamacpp_allocates():
+    # SmolLM2-135M: 30 layers, 576 wide, 9 heads, 3 KV heads. llama.cpp reports 90 MiB
+    # (K 45 + V 45, f16) for 4096 cells.
+    assert kv_bytes_per_token(30, 576, 9, 3) * 4096 == 90 * 2**20
+    assert kv_bytes_per_token(30, 576, 9, 3, type_k=8, type_v=8) < kv_bytes_per_token(30, 576, 9, 3)
+
+
+def test_parallel_for_memory_keeps_half_of_what_is_left():
+    slot, model = 100, 1000
+    assert parallel_for_memory(slot, model, None) == DEFAULT_PARALLEL  # unknown: the default
+    assert parallel_for_memory(slot, model, 10**9) == DEFAULT_PARALLEL  # never above it
+    assert parallel_for_memory(slot, model, model + 2 * slot * 2) == 2
+    assert parallel_for_memory(slot, model, model + 2 * slot * 3 + 1) == 3
+    assert parallel_for_memory(slot, model, model + slot) == 1  # never below one
+    assert parallel_for_memory(slot, model, 0) == 1

@@ -74,13 +74,13 @@ class LlamaCppEngine(Engine):
         path = _gguf_path(config)
         card = config.card
         settings = EngineSettings.from_config(config, card.context_length if card else None)
-        log.info(
-            "loading %s with llama.cpp: %d slots x %d tokens of context",
-            path.name,
-            settings.n_parallel,
-            settings.n_ctx,
-        )
         native = await asyncio.to_thread(NativeModel.load, path, settings)
+        log.info(
+            "loaded %s with llama.cpp: %d slots x %d tokens of context",
+            path.name,
+            native.n_parallel,
+            native.n_ctx,
+        )
         return cls(native, settings)
 
     def runtime(self) -> EngineRuntime:

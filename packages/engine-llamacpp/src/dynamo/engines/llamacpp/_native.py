@@ -19,7 +19,12 @@ from typing import Any
 
 import llama_cpp
 
-from dynamo.engines.llamacpp._options import EngineSettings
+from dynamo.engines.llamacpp._options import (
+    EngineSettings,
+    available_memory,
+    kv_bytes_per_token,
+    parallel_for_memory,
+)
 from dynamo.llm.errors import EngineError
 
 log = logging.getLogger(__name__)
@@ -31,6 +36,33 @@ def _set_llama_log_level(verbose: bool) -> None:
     from llama_cpp import _logger
 
     _logger.set_verbose(verbose)
+
+
+def _parallel_from_machine(model: Any, settings: EngineSettings, params: Any) -> int:
+    """The default slots for this model on this machine (`parallel_for_memory`), at most one
+    per token of a decode step."""
+    per_token = kv_bytes_per_token(
+        llama_cpp.llama_model_n_layer(model),
+        llama_cpp.llama_model_n_embd(model),
+        llama_cpp.llama_model_n_head(model),
+        llama_cpp.llama_model_n_head_kv(model),
+        settings.context_params.get("type_k", params.type_k),
+        settings.context_params.get("type_v", params.type_v),
+    )
+    available = available_memory()
+    n_parallel = min(
+        settings.n_batch,
+        parallel_for_memory(
+            per_token * settings.n_ctx, llama_cpp.llama_model_size(model), available
+        ),
+    )
+    log.info(
+        "n_parallel %d from the machine: %s available, %.0f MiB of KV cache per slot",
+        n_parallel,
+        "unknown memory" if available is None else f"{available / 2**30:.1f} GiB",
+        per_token * settings.n_ctx / 2**20,
+    )
+    return n_parallel
 
 
 class NativeModel:
@@ -61,14 +93,15 @@ class NativeModel:
         if not model:
             raise EngineError(f"llama.cpp could not load {path.name}")
         params = llama_cpp.llama_context_default_params()
+        n_parallel = settings.n_parallel or _parallel_from_machine(model, settings, params)
         # llama.cpp's default (auto: on where the backend has it). On the CPU it is also what
         # makes a sequence's logits independent of how its prompt was chunked and of what else
         # is in the batch: without it, a one-token chunk takes another attention kernel.
         params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO
         for name, value in settings.context_params.items():
             setattr(params, name, value)
-        params.n_ctx = settings.n_ctx * settings.n_parallel
-        params.n_seq_max = settings.n_parallel
+        params.n_ctx = settings.n_ctx * n_parallel
+        params.n_seq_max = n_parallel
         params.kv_unified = False
         params.n_batch = settings.n_batch
         params.n_ubatch = min(params.n_ubatch, settings.n_batch)
@@ -77,11 +110,11 @@ class NativeModel:
         if not ctx:
             llama_cpp.llama_model_free(model)
             raise EngineError(
-                f"llama.cpp could not make a context of {settings.n_parallel} x "
+                f"llama.cpp could not make a context of {n_parallel} x "
                 f"{settings.n_ctx} tokens for {path.name} (too little memory? lower n_parallel "
                 f"or the context length with --extra-engine-args)"
             )
-        return cls(model, ctx, settings.n_ctx, settings.n_parallel, settings.n_batch)
+        return cls(model, ctx, settings.n_ctx, n_parallel, settings.n_batch)
 
     def is_eog(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))

@@ -1,7 +1,7 @@
 """The engine's settings, from `--context-length` and `--extra-engine-args`.
 
-Our own options: `n_parallel` (sequences decoded together, each in its own slot), `n_ctx` (each
-slot's context: the card's context length), `prefix_cache` (reuse a finished request's KV cells
+Our own options: `n_parallel` (sequences decoded together, each in its own slot; by default
+from the machine, `parallel_for_memory`), `n_ctx` (each slot's context: the card's context length), `prefix_cache` (reuse a finished request's KV cells
 for a later prompt that starts the same way; off by default, see the README) and `verbose`
 (llama.cpp's own log lines). Every other key must be a scalar field of llama.cpp's
 `llama_model_params` or `llama_context_params` (`n_threads`, `n_batch`, `n_gpu_layers`,
@@ -24,9 +24,22 @@ from dynamo.llm.errors import EngineError
 
 #: Upper bound on the default context: the KV cache for a 128k-context model does not fit a laptop.
 DEFAULT_MAX_CONTEXT = 8192
-#: Default slots: llama-server's default (`--parallel` auto). On a CPU, batching 4 sequences costs
-#: little more than decoding one; more slots add KV cache memory (n_parallel x n_ctx cells).
+#: Most slots by default: llama-server's default (`--parallel` auto). On a CPU, batching 4
+#: sequences costs little more than decoding one; more slots add KV cache memory (n_parallel x
+#: n_ctx cells), so a machine with less memory gets fewer (`parallel_for_memory`).
 DEFAULT_PARALLEL = 4
+#: Bytes per element of the KV cache's ggml types (`type_k` / `type_v`), f16 by default.
+#: ggml's type ids (`enum ggml_type`); a quantized block of 32 values takes its bytes over 32.
+_GGML_TYPE_BYTES = {
+    0: 4.0,  # f32
+    1: 2.0,  # f16
+    30: 2.0,  # bf16
+    8: 34 / 32,  # q8_0
+    2: 18 / 32,  # q4_0
+    3: 20 / 32,  # q4_1
+    6: 22 / 32,  # q5_0
+    7: 24 / 32,  # q5_1
+}
 #: Default most tokens in one decode step (prompt chunks plus one token per running sequence).
 DEFAULT_BATCH = 512
 #: Our own options, beside llama.cpp's struct fields.
@@ -118,14 +131,60 @@ def default_threads(
     return min(len(cores), quota) if quota else len(cores)
 
 
+def available_memory(
+    meminfo: Path = Path("/proc/meminfo"), cgroup: Path = Path("/sys/fs/cgroup")
+) -> int | None:
+    """Bytes this process can still take: the kernel's `MemAvailable`, capped by what is left
+    under its cgroup v2 memory limit. None where neither is readable (not Linux)."""
+    found: list[int] = []
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+                break
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = (cgroup / "memory.max").read_text().strip()
+        if limit != "max":
+            used = int((cgroup / "memory.current").read_text().strip())
+            found.append(max(0, int(limit) - used))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
+
+
+def kv_bytes_per_token(
+    n_layer: int, n_embd: int, n_head: int, n_head_kv: int, type_k: int = 1, type_v: int = 1
+) -> int:
+    """KV cache bytes one token takes in one sequence: a key and a value row per layer, each
+    `n_head_kv` heads of `n_embd / n_head` elements (what llama.cpp allocates; a sliding-window
+    model takes less)."""
+    row = n_head_kv * (n_embd // max(1, n_head))
+    per_element = _GGML_TYPE_BYTES.get(type_k, 2.0) + _GGML_TYPE_BYTES.get(type_v, 2.0)
+    return math.ceil(n_layer * row * per_element)
+
+
+def parallel_for_memory(slot_bytes: int, model_bytes: int, available: int | None) -> int:
+    """The default `n_parallel`: `DEFAULT_PARALLEL` slots, or fewer where their KV cache
+    (`slot_bytes` each: n_ctx tokens) would take more than half of the memory left once the
+    model is in (the other half stays for llama.cpp's compute buffers, the frontend and the
+    rest of the machine). At least 1; `DEFAULT_PARALLEL` where the memory is unknown."""
+    if available is None or slot_bytes <= 0:
+        return DEFAULT_PARALLEL
+    budget = max(0, available - model_bytes) // 2
+    return max(1, min(DEFAULT_PARALLEL, budget // slot_bytes))
+
+
 @dataclass(frozen=True)
 class EngineSettings:
     """What the engine was asked for, validated."""
 
     #: Each slot's context (prompt plus output), in tokens.
     n_ctx: int
-    #: Sequences decoded together: one slot (and one KV stream) each.
-    n_parallel: int
+    #: Sequences decoded together: one slot (and one KV stream) each; None: from the machine,
+    #: once the model's KV size is known (`parallel_for_memory`).
+    n_parallel: int | None
     #: Most tokens in one decode step.
     n_batch: int
     prefix_cache: bool = False
@@ -166,14 +225,16 @@ class EngineSettings:
             n_ctx = _positive_int("--context-length", config.context_length)
         else:
             n_ctx = min(model_context or DEFAULT_MAX_CONTEXT, DEFAULT_MAX_CONTEXT)
-        n_parallel = _positive_int(
-            "--extra-engine-args n_parallel", extra.get("n_parallel", DEFAULT_PARALLEL)
+        n_parallel = (
+            _positive_int("--extra-engine-args n_parallel", extra["n_parallel"])
+            if "n_parallel" in extra
+            else None
         )
         n_batch = params["context"].setdefault("n_batch", DEFAULT_BATCH)
-        if n_batch < n_parallel:
+        if n_batch < (n_parallel or 1):
             raise EngineError(
                 f"--extra-engine-args: n_batch ({n_batch}) must be at least n_parallel "
-                f"({n_parallel}): every running sequence needs a place in each decode step"
+                f"({n_parallel or 1}): every running sequence needs a place in each decode step"
             )
         for flag in ("prefix_cache", "verbose"):
             if not isinstance(extra.get(flag, False), bool):
