@@ -15,12 +15,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
+
+from dynamo.testing.wait import wait_for
 
 pytestmark = [pytest.mark.vllm, pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -33,16 +34,6 @@ DOCUMENTS = [
     f"{topic} report. " + " ".join(f"{topic} item {i} is fine." for i in range(60))
     for topic in ("Apple", "Boat", "Cloud", "Desert")
 ]
-
-
-def wait_for(what: str, condition, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def worker_gauges(server) -> dict[str, dict[str, float]]:
@@ -65,9 +56,14 @@ class Worker:
         self.log = tempfile.NamedTemporaryFile("w+", suffix=".log")  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
-    def instance_id(self) -> str | None:
+    def output(self) -> str:
         self.log.flush()
-        found = re.search(r"worker instance ([0-9a-f]+)", Path(self.log.name).read_text())
+        return Path(self.log.name).read_text()
+
+    def instance_id(self) -> str | None:
+        """Its instance id, once it serves (the runtime logs it when it registers)."""
+        found = re.search(rf"serving {NAMESPACE}\.backend\.generate as instance ([0-9a-f]+)",
+                          self.output())  # fmt: skip
         return found.group(1) if found else None
 
     def kill(self) -> None:
@@ -112,17 +108,33 @@ def frontend(workers, start_module_server, module_runtime):
         env=module_runtime, healthy=False,
     )  # fmt: skip
 
-    def ready() -> bool:
+    def alive() -> None:
         for worker in workers:  # a worker that died will never report: say why at once
             if worker.proc.poll() is not None:
-                worker.log.seek(0)
-                pytest.fail(f"a vLLM worker exited:\n{worker.log.read()[-3000:]}")
+                pytest.fail(f"a vLLM worker exited:\n{worker.output()[-3000:]}")
+
+    def serving() -> bool:
+        alive()
+        return all(w.instance_id() for w in workers)
+
+    def reported() -> bool:
+        alive()
         # A worker's load gauges appear with its first report (the router's own per-worker
         # gauges appear at discovery, before it).
         gauges = worker_gauges(server)
-        return len(gauges) == 2 and all("worker_kv_total_blocks" in g for g in gauges.values())
+        ids = {w.instance_id() for w in workers}
+        return set(gauges) == ids and all("worker_kv_total_blocks" in g for g in gauges.values())
 
-    wait_for("both vLLM workers' load reports", ready, 600)
+    # Two steps, so that a failure says which: starting two vLLM engines takes ~40 s on an idle
+    # machine, minutes on a loaded one (bounded by the module's timeout, not here); once a
+    # worker serves, its load publisher repeats its report every second.
+    wait_for(serving, within=780, what="both vLLM workers serving")
+    try:
+        wait_for(reported, within=60, what="both vLLM workers' load reports")
+    except AssertionError as e:  # say what was there instead
+        seen = "\n".join(f"{w}: {g}" for w, g in worker_gauges(server).items()) or "none"
+        logs = "\n".join(f"--- worker {i}:\n{w.output()[-2000:]}" for i, w in enumerate(workers))
+        pytest.fail(f"{e}; gauges seen:\n{seen}\n{logs}\n--- frontend:\n{server.output()[-2000:]}")
     return server
 
 
@@ -168,19 +180,19 @@ def test_client_disconnect_aborts_the_vllm_request(frontend):
             next(line for line in lines if line.startswith("data:"))
         # vLLM's own scheduler counts the request as running ...
         wait_for(
-            "vLLM reporting the request running",
             lambda: (
                 sum(g["worker_request_slots_used"] for g in worker_gauges(frontend).values()) == 1
             ),
+            what="vLLM reporting the request running",
         )
     # ... and, the client gone, no longer: aborted, not generated to 1500 tokens (~50 s here).
     wait_for(
-        "vLLM reporting no running request",
         lambda: all(
             g["worker_request_slots_used"] == 0 and g["worker_kv_used_blocks"] == 0
             for g in worker_gauges(frontend).values()
         ),
-        timeout=10,
+        within=10,
+        what="vLLM reporting no running request",
     )
 
 
