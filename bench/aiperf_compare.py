@@ -69,10 +69,15 @@ def run_aiperf(args: argparse.Namespace, url: str, model: str, tokenizer: Path, 
         "7",
         "--ui-type",
         "none",
+        "--workers-max",
+        str(args.aiperf_workers),
         "--output-artifact-dir",
         str(out),
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=900)
+    # aiperf starts a dozen service processes that must register within 30 s: not always
+    # enough on a loaded 2-core machine.
+    env = {"AIPERF_SERVICE_REGISTRATION_TIMEOUT": "300", **os.environ}
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=1200, env=env)
     exports = list(out.rglob("profile_export_aiperf.json"))
     if done.returncode != 0 or not exports:
         tail = (done.stdout + done.stderr)[-3000:]
@@ -104,6 +109,7 @@ def main() -> None:
     p.add_argument("--input-tokens", type=int, default=512)
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--aiperf-workers", type=int, default=2, help="aiperf's --workers-max")
     args = p.parse_args()
     # server_under_test reads these of bench/frontend.py's arguments.
     args.url, args.before = None, None
