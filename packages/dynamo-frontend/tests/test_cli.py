@@ -138,6 +138,8 @@ def test_text_mode_leaves_at_once_at_the_prompt(how):
     finally:
         if proc.poll() is None:
             proc.kill()
+        proc.wait()
+        proc.stderr.close()
         os.close(controller)
 
 

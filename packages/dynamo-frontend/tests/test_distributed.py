@@ -45,7 +45,9 @@ class Procs:
         for proc in self.procs:
             if proc.poll() is None:
                 proc.kill()
-                proc.wait()
+            proc.wait()
+            if proc.stderr is not None:
+                proc.stderr.close()
 
 
 @pytest.fixture
