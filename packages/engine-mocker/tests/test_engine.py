@@ -11,6 +11,7 @@ from dynamo.llm.errors import ContextLengthExceededError, InvalidRequestError
 from dynamo.llm.kv.engine_publishers import EnginePublishers
 from dynamo.llm.kv.router import KvRouter
 from dynamo.llm.model_card import ModelDeploymentCard
+from dynamo.testing import until
 
 WORKER = 7
 FAST = {"speedup_ratio": 0, "block_size": 4, "num_gpu_blocks": 64, "seed": 1}
@@ -34,14 +35,6 @@ def request(tokens: list[int], max_tokens: int | None, eos: list[int] | None = N
 
 async def collect(engine: MockerEngine, req: dict, ctx: Context | None = None) -> list[dict]:
     return [chunk async for chunk in engine.generate(req, ctx or Context())]
-
-
-async def until(condition, steps: int = 1000) -> None:
-    for _ in range(steps):
-        if condition():
-            return
-        await asyncio.sleep(0.001)
-    raise AssertionError("condition never became true")
 
 
 def test_entry_point() -> None:

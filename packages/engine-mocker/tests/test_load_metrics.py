@@ -10,19 +10,13 @@ import pytest
 from dynamo.engines.mocker import MockerEngine
 from dynamo.llm import Context, EngineConfig
 from dynamo.llm.kv.engine_publishers import EnginePublishers, attach_publishers
+from dynamo.testing import until
 
 FAST = {"block_size": 4, "num_gpu_blocks": 64, "seed": 1}
 
 
 def request(tokens: list[int], max_tokens: int) -> dict:
     return {"token_ids": tokens, "stop_conditions": {"max_tokens": max_tokens}}
-
-
-async def until(condition, timeout: float = 20.0) -> None:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition never became true"
-        await asyncio.sleep(0.005)
 
 
 async def consume(stream) -> None:
