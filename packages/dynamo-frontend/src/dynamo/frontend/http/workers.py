@@ -62,23 +62,6 @@ def current_slot() -> WorkerSlot | None:
     return _slot
 
 
-def reserve_port(host: str, port: int) -> socket.socket:
-    """Bind `host:port` with SO_REUSEPORT without listening: the port is ours and the children
-    can bind it too. `UsageError` if it is taken."""
-    if not hasattr(socket, "SO_REUSEPORT"):
-        raise UsageError("--http-workers needs SO_REUSEPORT, which this system lacks")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as e:
-        sock.close()
-        raise UsageError(f"cannot listen on {host}:{port}: {e.strerror}") from None
-    return sock
-
-
 def _die_with_parent(parent: int) -> None:
     """Ask Linux to SIGTERM this process when its parent dies (a no-op elsewhere)."""
     if sys.platform.startswith("linux"):
@@ -94,7 +77,12 @@ def run_http_workers(count: int, host: str, port: int, serve: Callable[[], int])
     status) on the shared port; supervise them and return the exit status (0 after a clean stop
     on SIGINT/SIGTERM)."""
     global _slot
-    holder = reserve_port(host, port)
+    from dynamo.frontend.http.server import listen  # (imported before the fork: once for all)
+
+    if not hasattr(socket, "SO_REUSEPORT"):
+        raise UsageError("--http-workers needs SO_REUSEPORT, which this system lacks")
+    # Bound, never listening: it only holds the port (and a busy port is one usage line).
+    holder = listen(host, port, reuse_port=True)
     port = holder.getsockname()[1]
     parent = os.getpid()
     children: dict[int, int] = {}  # pid -> index
