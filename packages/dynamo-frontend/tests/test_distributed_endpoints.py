@@ -45,7 +45,7 @@ def wait_models(server, expected: set[str], timeout: float = 120.0) -> None:
 
 
 def test_responses_messages_and_embeddings_through_workers(
-    start_server, runtime_env, workers, smollm2_gguf, tmp_path
+    start_server, runtime_env, workers, smollm2_gguf, tmp_path, embedding_reference
 ):
     workers("ep11.chat.generate", "out=echo_full", "--model-name", "echo")
     workers(
@@ -94,22 +94,7 @@ def test_responses_messages_and_embeddings_through_workers(
     ) as stream:
         assert stream.get_final_message().stop_reason == "max_tokens"
 
-    from llama_cpp import Llama
-
-    n = 8192
-    reference = Llama(
-        model_path=str(smollm2_gguf),
-        embedding=True,
-        pooling_type=1,
-        n_ctx=n,
-        n_batch=n,
-        n_ubatch=n,
-        verbose=False,
-    )
-    try:
-        expected = reference.embed(["hello world", "goodbye"], normalize=True)
-    finally:
-        reference.close()
+    expected = embedding_reference.embed(["hello world", "goodbye"], normalize=True)
     got = client.embeddings.create(
         model="embed", input=["hello world", "goodbye"], encoding_format="float"
     )

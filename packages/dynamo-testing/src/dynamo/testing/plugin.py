@@ -37,6 +37,30 @@ def smollm2_gguf() -> Path:
     return path
 
 
+#: The context and batch of llama.cpp's embedding reference for SmolLM2 (what our llama.cpp
+#: embedding engine uses): a reference made with other sizes rounds differently (batched kernels).
+EMBEDDING_CONTEXT = 8192
+
+
+@pytest.fixture(scope="module")
+def embedding_reference(smollm2_gguf) -> Iterator[Any]:
+    """llama-cpp-python's own embedding model for SmolLM2 (mean pooling), to compare our vectors
+    with (from the llama.cpp engine's tests and through `out=dyn`); skips without llama.cpp."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    n = EMBEDDING_CONTEXT
+    llama = llama_cpp.Llama(
+        model_path=str(smollm2_gguf),
+        embedding=True,
+        pooling_type=1,
+        n_ctx=n,
+        n_batch=n,
+        n_ubatch=n,
+        verbose=False,
+    )
+    yield llama
+    llama.close()
+
+
 # -- real etcd and NATS -----------------------------------------------------------------------------
 
 
