@@ -21,9 +21,9 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Self
 
-from dynamo.engines.vllm._engine import _one_line, _token_prompt, import_vllm
+from dynamo.engines.vllm._engine import _token_prompt
 from dynamo.engines.vllm._errors import our_error
-from dynamo.engines.vllm._setup import engine_arguments, vllm_config
+from dynamo.engines.vllm._setup import engine_arguments, import_vllm, one_line, vllm_config
 from dynamo.llm import Context, Engine, EngineConfig, EngineError, ModelType
 from dynamo.llm.errors import EngineFailedError, InvalidRequestError, ServiceUnavailableError
 
@@ -110,7 +110,7 @@ class VllmEmbeddingEngine(Engine):
                 AsyncLLM.from_vllm_config, vc, usage_context=UsageContext.OPENAI_API_SERVER
             )
         except Exception as e:
-            raise EngineError(f"vLLM could not start: {_one_line(e)}") from None
+            raise EngineError(f"vLLM could not start: {one_line(e)}") from None
         engine = cls(llm, vc.model_config)
         try:
             check_embeds(await llm.get_supported_tasks(), model)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import itertools
 import logging
 import os
@@ -30,12 +29,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Self
 
-from dynamo.engines.vllm._args import (
-    engine_kwargs,
-    flag_kwargs,
-    follower_command,
-    set_visible_devices,
-)
+from dynamo.engines.vllm._errors import our_error
 from dynamo.engines.vllm._metrics import LoadReporter, stat_logger_factory
 from dynamo.engines.vllm._options import (
     FEATURES,
@@ -45,50 +39,23 @@ from dynamo.engines.vllm._options import (
     sampling_kwargs,
     usage,
 )
+from dynamo.engines.vllm._setup import (
+    INSTALL_HINT,
+    can_load_gguf,
+    engine_arguments,
+    import_vllm,
+    one_line,
+    set_flags,
+)
+from dynamo.engines.vllm._setup import vllm_config as create_vllm_config
 from dynamo.llm import Context, Engine, EngineConfig, EngineError, ModelType
 from dynamo.llm.engine import EngineRuntime
-from dynamo.llm.errors import EngineFailedError, InvalidRequestError, ServiceUnavailableError
+from dynamo.llm.errors import EngineFailedError, InvalidRequestError
 
 if TYPE_CHECKING:
     from dynamo.llm.kv.engine_publishers import EnginePublishers
 
 log = logging.getLogger(__name__)
-
-INSTALL_HINT = (
-    "out=vllm needs vLLM: `pip install vllm` on a GPU machine, or the CPU build "
-    "(see the dynamo-engine-vllm README)"
-)
-# EngineConfig's own defaults: a flag at its default was not given on the command line.
-_DEFAULT_CONFIG = EngineConfig(model_name="")
-
-
-def import_vllm() -> Any:
-    """The `vllm` module, or the one-line error that says how to install it."""
-    # vLLM logs its Triton probing at import; on a CPU that is noise before any error line.
-    logging.getLogger("vllm.triton_utils.importing").setLevel(logging.ERROR)
-    try:
-        import vllm
-    except ImportError as e:
-        raise EngineError(f"{INSTALL_HINT} ({e})") from None
-    return vllm
-
-
-def can_load_gguf() -> bool:
-    """Whether the installed vLLM reads GGUF files: its in-tree loader (vLLM <= 0.2x) or the
-    `vllm-gguf-plugin` it moved to."""
-    import importlib.util
-
-    return any(
-        importlib.util.find_spec(name) is not None
-        for name in ("vllm.model_executor.model_loader.gguf_loader", "vllm_gguf_plugin")
-    )
-
-
-def set_flags(config: EngineConfig) -> list[str]:
-    """The EngineConfig fields the user changed from their defaults (the flags given)."""
-    names = ("context_length", "kv_cache_block_size", "tensor_parallel_size", "num_nodes",
-             "node_rank", "leader_addr", "model_config")  # fmt: skip
-    return [n for n in names if getattr(config, n) != getattr(_DEFAULT_CONFIG, n)]
 
 
 def kv_events_endpoint() -> str:
@@ -136,42 +103,12 @@ class VllmEngine(Engine):
     @classmethod
     async def start(cls, config: EngineConfig) -> Self:
         vllm = import_vllm()
-        from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.usage.usage_lib import UsageContext
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        model = config.model_path or config.model_name
-        if model.endswith(".gguf") and not can_load_gguf():
-            raise EngineError(
-                f"vLLM {vllm.__version__} cannot load GGUF files (its GGUF loader moved to the "
-                "vllm-gguf-plugin package): pass an HF folder or repo id, or use out=llamacpp"
-            )
-        given = set_flags(config)
-        flags = flag_kwargs(
-            context_length=config.context_length,
-            # Unset (None): vLLM's own default (16 on GPUs; 128 on CPUs, which need a multiple of
-            # 32) applies; the card then carries the size vLLM chose.
-            kv_cache_block_size=config.kv_cache_block_size,
-            tensor_parallel_size=config.tensor_parallel_size,
-            num_nodes=config.num_nodes,
-            node_rank=config.node_rank,
-            leader_addr=config.leader_addr,
-            model_config=config.model_config,
-        )
-        fields = [f.name for f in dataclasses.fields(AsyncEngineArgs)]
-        kwargs = engine_kwargs(model, flags, given, config.extra_engine_args, fields)
-        if config.node_rank > 0:
-            raise EngineError(
-                f"--node-rank {config.node_rank}: dynamo-run runs the leader (rank 0) only; "
-                f"start this node's vLLM workers with `{follower_command(model, kwargs)}`"
-            )
-        set_visible_devices(
-            config.base_gpu_id,
-            config.tensor_parallel_size * int(kwargs.get("pipeline_parallel_size") or 1),
-        )
-        os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
-        # vLLM's engine core runs in a spawned process; spawn is what vLLM forces on CPU anyway.
-        os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+        # `--kv-cache-block-size` unset (None): vLLM's own default (16 on GPUs; 128 on CPUs,
+        # which need a multiple of 32) applies; the card then carries the size vLLM chose.
+        model, kwargs = engine_arguments(config, vllm)
         kv_endpoint = None
         if config.distributed and kwargs.get("enable_prefix_caching"):
             from vllm.config import KVEventsConfig
@@ -180,13 +117,7 @@ class VllmEngine(Engine):
             kwargs["kv_events_config"] = KVEventsConfig(
                 enable_kv_cache_events=True, publisher="zmq", endpoint=kv_endpoint
             )
-        try:
-            engine_args = AsyncEngineArgs(**kwargs)
-            vllm_config = await asyncio.to_thread(
-                engine_args.create_engine_config, UsageContext.OPENAI_API_SERVER
-            )
-        except (TypeError, ValueError) as e:
-            raise EngineError(f"vLLM refused the engine arguments: {_one_line(e)}") from None
+        vllm_config = await create_vllm_config(kwargs)
 
         reporters: dict[int, LoadReporter] = {}
 
@@ -206,7 +137,7 @@ class VllmEngine(Engine):
                 disable_log_stats=False,
             )
         except Exception as e:
-            raise EngineError(f"vLLM could not start: {_one_line(e)}") from None
+            raise EngineError(f"vLLM could not start: {one_line(e)}") from None
         max_model_len = vllm_config.model_config.max_model_len
         engine = cls(llm, vllm, max_model_len)
         engine.reporters = reporters
@@ -266,7 +197,7 @@ class VllmEngine(Engine):
                 )
             params = SamplingParams(**kwargs, output_kind=RequestOutputKind.DELTA)
         except (TypeError, ValueError) as e:
-            raise InvalidRequestError(_one_line(e)) from None
+            raise InvalidRequestError(one_line(e)) from None
         visible = (request.get("stop_conditions") or {}).get("stop_token_ids") or ()
         top = kwargs.get("logprobs")
         request_id = f"{context.id()}-{next(self._ids)}"
@@ -306,22 +237,12 @@ class VllmEngine(Engine):
             watcher.cancel()
 
     async def _outputs(self, stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        """vLLM's outputs, its errors as ours: a request vLLM rejects is the client's fault (400),
-        a full queue a 503, anything else the engine's (502)."""
-        from vllm.exceptions import GracefulHTTPError, VLLMClientError
-        from vllm.v1.engine.exceptions import EngineDeadError
-
+        """vLLM's outputs, its errors as ours (`our_error`)."""
         try:
             async for out in stream:
                 yield out
-        except VLLMClientError as e:
-            raise InvalidRequestError(_one_line(e)) from None
-        except GracefulHTTPError as e:
-            raise ServiceUnavailableError(f"vLLM: {_one_line(e)}") from None
-        except EngineDeadError as e:
-            raise EngineFailedError(f"the vLLM engine died: {_one_line(e)}") from None
-        except Exception as e:  # EngineGenerateError wraps the cause
-            raise EngineFailedError(f"vLLM failed: {_one_line(e.__cause__ or e)}") from None
+        except Exception as e:
+            raise our_error(e) from None
 
     async def _abort_when_stopped(self, context: Context, request_id: str) -> None:
         await context.stopped()
@@ -368,11 +289,6 @@ def _token_prompt(token_ids: list[int]) -> Any:
 
         return TokensPrompt(prompt_token_ids=token_ids)
     return tokens_input(token_ids)
-
-
-def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text if len(text) <= 400 else text[:397] + "..."
 
 
 __all__ = ["INSTALL_HINT", "VllmEngine", "can_load_gguf", "import_vllm", "set_flags"]

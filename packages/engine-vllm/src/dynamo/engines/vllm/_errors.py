@@ -1,13 +1,12 @@
 """vLLM's exceptions as ours: a request vLLM rejects is the client's fault (400, with the
 parameter vLLM names), a full queue a 503, a dead engine or anything else the engine's (502).
 
-The embedding engine maps its `encode` calls' errors here; the generating engine's `_outputs`
-does the same mapping for `generate`.
+Both engines map their calls' errors here: `generate`'s and `encode`'s.
 """
 
 from __future__ import annotations
 
-from dynamo.engines.vllm._engine import _one_line
+from dynamo.engines.vllm._setup import one_line
 from dynamo.llm.errors import (
     EngineFailedError,
     InvalidRequestError,
@@ -22,16 +21,16 @@ def our_error(e: Exception) -> RequestError:
     from vllm.v1.engine.exceptions import EngineDeadError
 
     if isinstance(e, VLLMValidationError):
-        message = str(e.args[0]) if e.args else _one_line(e)
+        message = str(e.args[0]) if e.args else one_line(e)
         return InvalidRequestError(" ".join(message.split()), param=getattr(e, "parameter", None))
     if isinstance(e, VLLMClientError):
-        return InvalidRequestError(_one_line(e))
+        return InvalidRequestError(one_line(e))
     if isinstance(e, GracefulHTTPError):
-        return ServiceUnavailableError(f"vLLM: {_one_line(e)}")
+        return ServiceUnavailableError(f"vLLM: {one_line(e)}")
     if isinstance(e, EngineDeadError):
-        return EngineFailedError(f"the vLLM engine died: {_one_line(e)}")
+        return EngineFailedError(f"the vLLM engine died: {one_line(e)}")
     cause = e.__cause__ if isinstance(e.__cause__, Exception) else e  # EngineGenerateError
-    return EngineFailedError(f"vLLM failed: {_one_line(cause)}")
+    return EngineFailedError(f"vLLM failed: {one_line(cause)}")
 
 
 __all__ = ["our_error"]

@@ -1,13 +1,12 @@
-"""From `dynamo-run`'s flags to a vLLM `VllmConfig`: the start-up steps before an `AsyncLLM`.
-
-The embedding engine (`_embedding.py`) runs these steps, with its own fixed arguments
-(`runner="pooling"`); the generating engine does the same steps inline in `VllmEngine.start`,
-with its KV-event configuration added between the two.
+"""From `dynamo-run`'s flags to a vLLM `VllmConfig`: the start-up steps before an `AsyncLLM`,
+which both engines take: `VllmEngine` (adding its KV-event configuration between the two steps)
+and `VllmEmbeddingEngine` (with its own fixed arguments, `runner="pooling"`). Also the helpers
+both use: importing vLLM with a one-line error, and errors as one line.
 
 1. `engine_arguments`: the model (an HF folder or repo id; GGUF refused where vLLM cannot read
    it), the `AsyncEngineArgs` keyword arguments from the flags and `--extra-engine-args`
-   (checked against the installed vLLM's fields), the devices the engine sees, and the
-   environment vLLM reads at start.
+   (checked against the installed vLLM's fields; `--node-rank` > 0 refused with the command
+   that runs that node), the devices the engine sees, and the environment vLLM reads at start.
 2. `vllm_config`: vLLM's own validation of those arguments, off the event loop; what it refuses
    is one line.
 """
@@ -16,13 +15,61 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
 
-from dynamo.engines.vllm._args import DEFAULTS, engine_kwargs, flag_kwargs, set_visible_devices
-from dynamo.engines.vllm._engine import _one_line, can_load_gguf, set_flags
+from dynamo.engines.vllm._args import (
+    DEFAULTS,
+    engine_kwargs,
+    flag_kwargs,
+    follower_command,
+    set_visible_devices,
+)
 from dynamo.llm import EngineConfig, EngineError
+
+INSTALL_HINT = (
+    "out=vllm needs vLLM: `pip install vllm` on a GPU machine, or the CPU build "
+    "(see the dynamo-engine-vllm README)"
+)
+# EngineConfig's own defaults: a flag at its default was not given on the command line.
+_DEFAULT_CONFIG = EngineConfig(model_name="")
+
+
+def import_vllm() -> Any:
+    """The `vllm` module, or the one-line error that says how to install it."""
+    # vLLM logs its Triton probing at import; on a CPU that is noise before any error line.
+    logging.getLogger("vllm.triton_utils.importing").setLevel(logging.ERROR)
+    try:
+        import vllm
+    except ImportError as e:
+        raise EngineError(f"{INSTALL_HINT} ({e})") from None
+    return vllm
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as one line of at most 400 characters, for a user."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
+def can_load_gguf() -> bool:
+    """Whether the installed vLLM reads GGUF files: its in-tree loader (vLLM <= 0.2x) or the
+    `vllm-gguf-plugin` it moved to."""
+    import importlib.util
+
+    return any(
+        importlib.util.find_spec(name) is not None
+        for name in ("vllm.model_executor.model_loader.gguf_loader", "vllm_gguf_plugin")
+    )
+
+
+def set_flags(config: EngineConfig) -> list[str]:
+    """The EngineConfig fields the user changed from their defaults (the flags given)."""
+    names = ("context_length", "kv_cache_block_size", "tensor_parallel_size", "num_nodes",
+             "node_rank", "leader_addr", "model_config")  # fmt: skip
+    return [n for n in names if getattr(config, n) != getattr(_DEFAULT_CONFIG, n)]
 
 
 def engine_arguments(
@@ -68,6 +115,11 @@ def engine_arguments(
         fields,
         DEFAULTS if defaults is None else defaults,
     )
+    if config.node_rank > 0:
+        raise EngineError(
+            f"--node-rank {config.node_rank}: dynamo-run runs the leader (rank 0) only; "
+            f"start this node's vLLM workers with `{follower_command(model, kwargs)}`"
+        )
     missing = sorted(set(fixed) - set(fields))
     if missing:
         raise EngineError(f"the installed vLLM has no {', '.join(missing)}: upgrade vLLM")
@@ -94,7 +146,15 @@ async def vllm_config(kwargs: Mapping[str, Any]) -> Any:
             engine_args.create_engine_config, UsageContext.OPENAI_API_SERVER
         )
     except (TypeError, ValueError) as e:
-        raise EngineError(f"vLLM refused the engine arguments: {_one_line(e)}") from None
+        raise EngineError(f"vLLM refused the engine arguments: {one_line(e)}") from None
 
 
-__all__ = ["engine_arguments", "vllm_config"]
+__all__ = [
+    "INSTALL_HINT",
+    "can_load_gguf",
+    "engine_arguments",
+    "import_vllm",
+    "one_line",
+    "set_flags",
+    "vllm_config",
+]
