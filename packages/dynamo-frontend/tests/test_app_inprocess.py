@@ -11,7 +11,8 @@ import pytest
 
 from dynamo.engines.echo import EchoFullEngine
 from dynamo.frontend.http.app import AppState, build_app
-from dynamo.frontend.local_model import served_model
+from dynamo.frontend.local_model import StartedEngine, served_model
+from dynamo.frontend.run_config import RunConfig
 from dynamo.llm.engine import EngineConfig
 
 
@@ -20,7 +21,8 @@ async def client(monkeypatch):
     monkeypatch.setenv("DYN_TOKEN_ECHO_DELAY_MS", "0")
     engine = await EchoFullEngine.start(EngineConfig(model_name="echo"))
     state = AppState()
-    state.models.add(served_model(EchoFullEngine, engine, None, "echo"))
+    started = StartedEngine(EchoFullEngine, engine, None, "echo", None)
+    state.models.add(served_model(started, RunConfig(input="http")))
     transport = httpx.ASGITransport(app=build_app(state))
     async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
         yield http
