@@ -179,7 +179,8 @@ async def one_stream(
                     if usage:
                         out.tokens = usage["completion_tokens"]
     except aiohttp.ClientError as e:
-        out.error = type(e).__name__
+        # The message too (e.g. which errno a dropped connection had), cut to what groups well.
+        out.error = f"{type(e).__name__}: {e}"[:80]
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import signal
 import threading
@@ -308,3 +309,20 @@ def test_sigterm_finishes_inflight_stream_and_exits_zero(start_server):
     )
     assert text == "y" * 150
     assert server.proc.wait(30) == 0
+
+
+def test_an_idle_connection_outlives_clients_keep_alive(echo_full):
+    """The server keeps an idle connection open longer than clients do (httpx and the OpenAI
+    SDK: 5 s), so no client reuses a connection just as the server closes it (with uvicorn's
+    5 s default the soak drill's clients saw resets and "server disconnected")."""
+    conn = http.client.HTTPConnection("127.0.0.1", echo_full.port, timeout=10)
+    try:
+        conn.request("GET", "/health")
+        assert conn.getresponse().read()
+        sock = conn.sock
+        time.sleep(6)  # idle past httpx's keep-alive expiry and uvicorn's default
+        conn.request("GET", "/health")  # on the same socket: RemoteDisconnected had it closed
+        response = conn.getresponse()
+        assert response.status == 200 and conn.sock is sock
+    finally:
+        conn.close()

@@ -88,6 +88,13 @@ class _Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+#: How long an idle client connection stays open. Longer than what clients and load balancers
+#: keep an idle connection for (httpx and the OpenAI SDK: 5 s, aiohttp: 15 s, AWS ALB: 60 s):
+#: with uvicorn's default of 5 s, a client reusing a connection just as the server closes it
+#: gets "server disconnected" or a reset (the soak drill saw them), and a balancer a 502.
+KEEP_ALIVE_SECONDS = 75
+
+
 def listen(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     """The listening socket, bound before uvicorn starts, so a busy port is one usage error
     (uvicorn logs it and exits 1 or 3) and port 0 logs the port it got. `reuse_port`: one of
@@ -115,6 +122,7 @@ async def serve_http(
         access_log=False,
         http="httptools",
         timeout_graceful_shutdown=graceful_timeout,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         lifespan="off",
         ssl_certfile=state.options.tls_cert_path,
         ssl_keyfile=state.options.tls_key_path,
