@@ -106,14 +106,19 @@ class VllmEmbeddingEngine(Engine):
         vc = await vllm_config(kwargs)
         log.info("starting vLLM %s on %s for embeddings", vllm.__version__, model)
         try:
-            llm = await asyncio.to_thread(
-                AsyncLLM.from_vllm_config, vc, usage_context=UsageContext.OPENAI_API_SERVER
+            # No local name for the AsyncLLM: this frame is kept after it returns (seen: the
+            # AsyncLLM outlived `close`, held only by it), and the AsyncLLM's __del__ would
+            # then shut down again at interpreter exit and fail on torn-down globals.
+            engine = cls(
+                await asyncio.to_thread(
+                    AsyncLLM.from_vllm_config, vc, usage_context=UsageContext.OPENAI_API_SERVER
+                ),
+                vc.model_config,
             )
         except Exception as e:
             raise EngineError(f"vLLM could not start: {one_line(e)}") from None
-        engine = cls(llm, vc.model_config)
         try:
-            check_embeds(await llm.get_supported_tasks(), model)
+            check_embeds(await engine._llm.get_supported_tasks(), model)
         except EngineError:
             await engine.close()
             raise
