@@ -16,6 +16,14 @@ Modes are `--router-mode` values; `kv:blocks` / `kv:predicted` pick the KV route
 also has the router's predicted and the workers' reported prefix-cache hits (cached tokens
 summed over requests, from /metrics) and the TTFT prediction error.
 
+With `--upstream PYTHON`, `upstream:MODE` entries run MODE against upstream Dynamo 1.6.1's
+mockers and frontend (bench/upstream.py) in the same invocation, in the order given, so the two
+servers can alternate under the same machine load; the kv / round-robin ratios are computed
+within each server:
+
+    uv run python bench/kv_routing.py --upstream PY \
+        --modes kv:predicted,upstream:kv,round-robin,upstream:round-robin
+
 `--tenant-skew S` shapes how many conversations each document gets: proportional to
 1/(rank+1)^S (Zipf), the same total; with many tenants and single short questions
 (`--turns 1`) a few hot tenants' prefixes are wanted by more requests than one worker serves.
@@ -159,6 +167,24 @@ KV_METRICS = {
 }
 
 
+#: The prefix of a `--modes` entry run against upstream Dynamo (bench/upstream.py), not ours.
+UPSTREAM = "upstream:"
+
+
+def kv_over_round_robin(by_mode: dict[str, dict], prefix: str) -> dict[str, float]:
+    """Each KV mode's TTFT p50 over round-robin's, among the modes of one server: ours
+    (`prefix` "") or upstream's (`prefix` UPSTREAM), never one against the other."""
+    side = {m: r for m, r in by_mode.items() if m.startswith(UPSTREAM) == bool(prefix)}
+    baseline = side.get(f"{prefix}round-robin")
+    if not baseline or not baseline["ttft_p50_ms"]:
+        return {}
+    return {
+        f"{mode}_ttft_p50_over_round_robin": round(r["ttft_p50_ms"] / baseline["ttft_p50_ms"], 3)
+        for mode, r in side.items()
+        if mode.startswith(f"{prefix}kv")
+    }
+
+
 def kv_metrics(url: str) -> dict:
     """The KV router's hit rate and prediction accuracy, as the frontend counted them."""
     out: dict = {}
@@ -170,15 +196,16 @@ def kv_metrics(url: str) -> dict:
 
 
 def run_mode(mode: str, args: argparse.Namespace, conversations: list[Conversation]) -> dict:
-    if args.upstream:  # the same workload and client against upstream Dynamo (bench/upstream.py)
+    if mode.startswith(UPSTREAM):  # the same workload and client against upstream Dynamo
         import upstream
 
-        return upstream.run_kv_routing_mode(
+        result = upstream.run_kv_routing_mode(
             args.upstream,
-            mode,
+            mode.removeprefix(UPSTREAM),
             args,
             lambda url, model: asyncio.run(replay(url, model, conversations, args)),
         )
+        return {**result, "router_mode": mode}
     engine_args = {
         "speedup_ratio": args.speedup,
         "block_size": args.block_size,
@@ -194,6 +221,7 @@ def run_mode(mode: str, args: argparse.Namespace, conversations: list[Conversati
         workers=args.workers,
         router_mode=router_mode,
         frontend_args=["--router-cost", cost] if cost else (),
+        timeout=300,  # 4 workers and a frontend on a loaded 2-core machine can take minutes
     ) as (url, _frontend):
         result = asyncio.run(replay(url, "mock", conversations, args))
         if router_mode == "kv":
@@ -245,34 +273,36 @@ def main() -> None:
     p.add_argument(
         "--modes",
         default="kv,round-robin,random",
-        help="router modes, comma-separated; kv:predicted and kv:blocks pick the KV cost",
+        help="router modes, comma-separated, run in this order; kv:predicted and kv:blocks pick "
+        "the KV cost; upstream:MODE runs MODE against upstream (needs --upstream)",
     )
     p.add_argument("--model-path", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--upstream",
         metavar="PYTHON",
-        help="the python of a virtualenv holding upstream ai-dynamo 1.6.1: run every mode "
-        "against its mocker and frontend instead of ours",
+        help="the python of a virtualenv holding upstream ai-dynamo 1.6.1, for the upstream:MODE "
+        "entries of --modes; given with no such entry, every mode runs against upstream instead "
+        "of ours",
     )
     args = p.parse_args()
-    if args.upstream and ":" in args.modes:
-        p.error("--upstream runs upstream's own KV cost: give --modes without :predicted/:blocks")
+    modes = args.modes.split(",")
+    if args.upstream and not any(m.startswith(UPSTREAM) for m in modes):
+        modes = [UPSTREAM + m for m in modes]
+    for mode in modes:
+        if mode.startswith(UPSTREAM) and not args.upstream:
+            p.error(f"--modes {mode}: give --upstream PYTHON to run upstream's side")
+        if mode.startswith(UPSTREAM) and ":" in mode.removeprefix(UPSTREAM):
+            p.error(f"--modes {mode}: upstream has only its own KV cost (no :predicted/:blocks)")
     args.model_path = args.model_path or default_model()
     conversations = workload(args)
-    results = [run_mode(mode, args, conversations) for mode in args.modes.split(",")]
-    for result in results:
-        print(json.dumps(result), flush=True)
+    results = []
+    for mode in modes:
+        results.append(run_mode(mode, args, conversations))
+        print(json.dumps(results[-1]), flush=True)
     by_mode = {r["router_mode"]: r for r in results}
-    baseline = by_mode.get("round-robin")
-    if baseline and baseline["ttft_p50_ms"]:
-        ratios = {
-            f"{mode}_ttft_p50_over_round_robin": round(
-                r["ttft_p50_ms"] / baseline["ttft_p50_ms"], 3
-            )
-            for mode, r in by_mode.items()
-            if mode.startswith("kv")
-        }
+    ratios = {**kv_over_round_robin(by_mode, ""), **kv_over_round_robin(by_mode, UPSTREAM)}
+    if ratios:
         print(json.dumps(ratios))
 
 
