@@ -23,6 +23,7 @@ from typing import Any, cast
 import orjson
 
 from dynamo.runtime import codec
+from dynamo.runtime.ack_timeout import AckTimeout
 from dynamo.runtime.context import Context
 from dynamo.runtime.errors import InstanceGoneError, PayloadTooLargeError
 from dynamo.runtime.response_stream import (
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 #: Upstream's default for DYN_TCP_MAX_MESSAGE_SIZE.
 DEFAULT_MAX_MESSAGE = 32 * 1024 * 1024
 _CONNECT_TIMEOUT_SECONDS = 3.0
+#: The most a new stream waits for a worker's first frame, however loaded the host has been.
+_ACK_TIMEOUT_CEILING_SECONDS = 8.0
 _CLOSED = None  # queued to every stream of a connection that is lost
 
 
@@ -281,6 +284,8 @@ class _CallerConnection(_Framed):
         self.loop = asyncio.get_running_loop()
         #: When the worker last sent anything (loop time).
         self.last_heard = self.loop.time()
+        #: How long a new stream waits for its first frame: adapts to how loaded the host is.
+        self.ack_timeout = AckTimeout(FIRST_FRAME_TIMEOUT_SECONDS, _ACK_TIMEOUT_CEILING_SECONDS)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -296,11 +301,13 @@ class _CallerConnection(_Framed):
                 queue.put_nowait(orjson.loads(payload))
 
     async def next_frame(
-        self, frames: asyncio.Queue[dict[str, Any] | None], silence: float, instance_id: int
+        self, frames: asyncio.Queue[dict[str, Any] | None], first: bool, instance_id: int
     ) -> dict[str, Any] | None:
         """The stream's next frame; `InstanceGoneError` once nothing at all came from the worker
-        for `silence` seconds. While other streams' frames keep arriving the worker is alive
-        (a loaded caller may take a while to read what is queued ahead of this stream's)."""
+        for the acknowledgement timeout (the `first` frame) or the idle timeout. While other
+        streams' frames keep arriving the worker is alive (a loaded caller may take a while to
+        read what is queued ahead of this stream's)."""
+        silence = self.ack_timeout.seconds() if first else IDLE_TIMEOUT_SECONDS
         loop = self.loop
         since = loop.time()
         while True:
@@ -311,6 +318,8 @@ class _CallerConnection(_Framed):
                 if not frames.empty():  # came in the same turn as the timeout
                     return frames.get_nowait()
                 if loop.time() >= max(since, self.last_heard) + silence:
+                    if first:
+                        self.ack_timeout.timed_out()
                     raise InstanceGoneError(instance_id, "stopped responding") from None
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -382,14 +391,18 @@ class TcpClient:
         check = ResponseFrames(instance_id)
         try:
             connection.send(stream_id, codec.KIND_REQUEST, payload)
-            timeout = FIRST_FRAME_TIMEOUT_SECONDS
+            sent_at = connection.loop.time()
+            first = True
             stop_sent = False
             while True:
                 try:
                     frame = frames.get_nowait()
                 except asyncio.QueueEmpty:
-                    frame = await connection.next_frame(frames, timeout, instance_id)
-                timeout = IDLE_TIMEOUT_SECONDS
+                    frame = await connection.next_frame(frames, first, instance_id)
+                if first:
+                    first = False
+                    if frame is not None:
+                        connection.ack_timeout.observe(connection.loop.time() - sent_at)
                 if frame is None:  # _CLOSED: the connection is gone
                     raise InstanceGoneError(instance_id, "closed its connection")
                 if not stop_sent and context.is_stopped():
