@@ -8,10 +8,12 @@ then `dynamo-run in=http out=<engine>` is started and driven over HTTP with stre
     uv run python bench/engine_overhead.py --engine llamacpp --max-tokens 128 --rounds 3
     uv run python bench/engine_overhead.py --engine mistralrs --max-tokens 32 --rounds 2
     $VLLM_VENV/bin/python bench/engine_overhead.py --engine vllm --model-path HF_FOLDER \
-        --max-tokens 64 --rounds 2 --streams 1 8
+        --max-tokens 64 --rounds 6 --streams 1 8
 
 vLLM batches concurrent requests, so `--engine vllm` measures each `--streams` level on both
-sides (bench/_vllm.py); it needs the vLLM venv and an HF folder (packages/engine-vllm/scripts).
+sides, both engines up at once and the rounds interleaved (bench/_vllm.py); it needs the vLLM
+venv and an HF folder (packages/engine-vllm/scripts). Its ratio is the median of the rounds'
+paired ratios.
 """
 
 from __future__ import annotations
@@ -123,22 +125,28 @@ def start_server(engine: str, model_path: str, n_ctx: int) -> tuple[subprocess.P
 
 
 def run_vllm(args: argparse.Namespace) -> None:
-    """Direct, then served, at each --streams level (see bench/_vllm.py)."""
+    """Both sides up at once, measured interleaved at each --streams level (bench/_vllm.py)."""
+    import asyncio
+    import os
+
     import _vllm
 
     model_path = args.model_path
     if model_path is None:
         raise SystemExit("--engine vllm needs --model-path HF_FOLDER (vLLM reads no GGUF)")
     prompt_ids = [chat_prompt_ids(model_path, t) for t in PROMPTS]
-    direct = _vllm.direct(
-        model_path, prompt_ids, args.max_tokens, args.n_ctx, args.streams, args.rounds
-    )
+    load_before = os.getloadavg()
     proc, url = start_dynamo_run(
         "vllm", model_path, _vllm.server_args(args.n_ctx), env={"HF_HUB_OFFLINE": "1"},
         stdout=subprocess.DEVNULL, timeout=900,
     )  # fmt: skip
     try:
-        serve = _vllm.served(url, PROMPTS, args.max_tokens, args.streams, args.rounds)
+        results = asyncio.run(
+            _vllm.compare(
+                model_path, url, prompt_ids, PROMPTS, args.max_tokens, args.n_ctx,
+                args.streams, args.rounds,
+            )
+        )  # fmt: skip
     finally:
         stop([proc], grace=60)
     print(
@@ -147,14 +155,9 @@ def run_vllm(args: argparse.Namespace) -> None:
                 "engine": "vllm",
                 "max_tokens": args.max_tokens,
                 "rounds": args.rounds,
-                **{
-                    f"streams_{s}": {
-                        "direct_tok_s": round(direct[s], 1),
-                        "served_tok_s": round(serve[s], 1),
-                        "ratio": round(serve[s] / direct[s], 3),
-                    }
-                    for s in args.streams
-                },
+                "cpus": os.cpu_count(),
+                "loadavg_1m_before_after": [round(load_before[0], 1), round(os.getloadavg()[0], 1)],
+                **{f"streams_{s}": r for s, r in results.items()},
             }
         )
     )
