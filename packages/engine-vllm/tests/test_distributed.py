@@ -67,17 +67,16 @@ class Worker:
         return found.group(1) if found else None
 
     def kill(self) -> None:
-        """SIGKILL, as a crash; then its vLLM engine core, which outlives a killed parent."""
-        import psutil
-
-        children = psutil.Process(self.proc.pid).children(recursive=True)
+        """SIGKILL, as a crash; then its vLLM processes, which outlive a killed parent."""
+        children = self._descendants()
         self.proc.kill()
         self.proc.wait()
-        for child in children:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                child.kill()
+        _kill_all(children)
 
     def stop(self) -> None:
+        """SIGTERM; then whatever vLLM left behind (its shutdown SIGKILLs a slow engine core,
+        whose own worker process then lives on, pinned to a core, after the test)."""
+        children = self._descendants()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -85,7 +84,23 @@ class Worker:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        _kill_all(children)
         self.log.close()
+
+    def _descendants(self) -> list:
+        import psutil
+
+        with contextlib.suppress(psutil.NoSuchProcess):
+            return psutil.Process(self.proc.pid).children(recursive=True)
+        return []
+
+
+def _kill_all(processes: list) -> None:
+    import psutil
+
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
 
 
 @pytest.fixture(scope="module")
