@@ -37,6 +37,7 @@ from dynamo.runtime.response_stream import (
     serve_stream,
     takes_context,
 )
+from dynamo.runtime.tcp_streams import SilenceWatch, StreamFrames
 
 log = logging.getLogger(__name__)
 
@@ -273,19 +274,20 @@ class TcpRequestServer:
 
 
 class _CallerConnection(_Framed):
-    """This process's connection to one worker: the frames of each stream go to its queue."""
+    """This process's connection to one worker: the frames of each stream go to its buffer."""
 
     def __init__(self, max_message: int, token: str | None = None):
         self.reader = codec.TcpMessageReader(max_message)
         self.token = token
         self.transport: asyncio.Transport | None = None
-        self.streams: dict[int, asyncio.Queue[dict[str, Any] | None]] = {}
+        self.streams: dict[int, StreamFrames] = {}
         self._ids = itertools.count(1)
         self.loop = asyncio.get_running_loop()
         #: When the worker last sent anything (loop time).
         self.last_heard = self.loop.time()
         #: How long a new stream waits for its first frame: adapts to how loaded the host is.
         self.ack_timeout = AckTimeout(FIRST_FRAME_TIMEOUT_SECONDS, _ACK_TIMEOUT_CEILING_SECONDS)
+        self.silence = SilenceWatch(self.loop, self.streams, lambda: self.last_heard)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -295,47 +297,42 @@ class _CallerConnection(_Framed):
     def data_received(self, data: bytes) -> None:
         self.last_heard = self.loop.time()
         streams = self.streams
+        loads = orjson.loads
         for stream_id, kind, payload in self.messages(data):
-            queue = streams.get(stream_id)
-            if queue is not None and kind == codec.KIND_FRAME:
-                queue.put_nowait(orjson.loads(payload))
+            frames = streams.get(stream_id)
+            if frames is not None and kind == codec.KIND_FRAME:
+                frames.push(loads(payload))
 
     async def next_frame(
-        self, frames: asyncio.Queue[dict[str, Any] | None], first: bool, instance_id: int
+        self, frames: StreamFrames, first: bool, instance_id: int
     ) -> dict[str, Any] | None:
         """The stream's next frame; `InstanceGoneError` once nothing at all came from the worker
         for the acknowledgement timeout (the `first` frame) or the idle timeout. While other
         streams' frames keep arriving the worker is alive (a loaded caller may take a while to
         read what is queued ahead of this stream's)."""
+        if frames.items:
+            return frames.items.popleft()
         silence = self.ack_timeout.seconds() if first else IDLE_TIMEOUT_SECONDS
-        loop = self.loop
-        since = loop.time()
-        while True:
-            try:
-                async with asyncio.timeout_at(max(since, self.last_heard) + silence):
-                    return await frames.get()
-            except TimeoutError:
-                if not frames.empty():  # came in the same turn as the timeout
-                    return frames.get_nowait()
-                if loop.time() >= max(since, self.last_heard) + silence:
-                    if first:
-                        self.ack_timeout.timed_out()
-                    raise InstanceGoneError(instance_id, "stopped responding") from None
+        if not await self.silence.wait(frames, silence):
+            if first:
+                self.ack_timeout.timed_out()
+            raise InstanceGoneError(instance_id, "stopped responding")
+        return frames.items.popleft()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
-        for queue in self.streams.values():
-            queue.put_nowait(_CLOSED)
+        self.silence.close()
+        for frames in self.streams.values():
+            frames.push(_CLOSED)
 
     @property
     def open(self) -> bool:
         return self.transport is not None and not self.transport.is_closing()
 
-    def open_stream(self) -> tuple[int, asyncio.Queue[dict[str, Any] | None]]:
+    def open_stream(self) -> tuple[int, StreamFrames]:
         stream_id = next(self._ids) & 0xFFFFFFFF
-        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        self.streams[stream_id] = queue
-        return stream_id, queue
+        frames = self.streams[stream_id] = StreamFrames()
+        return stream_id, frames
 
     def send(self, stream_id: int, kind: int, payload: bytes) -> None:
         if self.transport is not None:
@@ -395,10 +392,12 @@ class TcpClient:
             first = True
             stop_sent = False
             while True:
-                try:
-                    frame = frames.get_nowait()
-                except asyncio.QueueEmpty:
-                    frame = await connection.next_frame(frames, first, instance_id)
+                items = frames.items
+                frame = (
+                    items.popleft()
+                    if items
+                    else await connection.next_frame(frames, first, instance_id)
+                )
                 if first:
                     first = False
                     if frame is not None:
