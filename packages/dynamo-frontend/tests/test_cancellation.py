@@ -10,11 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from dynamo.frontend.http.app import AppState, build_app
 from dynamo.llm import Context, ModelType
 from dynamo.llm.pipeline import OpenAIEngineModel
+from dynamo.testing import serve_asgi
 
 
 class EndlessEngine:
@@ -38,22 +38,11 @@ class EndlessEngine:
             self.ended.set()
 
 
-@contextlib.asynccontextmanager
-async def serve(engine: EndlessEngine, port: int):
+def app_for(engine: EndlessEngine) -> Any:
+    """The frontend's app serving `engine` as model `m`, Anthropic's API on too."""
     state = AppState(anthropic_api=True)
     state.models.add(OpenAIEngineModel("m", None, engine, frozenset({ModelType.Chat})))
-    config = uvicorn.Config(
-        build_app(state), host="127.0.0.1", port=port, log_config=None, lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+    return build_app(state)
 
 
 GO = [{"role": "user", "content": "go"}]
@@ -65,9 +54,9 @@ ROUTES = {
 
 
 @pytest.mark.parametrize("path", list(ROUTES))
-async def test_stream_disconnect_stops_engine(free_port, path):
+async def test_stream_disconnect_stops_engine(path):
     engine = EndlessEngine()
-    async with serve(engine, free_port()) as url, httpx.AsyncClient() as client:
+    async with serve_asgi(app_for(engine)) as url, httpx.AsyncClient() as client:
         async with client.stream("POST", url + path, json={**ROUTES[path], "stream": True}) as r:
             assert r.status_code == 200
             async for line in r.aiter_lines():
@@ -80,9 +69,9 @@ async def test_stream_disconnect_stops_engine(free_port, path):
 
 
 @pytest.mark.parametrize("path", list(ROUTES))
-async def test_unary_disconnect_stops_engine(free_port, path):
+async def test_unary_disconnect_stops_engine(path):
     engine = EndlessEngine()
-    async with serve(engine, free_port()) as url, httpx.AsyncClient() as client:
+    async with serve_asgi(app_for(engine)) as url, httpx.AsyncClient() as client:
         request = asyncio.create_task(client.post(url + path, json=ROUTES[path], timeout=30))
         await asyncio.wait_for(engine.started.wait(), 5)
         request.cancel()

@@ -4,17 +4,16 @@ that leaves closes the events' generator (real uvicorn, real HTTP)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import Route
 
 from dynamo.frontend.http.sse import SSEResponse, capture_raw_send
+from dynamo.testing import serve_asgi
 
 
 class CountingMiddleware:
@@ -78,26 +77,11 @@ def app_for(events: Events) -> tuple[Any, CountingMiddleware]:
     return counting, counting
 
 
-@contextlib.asynccontextmanager
-async def serve(app: Any, port: int):
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}/sse"
-    finally:
-        server.should_exit = True
-        await task
-
-
-async def test_events_skip_the_middleware_but_the_start_and_end_do_not(free_port):
+async def test_events_skip_the_middleware_but_the_start_and_end_do_not():
     events = Events(50)
     app, counting = app_for(events)
-    async with serve(Capture(app), free_port()) as url, httpx.AsyncClient() as client:
-        r = await client.get(url)
+    async with serve_asgi(Capture(app)) as url, httpx.AsyncClient() as client:
+        r = await client.get(url + "/sse")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/event-stream")
     assert r.headers["cache-control"] == "no-cache"
@@ -107,20 +91,20 @@ async def test_events_skip_the_middleware_but_the_start_and_end_do_not(free_port
     assert events.how == "finished"
 
 
-async def test_without_a_captured_send_every_event_goes_through_the_app(free_port):
+async def test_without_a_captured_send_every_event_goes_through_the_app():
     events = Events(5)
     app, counting = app_for(events)
-    async with serve(app, free_port()) as url, httpx.AsyncClient() as client:
-        r = await client.get(url)
+    async with serve_asgi(app) as url, httpx.AsyncClient() as client:
+        r = await client.get(url + "/sse")
     assert r.content == b"".join(b"data: %d\n\n" % i for i in range(5))
     assert counting.messages == ["http.response.start"] + ["http.response.body"] * 6
 
 
-async def test_a_client_leaving_a_stalled_stream_cancels_it(free_port):
+async def test_a_client_leaving_a_stalled_stream_cancels_it():
     events = Events(1, stall=True)
     app, _ = app_for(events)
-    async with serve(Capture(app), free_port()) as url, httpx.AsyncClient() as client:
-        async with client.stream("GET", url) as r:
+    async with serve_asgi(Capture(app)) as url, httpx.AsyncClient() as client:
+        async with client.stream("GET", url + "/sse") as r:
             async for line in r.aiter_lines():
                 assert line == "data: 0"
                 break

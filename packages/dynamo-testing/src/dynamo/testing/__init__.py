@@ -11,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from dynamo.testing.asgi import serve_asgi
     from dynamo.testing.processes import RunningServer, dynamo_run_cmd
     from dynamo.testing.servers import EtcdServer, NatsServer, free_port
     from dynamo.testing.wait import until, wait_for
@@ -44,6 +45,7 @@ _WHERE = {
     "endless_counter": "workers",
     "nats_plane": "workers",
     "serve": "workers",
+    "serve_asgi": "asgi",
     "sigkill_mid_stream": "workers",
     "tcp_plane": "workers",
 }
@@ -62,6 +64,7 @@ __all__ = [
     "free_port",
     "nats_plane",
     "serve",
+    "serve_asgi",
     "sigkill_mid_stream",
     "tcp_plane",
     "until",
