@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from dynamo.engines.echo import EchoFullEngine
+from dynamo.frontend.http.responses.custom_input import CustomInputStream
 from dynamo.frontend.http.responses.tools import (
     REFUSED_TOOLS,
     CallNames,
@@ -67,6 +68,45 @@ def test_a_custom_calls_input_round_trips():
     # Arguments of another shape are the input as written.
     assert custom_input('{"patch": "x"}') == '{"patch": "x"}'
     assert custom_input("not json") == "not json"
+
+
+def stream_input(arguments: str, step: int) -> tuple[list[str], CustomInputStream]:
+    stream = CustomInputStream()
+    pieces = [arguments[i : i + step] for i in range(0, len(arguments), step)]
+    return [stream.feed(p) for p in pieces], stream
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 5, 7, 1000])
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        custom_arguments(PATCH + " 😀"),
+        json.dumps({"input": PATCH + " 😀"}),  # \u escapes, a surrogate pair among them
+        json.dumps({"input": PATCH + " 😀"}, indent=2) + " ",
+    ],
+)
+def test_a_custom_calls_input_streams_as_the_arguments_arrive(arguments, step):
+    """Split anywhere (inside an escape, between a surrogate pair's halves), the decoded pieces
+    add up to the input, and each is whole text as soon as it can be."""
+    texts, stream = stream_input(arguments, step)
+    assert "".join(texts) == stream.sent == stream.final() == PATCH + " 😀"
+    if step == 1:
+        # Fed a character at a time, each character of the input (an escape's, a surrogate
+        # pair's) comes out alone, with the last character of the JSON that writes it.
+        assert sum(1 for t in texts if t) == len(PATCH + " 😀")
+
+
+def test_a_custom_calls_input_of_another_shape_comes_at_the_end():
+    texts, stream = stream_input('{"x": 1, "input": "abc"}', 1)
+    assert not any(texts) and stream.final() == "abc"
+    texts, stream = stream_input('{"patch": "x"}', 2)
+    assert not any(texts) and stream.final() == '{"patch": "x"}'
+    # Cut short by the token limit: the text as far as the model wrote it.
+    texts, stream = stream_input(custom_arguments(PATCH)[:30], 4)
+    assert "".join(texts) == stream.final() == PATCH[:18]
+    # Not a JSON string after all: what was given stays, the end has the arguments as written.
+    texts, stream = stream_input('{"input": "ab\\q"}', 1)
+    assert "".join(texts) == "ab" and stream.final() == '{"input": "ab\\q"}'
 
 
 def test_tool_choice_names_a_custom_tool_as_a_function():
@@ -165,6 +205,15 @@ async def test_a_custom_tool_call_through_the_sdk(oai):
     deltas = [e.delta for e in events if e.type == "response.custom_tool_call_input.delta"]
     (done,) = [e for e in events if e.type == "response.custom_tool_call_input.done"]
     assert "".join(deltas) == done.input == PATCH
+    # Streamed as the model writes it (the echo engine: a character a chunk), not whole at the end.
+    assert len(deltas) > 1 and all(deltas)
+    kinds = [e.type for e in events]
+    first = kinds.index("response.custom_tool_call_input.delta")
+    assert (
+        kinds.index("response.output_item.added")
+        < first
+        < kinds.index("response.custom_tool_call_input.done")
+    )
     assert not any(e.type.startswith("response.function_call") for e in events)
 
     # A function tool beside it stays a function call.

@@ -5,7 +5,8 @@ one drops them and answers with `response()`. The event sequence is the one the 
 `responses.stream` accumulates: `response.created`, `response.in_progress`, then per output
 item `output_item.added` → deltas → `.done` events → `output_item.done`, and last
 `response.completed` (or `response.incomplete` when the token limit cut the answer short).
-A call to a custom tool is a `custom_tool_call` item, its input sent whole when the call ends.
+A call to a custom tool is a `custom_tool_call` item, its input streamed as the model writes it
+(`custom_tool_call_input.delta`, decoded out of the arguments by `CustomInputStream`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import Any
 
 from dynamo.frontend.http.chat_run import Event
 from dynamo.frontend.http.responses.convert import seal_reasoning
+from dynamo.frontend.http.responses.custom_input import CustomInputStream
 from dynamo.frontend.http.responses.protocol import ResponsesRequest
-from dynamo.frontend.http.responses.tools import CallNames, custom_input
+from dynamo.frontend.http.responses.tools import CallNames
 
 #: Chat finish reasons that leave a response incomplete, and the reason OpenAI names.
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
@@ -100,14 +102,12 @@ class ResponseStream:
             item = self._calls[index]
             where = {"item_id": item["id"], "output_index": item["_index"]}
             if item["type"] == "custom_tool_call":
-                # Its input is a string inside the arguments' JSON: known once they are whole.
-                item["input"] = custom_input(item["_arguments"])
-                if item["input"]:
-                    events.append(
-                        self._event(
-                            "response.custom_tool_call_input.delta", delta=item["input"], **where
-                        )
-                    )
+                stream: CustomInputStream = item["_input"]
+                item["input"] = text = stream.final()
+                # What the deltas have not given yet: all of it for arguments of another shape.
+                # (Where they gave something else, duplicate keys, the done event has the input.)
+                if len(text) > len(stream.sent) and text.startswith(stream.sent):
+                    events.append(self._input_delta(item, text[len(stream.sent) :]))
                 events.append(
                     self._event(
                         "response.custom_tool_call_input.done", input=item["input"], **where
@@ -251,7 +251,7 @@ class ResponseStream:
                     "id": new_id("ctc"),
                     **named,
                     "input": "",
-                    "_arguments": "",
+                    "_input": CustomInputStream(),
                 }
             else:
                 item = {
@@ -265,7 +265,9 @@ class ResponseStream:
             events.append(self._add_item(item))
         arguments = function.get("arguments") or ""
         if item["type"] == "custom_tool_call":
-            item["_arguments"] += arguments
+            text = item["_input"].feed(arguments) if arguments else ""
+            if text:
+                events.append(self._input_delta(item, text))
         elif arguments:
             item["arguments"] += arguments
             events.append(
@@ -277,6 +279,14 @@ class ResponseStream:
                 )
             )
         return events
+
+    def _input_delta(self, item: dict[str, Any], text: str) -> Event:
+        return self._event(
+            "response.custom_tool_call_input.delta",
+            item_id=item["id"],
+            output_index=item["_index"],
+            delta=text,
+        )
 
     # -- the response object --------------------------------------------------------------------
 
