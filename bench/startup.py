@@ -29,7 +29,9 @@ import time
 from pathlib import Path
 
 import httpx
-from _common import free_port, process_cpu_seconds, stop
+from _common import process_cpu_seconds, stop
+
+from dynamo.testing.servers import free_port
 
 CLI = [sys.executable, "-m", "dynamo.frontend.cli"]
 

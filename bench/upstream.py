@@ -33,7 +33,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _common import default_model, free_port, http_get, model_listed, stop, wait_until
+from _common import default_model, http_get, model_listed, stop, wait_until
+
+from dynamo.testing.servers import free_port
 
 #: What the recipe was verified with; other versions may take other flags.
 UPSTREAM_VERSION = "1.6.1"
