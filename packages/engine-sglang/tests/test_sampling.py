@@ -17,12 +17,11 @@ from dynamo.engines.sglang._sampling import (
 from dynamo.llm.errors import InvalidRequestError
 from dynamo.llm.features import Feature
 from dynamo.llm.generation_options import GenerationOptions
+from dynamo.testing.engine_units import REFUSED_BY_BOTH, assert_refused, generation_options
 
 
 def options(**parts) -> GenerationOptions:
-    return GenerationOptions.from_request(
-        {"model": "m", "token_ids": [5, 6], **parts}, SUPPORTED_FIELDS
-    )
+    return generation_options(SUPPORTED_FIELDS, [5, 6], **parts)
 
 
 def test_defaults() -> None:
@@ -131,13 +130,10 @@ def test_per_request_grammar_settings_are_refused(key) -> None:
 @pytest.mark.parametrize(
     ("parts", "param"),
     [
-        ({"output_options": {"prompt_logprobs": 1}}, "prompt_logprobs"),
+        *REFUSED_BY_BOTH,
         ({"sampling_options": {"allowed_token_ids": [1]}}, "allowed_token_ids"),
-        ({"sampling_options": {"use_beam_search": True}}, "use_beam_search"),
         ({"sampling_options": {"n": 2}}, "n"),
     ],
 )
 def test_what_sglang_does_not_do_is_refused(parts, param) -> None:
-    with pytest.raises(InvalidRequestError) as e:
-        options(**parts)
-    assert e.value.param == param
+    assert_refused(SUPPORTED_FIELDS, parts, param)

@@ -17,12 +17,11 @@ from dynamo.engines.trtllm._sampling import (
 )
 from dynamo.llm.errors import ContextLengthExceededError, InvalidRequestError
 from dynamo.llm.generation_options import GenerationOptions
+from dynamo.testing.engine_units import REFUSED_BY_BOTH, assert_refused, generation_options
 
 
 def options(**parts) -> GenerationOptions:
-    return GenerationOptions.from_request(
-        {"model": "m", "token_ids": [5, 6, 7], **parts}, SUPPORTED_FIELDS
-    )
+    return generation_options(SUPPORTED_FIELDS, [5, 6, 7], **parts)
 
 
 def test_default_request_samples_at_temperature_one() -> None:
@@ -131,13 +130,10 @@ def test_features_follow_the_grammar_backend() -> None:
 @pytest.mark.parametrize(
     ("parts", "param"),
     [
+        *REFUSED_BY_BOTH,
         ({"sampling_options": {"logit_bias": {"1": 1.0}}}, "logit_bias"),
         ({"output_options": {"logprobs": 1}}, "logprobs"),
-        ({"output_options": {"prompt_logprobs": 1}}, "prompt_logprobs"),
-        ({"sampling_options": {"use_beam_search": True}}, "use_beam_search"),
     ],
 )
 def test_what_trtllm_does_not_do_is_refused(parts, param) -> None:
-    with pytest.raises(InvalidRequestError) as e:
-        options(**parts)
-    assert e.value.param == param
+    assert_refused(SUPPORTED_FIELDS, parts, param)
