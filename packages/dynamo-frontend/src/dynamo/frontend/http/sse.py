@@ -15,6 +15,8 @@ per token, so that is paid per token. `SSEResponse` instead:
   at a body it is still reading (the body limit), and the body was read before the stream began;
 - reuses one message dict for all the events (ASGI servers copy the body out before `send`
   returns), so the only allocations per event are the event's own bytes;
+- under uvicorn, writes the events that are ready in the same turn of the event loop with one
+  `send` (`event_writer`): the same bytes in fewer socket writes;
 - watches for the client leaving with one task per request, which cancels the stream: the
   events' generator gets the cancellation (or, if it was waiting on `send`, is closed) and stops
   the engine.
@@ -28,6 +30,8 @@ from typing import Any
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
+
+from dynamo.frontend.http.event_writer import ClientFlow, EventWriter, flow_of
 
 #: Where the outermost ASGI layer leaves the server's `send` for `SSEResponse`.
 RAW_SEND = "dynamo.raw_send"
@@ -75,11 +79,19 @@ class SSEResponse(Response):
             task.cancel()
 
         watcher = asyncio.get_running_loop().create_task(watch())
+        flow = flow_of(raw_send)
+        writer = EventWriter(raw_send, flow) if flow is not None else None
         message: dict[str, Any] = {"type": "http.response.body", "body": b"", "more_body": True}
         try:
-            async for data in self.events:
-                message["body"] = data
-                await raw_send(message)
+            if writer is None:
+                async for data in self.events:
+                    message["body"] = data
+                    await raw_send(message)
+            else:
+                async for data in self.events:
+                    if writer.add(data):
+                        await writer.flush()
+                await writer.flush()
             watcher.cancel()  # before the end: a finished response reads as a disconnect
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
@@ -91,6 +103,14 @@ class SSEResponse(Response):
             await _close(self.events)  # ASGI 2.4 servers raise on a send after the client left
         finally:
             watcher.cancel()
+            if writer is not None:
+                writer.close()
+
+
+def client_flow(scope: Scope) -> ClientFlow | None:
+    """The flow control of the request's connection (`event_writer.flow_of` on the server's
+    `send` the outermost layer kept); None under a server without one we know."""
+    return flow_of(scope.get(RAW_SEND))
 
 
 async def _close(events: AsyncIterator[bytes]) -> None:
