@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+from asyncio import Task
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,9 +14,11 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from dynamo.frontend.http.coalesce import Next, coalesce, stop_pull
 from dynamo.frontend.http.errors import error_headers, sse_error, to_error
+from dynamo.frontend.http.event_writer import ClientFlow
 from dynamo.frontend.http.metrics import FrontendMetrics, RequestTimer
-from dynamo.frontend.http.sse import SSEResponse
+from dynamo.frontend.http.sse import SSEResponse, client_flow
 from dynamo.frontend.model_manager import ModelManager
 from dynamo.frontend.request_template import AUTO, RequestTemplate
 from dynamo.llm.chunks import Answer, ResponseBuilder
@@ -119,7 +122,8 @@ class OpenAIServing:
         if request.user:
             log.debug("request %s from user %r", context.id(), request.user)
         if request.stream:
-            body = self._sse(stream, first, builder, timer, context, request.include_usage)
+            flow = client_flow(http_request.scope)
+            body = self._sse(stream, first, builder, timer, context, request.include_usage, flow)
             return SSEResponse(body, {"x-request-id": context.id()})
         response = await self._unary(stream, first, builder, timer, context, http_request)
         response.headers["x-request-id"] = context.id()
@@ -133,10 +137,15 @@ class OpenAIServing:
         timer: RequestTimer,
         context: Context,
         include_usage: bool,
+        flow: ClientFlow | None = None,
     ) -> AsyncIterator[bytes]:
+        """The answer's SSE events; while the client reads slower than the answer comes (its
+        transport paused, `flow`), the pieces that arrive meanwhile go out as one event
+        (`coalesce`)."""
         sse = builder.sse
         last = first
         status = "error"
+        after: Next = None
         try:
             if first is not None:
                 timer.on_tokens(first.completion_tokens)
@@ -145,11 +154,15 @@ class OpenAIServing:
                 yield sse(first)
                 # Several choices (n > 1) each finish: the stream's end is the last one's.
                 async for delta in stream:
-                    timer.on_tokens(delta.completion_tokens)
-                    last = delta
-                    if delta.annotations:
-                        yield annotation_events(delta.annotations)
-                    yield sse(delta)
+                    while delta is not None:
+                        if flow is not None and flow.write_paused and delta.finish_reason is None:
+                            delta, after = await coalesce(delta, stream, flow)
+                        timer.on_tokens(delta.completion_tokens)
+                        last = delta
+                        if delta.annotations:
+                            yield annotation_events(delta.annotations)
+                        yield sse(delta)
+                        delta, after = (await after if isinstance(after, Task) else after), None
             if include_usage and last is not None:
                 yield b"data: " + orjson.dumps(builder.usage_chunk(last)) + b"\n\n"
             status = "success"
@@ -162,6 +175,7 @@ class OpenAIServing:
         except Exception as e:
             yield sse_error(e)
         finally:
+            await stop_pull(after)
             await stream.aclose()  # type: ignore[attr-defined]
         timer.finish(status, last.prompt_tokens if last else 0)
         yield _DONE
