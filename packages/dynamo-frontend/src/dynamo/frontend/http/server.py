@@ -21,6 +21,7 @@ import orjson
 import uvicorn
 
 from dynamo.frontend.flags import UsageError
+from dynamo.frontend.gc_freeze import freeze_long_lived
 from dynamo.frontend.http.app import AppState, build_app
 from dynamo.frontend.http.errors import error_body
 from dynamo.frontend.http.sse import capture_raw_send
@@ -141,6 +142,7 @@ async def serve_http(
         ", ".join(state.models.names()) or "none yet",
         f", HTTP process {slot.index} of {slot.count}, pid {os.getpid()}" if slot else "",
     )
+    freeze_long_lived()
     try:
         await server.serve(sockets=[sock])
     finally:

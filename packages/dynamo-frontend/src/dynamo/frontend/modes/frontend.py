@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 
 from dynamo.frontend.admission import AdmittedEngine
+from dynamo.frontend.gc_freeze import freeze_long_lived
 from dynamo.frontend.http.app import AppState
 from dynamo.frontend.model_manager import ModelManager
 from dynamo.frontend.modes.inputs import app_state, run_input
@@ -91,6 +92,7 @@ async def watch_models(
             served_from_discovery(model, engine, config.migration_limit, on_migrate, parsers),
             model.aliases,
         )
+        freeze_long_lived()  # its tokenizer and template: long-lived from now on
 
     async def removed(name: str) -> None:
         models.remove(name)
