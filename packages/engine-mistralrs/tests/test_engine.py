@@ -123,3 +123,89 @@ async def test_model_config_folder_supplies_the_tokenizer(smollm2_gguf, tmp_path
 async def test_not_a_model_is_a_clear_error(tmp_path):
     with pytest.raises(EngineError, match="GGUF file or an HF model folder"):
         await MistralRsEngine.start(EngineConfig("m", model_path=str(tmp_path / "nothing.bin")))
+
+
+class CountingRunner:
+    """The real runner, counting the completion calls made to it and the tokens mistral.rs
+    generated for them: work the engine threw away does not show in its output."""
+
+    def __init__(self, runner: mistralrs.Runner) -> None:
+        self._runner = runner
+        self.calls = 0
+        self.generated = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self._runner, name)
+
+    def send_completion_request(self, request):
+        response = self._runner.send_completion_request(request)
+        self.calls += 1
+        self.generated += response.usage.completion_tokens
+        return response
+
+
+def texts(chunks: list[dict]) -> list[str]:
+    return [c["choices"][0]["text"] for c in chunks]
+
+
+@pytest.mark.parametrize("how", ["stop_generating", "kill"])
+async def test_a_cancelled_completion_stops_generating(direct, how):
+    """mistral.rs cannot stop a completion once sent: the engine sends it in slices, and the
+    client's going away ends it within one slice instead of at `max_tokens`."""
+    runner = CountingRunner(direct)
+    engine = MistralRsEngine(runner, "smol", 4)
+    engine.completion_slice_tokens = 4
+    ctx = Context()
+    body = {"prompt": "Once upon a time", "max_tokens": 200, "ignore_eos": True}
+    chunks = []
+    try:
+        async for chunk in engine.generate({**body, "temperature": 0}, ctx):
+            chunks.append(chunk)
+            getattr(ctx, how)()
+    finally:
+        await engine.close()
+    # The stream ended after the slice the client saw; the generator returned only once the
+    # engine's thread had, so nothing more is generated after it: at most the slice under way.
+    assert len(chunks) == 1 and chunks[0]["choices"][0]["finish_reason"] is None
+    assert 0 < chunks[0]["usage"]["completion_tokens"] <= 4
+    assert runner.calls <= 2 and runner.generated <= 8
+
+
+async def test_a_completion_in_slices_equals_one_call(direct):
+    """Greedy text in slices of 4 tokens is the text of one call: a slice keeps its text up to
+    its last whitespace, where re-tokenizing it for the next slice gives the model's tokens."""
+    engine = MistralRsEngine(direct, "smol", 4)
+    engine.completion_slice_tokens = 4
+    prompt = "The capital of France is"
+
+    def theirs(max_tokens: int) -> mistralrs.CompletionResponse:
+        return direct.send_completion_request(
+            mistralrs.CompletionRequest(
+                prompt=prompt,
+                model="smol",
+                max_tokens=max_tokens,
+                temperature=0.0,
+                ignore_eos=True,
+            )
+        )
+
+    body = {"prompt": prompt, "max_tokens": 16, "ignore_eos": True, "temperature": 0}
+    try:
+        chunks = await collect(engine.generate(body, Context()))
+        whole = theirs(16)
+        full = "".join(texts(chunks))
+        assert full == whole.choices[0].text
+        finishes = [c["choices"][0]["finish_reason"] for c in chunks]
+        assert len(chunks) > 2 and finishes == [None] * (len(chunks) - 1) + ["length"]
+        assert chunks[-1]["usage"]["completion_tokens"] == whole.usage.completion_tokens == 16
+
+        # A stop string from the first slice's kept text to past what that slice generated:
+        # neither of mistral.rs's calls sees it whole.
+        cut, first_slice = len(texts(chunks)[0]), theirs(4).choices[0].text
+        stop = full[cut - 1 : len(first_slice) + 2]
+        assert full.index(stop) == cut - 1 and first_slice.startswith(full[:cut])
+        stopped = await collect(engine.generate({**body, "stop": stop}, Context()))
+        assert "".join(texts(stopped)) == full[: cut - 1]
+        assert stopped[-1]["choices"][0]["finish_reason"] == "stop"
+    finally:
+        await engine.close()

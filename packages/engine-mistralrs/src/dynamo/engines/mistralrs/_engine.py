@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Self
 
+from dynamo.engines.mistralrs._completion import SLICE_TOKENS, sliced_completion
 from dynamo.engines.mistralrs._options import chat_request_kwargs, runner_kwargs, which
 from dynamo.llm import Context, Engine, EngineConfig, EngineError, ModelType
 from dynamo.llm.chunks import ResponseBuilder
@@ -53,15 +54,21 @@ class MistralRsEngine(Engine):
         }
     )
 
+    #: Tokens a completion generates per call to mistral.rs, between checks for cancellation.
+    completion_slice_tokens = SLICE_TOKENS
+
     def __init__(self, runner: Any, model_name: str, max_seqs: int):
         self._runner = runner
         self._model = model_name
+        self._context_length: int | None = runner.max_sequence_length()
         # mistral.rs's streaming iterator blocks: one thread per concurrent request.
         self._executor = ThreadPoolExecutor(max_workers=max_seqs, thread_name_prefix="mistralrs")
-        # Held from a request's send until its first chunk (its prefill) is done. `Runner.send_*`
-        # borrows the Rust runner mutably, so two threads sending at once fail with "Already
-        # borrowed"; and mistral.rs 0.9's CPU GGUF path fails on two prompts prefilled in one
-        # batch ("input tensor is not contiguous" in the lm_head). Decoding is still batched.
+        # Held from a chat request's send until its first chunk (its prefill) is done, and for
+        # each call of a completion (see `_completion`). `Runner.send_*` borrows the Rust runner
+        # mutably, so two threads sending at once fail with "Already borrowed"; and mistral.rs
+        # 0.9's CPU GGUF path fails on two prompts of one length prefilled in one batch ("input
+        # tensor is not contiguous" in the lm_head; still so in 0.9.5, the README has how it was
+        # checked). Decoding is still batched.
         self._prefill_lock = threading.Lock()
 
     @classmethod
@@ -122,18 +129,44 @@ class MistralRsEngine(Engine):
             prompt = prompt[0] if prompt and isinstance(prompt[0], str) else None
         if not isinstance(prompt, str):
             raise ValueError("out=mistralrs takes text prompts, not token ids")
-        request = mistralrs.CompletionRequest(
-            prompt=prompt, **chat_request_kwargs(body, self._model)
+        kwargs = chat_request_kwargs(body, self._model)
+        max_tokens = kwargs.pop("max_tokens", None)
+
+        def stopped() -> bool:
+            return abort.is_set() or context.is_stopped()
+
+        def send(text: str, tokens: int) -> Any:
+            request = mistralrs.CompletionRequest(prompt=text, max_tokens=tokens, **kwargs)
+            # Not streamed by its API: the call holds the runner until the slice is generated.
+            with self._prefill_lock:
+                if stopped():
+                    return None  # cancelled while waiting for another request's turn
+                return self._runner.send_completion_request(request)
+
+        def count(text: str) -> int:
+            with self._prefill_lock:  # `tokenize_text` borrows the runner too
+                return len(self._runner.tokenize_text(text, False, None))
+
+        # In slices (see `_completion`): its API cannot stop a completion once sent.
+        builder = ResponseBuilder("completion", context.id(), self._model)
+        pieces = sliced_completion(
+            send,
+            count,
+            prompt,
+            max_tokens,
+            kwargs.get("stop_seqs"),
+            stopped,
+            self._context_length,
+            self.completion_slice_tokens,
         )
-        # No streaming in its completion API: this call holds the lock until the text is done.
-        with self._prefill_lock:
-            response = self._runner.send_completion_request(request)
-        choice = response.choices[0]
-        out = ResponseBuilder("completion", context.id(), self._model).chunk(
-            StreamDelta(choice.text, choice.finish_reason)
-        )
-        out["usage"] = _usage(response.usage)
-        push(out)
+        for piece in pieces:
+            out = builder.chunk(StreamDelta(piece.text, piece.finish_reason))
+            out["usage"] = {
+                "prompt_tokens": piece.prompt_tokens,
+                "completion_tokens": piece.completion_tokens,
+                "total_tokens": piece.prompt_tokens + piece.completion_tokens,
+            }
+            push(out)
 
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
