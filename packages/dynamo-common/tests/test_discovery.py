@@ -9,6 +9,7 @@ import pytest
 
 from dynamo.llm import ModelType, register_llm
 from dynamo.llm.discovery import ModelAdded, ModelRemoved, ModelWatcher
+from dynamo.llm.register import upload_card_files
 from dynamo.runtime import DistributedRuntime, RuntimeConfig
 from dynamo.testing import EtcdServer, NatsServer
 
@@ -150,3 +151,57 @@ async def test_card_files_come_back_after_nats_loses_its_data(smollm2_card):
         finally:
             await frontend.close()
             await worker.close()
+
+
+async def test_a_card_whose_files_are_being_replaced_holds_up_no_model(runtime_env, smollm2_card):
+    """Every worker of a model uploads the same card files; nats-py's object `put` purges the
+    chunks of the meta it replaces. A frontend that read the old meta just before waited for
+    those chunks forever, holding up every model after it. Here the purge is done directly:
+    the frontend finds a meta whose chunks are gone."""
+    stuck, free = Worker("held.backend.generate"), Worker("free.backend.generate")
+    await stuck.start(ModelType.Backend, "held", card=smollm2_card)
+    js = stuck.runtime.nats.jetstream()
+    bucket = "held"  # the card's bucket: its service name, the slug of the model's name
+    store = await js.object_store(bucket)
+    info = await store.get_info("tokenizer.json")
+    await js.purge_stream(f"OBJ_{bucket}", subject=f"$O.{bucket}.C.{info.nuid}")
+    async with watching(runtime_env) as (watcher, events):
+        await free.start(ModelType.Chat, "free")
+        assert (await next_event(events, within=30)).name == "free"
+        assert "held" not in watcher.models
+        # Another worker of the model uploads the files again: the model comes.
+        await upload_card_files(stuck.runtime.objects(), bucket, smollm2_card)
+        added = await next_event(events, within=30)
+        assert added.name == "held"
+        assert added.card.tokenizer_json == smollm2_card.tokenizer_json
+    await free.stop()
+    await stuck.stop()
+
+
+async def test_a_model_the_frontend_failed_to_take_is_offered_again(runtime_env):
+    """`on_added` failing once (the frontend could not set up the model's router): the retry
+    offers the model again, and the watcher knows it only once it was taken."""
+    offered: list[str] = []
+    taken = asyncio.Event()
+
+    async def on_added(model) -> None:
+        offered.append(model.name)
+        if len(offered) == 1:
+            assert "flaky" not in watcher.models
+            raise RuntimeError("no router for it yet")
+        taken.set()
+
+    runtime = DistributedRuntime()
+    await runtime.ensure_connected()
+    watcher = ModelWatcher(runtime, on_added)
+    watcher.start()
+    worker = Worker("flaky.backend.generate")
+    try:
+        await worker.start(ModelType.Chat, "flaky")
+        await asyncio.wait_for(taken.wait(), 15)
+        assert offered == ["flaky", "flaky"]
+        assert list(watcher.models) == ["flaky"]
+    finally:
+        await worker.stop()
+        await watcher.stop()
+        await runtime.close()

@@ -235,6 +235,14 @@ class ModelWatcher:
         )
         model.entry_keys.add(key)
         model.route_to_entries()
+        # Known only once `on_added` took it: had it failed, the retry would find the model
+        # known already and never hand it on, and the frontend would never serve it.
+        try:
+            if self.on_added is not None:
+                await self.on_added(model)
+        except BaseException:
+            await client.close()
+            raise
         self.models[name] = model
         self._key_to_model[key] = name
         log.info(
@@ -244,8 +252,6 @@ class ModelWatcher:
             model.model_type.value,
             path,
         )
-        if self.on_added is not None:
-            await self.on_added(model)
         self._notify(ModelAdded(name, model.model_type, card, path, model.aliases))
 
     async def _delete(self, key: str) -> None:

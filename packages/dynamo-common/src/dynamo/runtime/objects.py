@@ -4,11 +4,22 @@ so a frontend and its workers on one host need no NATS at all."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import secrets
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
+
+#: How long a read waits for the next chunk of an object before it reads the object again.
+_STALL_SECONDS = 5.0
+#: Reads of one object (each from its latest meta) before `get` gives up.
+_READ_ATTEMPTS = 2
+
+
+class ObjectUnreadableError(LookupError):
+    """An object's chunks never came: its meta kept naming chunks that are gone."""
 
 
 class ObjectStore(Protocol):
@@ -34,8 +45,48 @@ class NatsObjects:
             await store.put(name, data)
 
     async def get(self, bucket: str, name: str) -> bytes:
+        """The object's bytes, read from its latest meta; `ObjectUnreadableError` if its chunks
+        stop coming `_READ_ATTEMPTS` times in a row.
+
+        Not nats-py's `ObjectStore.get`: that waits forever for chunks that are gone, which
+        happens when another writer replaces the object between our reading its meta and its
+        chunks (every worker of a model uploads the same card files, and nats-py's `put` purges
+        the chunks of the meta it replaces). A frontend's model watcher waited there for good,
+        and listed no model after it. Here a read that gets no chunk for `_STALL_SECONDS` is
+        abandoned and the object read again from its new meta.
+        """
         store = await self._js.object_store(bucket)
-        return bytes((await store.get(name)).data or b"")
+        for _ in range(_READ_ATTEMPTS):
+            info = await store.get_info(name)
+            data = await self._read_chunks(bucket, info)
+            if data is not None:
+                return data
+        raise ObjectUnreadableError(
+            f"object {name} in bucket {bucket}: its chunks stopped coming {_READ_ATTEMPTS} times"
+        )
+
+    async def _read_chunks(self, bucket: str, info: Any) -> bytes | None:
+        """The chunks `info` names, checked against its digest; None when they stop coming."""
+        if not info.size:
+            return b""
+        subject = f"$O.{bucket}.C.{info.nuid}"
+        subscription = await self._js.subscribe(subject, ordered_consumer=True)
+        data = bytearray()
+        try:
+            while True:
+                try:
+                    msg = await subscription.next_msg(timeout=_STALL_SECONDS)
+                except TimeoutError:  # nats-py raises its own, a subclass
+                    return None
+                data += msg.data
+                if msg.metadata.num_pending == 0:
+                    break
+        finally:
+            await subscription.unsubscribe()
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode()
+        if info.digest.split("=", 1)[-1].rstrip("=") != digest.rstrip("="):
+            return None  # not the bytes the meta names: read again
+        return bytes(data)
 
 
 class FileObjects:
