@@ -133,13 +133,18 @@ class TcpMessageReader:
     def feed(self, data: bytes) -> list[tuple[int, int, bytes]]:
         """The (stream id, kind, payload) of every message completed by `data`, in order."""
         buffer = self._buffer
-        buffer += data
+        if buffer:
+            buffer += data
+            view: bytes | bytearray = buffer
+        else:  # the usual case: a read that starts with a message is cut up where it lies
+            view = data
         messages = []
         start = 0
         header_size = TCP_HEADER.size
-        end = len(buffer)
+        end = len(view)
+        unpack = TCP_HEADER.unpack_from
         while end - start >= header_size:
-            size, stream_id, kind = TCP_HEADER.unpack_from(buffer, start)
+            size, stream_id, kind = unpack(view, start)
             if size > self._limit:
                 raise TcpMessageTooLargeError(
                     f"a {size}-byte message is over the {self._limit}-byte limit"
@@ -147,8 +152,11 @@ class TcpMessageReader:
             body = start + header_size
             if end - body < size:
                 break
-            messages.append((stream_id, kind, bytes(buffer[body : body + size])))
+            messages.append((stream_id, kind, bytes(view[body : body + size])))
             start = body + size
-        if start:
+        if view is data:
+            if start < end:
+                buffer += data[start:]
+        elif start:
             del buffer[:start]
         return messages

@@ -102,10 +102,24 @@ class _Framed(asyncio.Protocol):
 
     transport: asyncio.Transport | None
     reader: codec.TcpMessageReader
+    #: Messages queued in this turn of the event loop, written together at its end.
+    _out: list[bytes]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
         self.transport = cast(asyncio.Transport, transport)
+
+    def write_soon(self, message: bytes) -> None:
+        """Queue a message; everything queued in this turn of the loop goes out in one write
+        (one system call for the frames, requests or stops of many streams)."""
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._out.append(message)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def messages(self, data: bytes) -> list[tuple[int, int, bytes]]:
         try:
@@ -190,15 +204,8 @@ class _WorkerConnection(_Framed):
         task.add_done_callback(done)
 
     def queue(self, stream_id: int, frame: bytes) -> None:
-        """Queue a frame; everything queued in this turn of the loop goes out in one write."""
-        if not self._out:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._out.append(codec.tcp_message(stream_id, codec.KIND_FRAME, frame))
-
-    def _flush(self) -> None:
-        out, self._out = self._out, []
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+        """Queue a frame (`write_soon`)."""
+        self.write_soon(codec.tcp_message(stream_id, codec.KIND_FRAME, frame))
 
     def pause_writing(self) -> None:
         self._writable.clear()
@@ -281,6 +288,7 @@ class _CallerConnection(_Framed):
         self.token = token
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, StreamFrames] = {}
+        self._out = []
         self._ids = itertools.count(1)
         self.loop = asyncio.get_running_loop()
         #: When the worker last sent anything (loop time).
@@ -335,8 +343,9 @@ class _CallerConnection(_Framed):
         return stream_id, frames
 
     def send(self, stream_id: int, kind: int, payload: bytes) -> None:
+        """Queue a request or a stop for the worker (`write_soon`)."""
         if self.transport is not None:
-            self.transport.write(codec.tcp_message(stream_id, kind, payload))
+            self.write_soon(codec.tcp_message(stream_id, kind, payload))
 
 
 class TcpClient:
