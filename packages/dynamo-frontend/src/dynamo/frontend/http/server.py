@@ -21,7 +21,7 @@ import orjson
 import uvicorn
 
 from dynamo.frontend.flags import UsageError
-from dynamo.frontend.gc_freeze import freeze_long_lived
+from dynamo.frontend.gc_freeze import tune_for_serving
 from dynamo.frontend.http.app import AppState, build_app
 from dynamo.frontend.http.errors import error_body
 from dynamo.frontend.http.sse import capture_raw_send
@@ -142,7 +142,7 @@ async def serve_http(
         ", ".join(state.models.names()) or "none yet",
         f", HTTP process {slot.index} of {slot.count}, pid {os.getpid()}" if slot else "",
     )
-    freeze_long_lived()
+    tune_for_serving()
     try:
         await server.serve(sockets=[sock])
     finally:
