@@ -13,14 +13,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from dynamo.llm.protocols.openai import STRICT_JSON
+
 #: The most inputs one request may carry (OpenAI's limit).
 MAX_INPUTS = 2048
 
 
 class EmbeddingRequest(BaseModel):
-    """OpenAI's embeddings request. Unknown fields are refused."""
+    """OpenAI's embeddings request. Unknown fields, and values of the wrong JSON type, are
+    refused."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_JSON
 
     model: str
     input: str | list[str] | list[int] | list[list[int]]

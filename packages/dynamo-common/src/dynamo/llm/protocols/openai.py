@@ -14,9 +14,9 @@ models in `dynamo.llm.protocols.responses` document those shapes for the OpenAPI
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
 # The longest stop string a request may carry, in characters. The jail holding back a partial
 # match keeps up to this much text per token; vLLM and OpenAI set no such limit, but a stop
@@ -31,10 +31,22 @@ COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 MAX_CHOICES = 128
 
 
-class _Strict(BaseModel):
-    """Unknown fields are refused: a field we do not read must not look accepted."""
+#: How every request model validates: JSON types as they are, no coercion. Pydantic's lax mode
+#: took `"stream": 0` as false, `"max_tokens": "5"` as 5 and `"n": 1.0` as 1, where OpenAI and
+#: vLLM answer 400 naming the field; strict mode refuses them the same way (a JSON integer is
+#: still a valid number for a float field).
+STRICT_JSON = ConfigDict(extra="forbid", strict=True)
 
-    model_config = ConfigDict(extra="forbid")
+#: A token id as a JSON object key (`logit_bias`): JSON keys are always strings, so this one
+#: integer is parsed from its text.
+TokenIdKey = Annotated[int, Strict(False)]
+
+
+class _Strict(BaseModel):
+    """Unknown fields are refused: a field we do not read must not look accepted. Values of the
+    wrong JSON type are refused too (`STRICT_JSON`)."""
+
+    model_config = STRICT_JSON
 
 
 class NvExt(_Strict):
@@ -71,7 +83,7 @@ class StreamOptions(_Strict):
 class ChatMessage(BaseModel):
     """One message; keys beyond these reach the chat template unchanged."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     role: str
     content: str | list[dict[str, Any]] | None = None
@@ -102,7 +114,7 @@ class ChatMessage(BaseModel):
 
 
 class FunctionDefinition(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     name: str = Field(min_length=1, max_length=64)
     description: str | None = None
@@ -113,7 +125,7 @@ class FunctionDefinition(BaseModel):
 class Tool(BaseModel):
     """A tool the model may call. Only `function` tools exist in chat completions."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_JSON
 
     type: Literal["function"] = "function"
     function: FunctionDefinition
@@ -132,7 +144,7 @@ ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
 
 
 class JsonSchemaFormat(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
     name: str = Field(min_length=1, max_length=64)
     description: str | None = None
@@ -178,7 +190,7 @@ class _CommonRequest(_Strict):
     stop: str | list[str] | None = None
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
-    logit_bias: dict[int, float] | None = None
+    logit_bias: dict[TokenIdKey, float] | None = None
     seed: int | None = None
     # Descriptive: they cannot change the answer; accepted (and `user` logged).
     user: str | None = None

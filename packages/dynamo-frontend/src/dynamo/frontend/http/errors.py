@@ -28,12 +28,29 @@ def error_body(
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
+def _param(errors: list[Any]) -> str | None:
+    """The field the first error is about. A value that fits no member of a union (`"stop": 5`)
+    gets one error per member, each located under the member's type (`stop.str`,
+    `stop.list[str]`): the field is what their locations have in common."""
+    if not errors:
+        return None
+    first = tuple(errors[0].get("loc", ()))
+    siblings = [tuple(err.get("loc", ())) for err in errors if err.get("loc", ())[:1] == first[:1]]
+    common = first
+    for loc in siblings[1:]:
+        n = 0
+        while n < min(len(common), len(loc)) and common[n] == loc[n]:
+            n += 1
+        common = common[:n]
+    return ".".join(str(x) for x in common if x != "body") or None
+
+
 def validation_message(e: ValidationError) -> tuple[str, str | None]:
-    """A one-line summary of a pydantic error, and the first offending field."""
-    parts, param = [], None
-    for err in e.errors()[:5]:
+    """A one-line summary of a pydantic error, and the offending field (`param`)."""
+    errors = e.errors()
+    parts, param = [], _param(errors)
+    for err in errors[:5]:
         loc = ".".join(str(x) for x in err.get("loc", ()) if x not in ("body",))
-        param = param or loc or None
         msg = str(err.get("msg"))
         if err.get("type") == "extra_forbidden":
             # A field we do not read: refused, never silently dropped.

@@ -10,9 +10,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from dynamo.llm.protocols.openai import STRICT_JSON
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Unknown fields, and values of the wrong JSON type, are refused."""
+
+    model_config = STRICT_JSON
 
 
 class Message(_Strict):
@@ -45,7 +49,7 @@ class JSONOutputFormat(_Strict):
     type: Literal["json_schema"]
     schema_: dict[str, Any] = Field(alias="schema")
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
 
 class OutputConfig(_Strict):

@@ -18,9 +18,13 @@ from pydantic import (
     model_validator,
 )
 
+from dynamo.llm.protocols.openai import STRICT_JSON
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Unknown fields, and values of the wrong JSON type, are refused."""
+
+    model_config = STRICT_JSON
 
 
 class TextFormat(_Strict):
@@ -32,7 +36,7 @@ class TextFormat(_Strict):
     description: str | None = None
     strict: bool | None = None
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
     @model_validator(mode="after")
     def _schema_needed(self) -> TextFormat:
@@ -142,7 +146,10 @@ class ResponsesRequest(_Strict):
 
 
 class InputItemsQuery(_Strict):
-    """`GET /v1/responses/{id}/input_items` query: OpenAI's paging (`include` is refused)."""
+    """`GET /v1/responses/{id}/input_items` query: OpenAI's paging (`include` is refused).
+    Lax: a query string's values are all text (`limit=5`)."""
+
+    model_config = ConfigDict(extra="forbid", strict=False)
 
     order: Literal["asc", "desc"] = "desc"
     limit: int = Field(default=20, ge=1, le=100)

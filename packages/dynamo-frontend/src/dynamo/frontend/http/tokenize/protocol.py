@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, Field, RootModel
+
+from dynamo.llm.protocols.openai import STRICT_JSON
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Unknown fields, and values of the wrong JSON type, are refused."""
+
+    model_config = STRICT_JSON
 
 
 class TokenizeCompletionRequest(_Strict):
