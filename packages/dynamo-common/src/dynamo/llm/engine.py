@@ -167,8 +167,10 @@ class Engine(abc.ABC):
     #: The `dynamo-run` flags this engine honours, by their `EngineConfig` field name.
     accepted_flags: ClassVar[frozenset[str]] = frozenset()
     #: The request features this engine honours (`dynamo.llm.features`); the frontend refuses
-    #: requests that need others. An instance may narrow it (a model without a grammar backend).
-    features: ClassVar[frozenset[Feature]] = UNDECLARED
+    #: requests that need others. An instance may narrow it (a model without a grammar backend),
+    #: so it is declared as an attribute, not a ClassVar: the class's value is what the engine
+    #: honours at most, read without starting it (`dynamo.llm.features.engine_features`).
+    features: frozenset[Feature] = UNDECLARED
     #: The module of the library this engine runs on, for engines that import it lazily (vLLM,
     #: SGLang, TensorRT-LLM); `load_engine_class` checks it is there before any model is loaded,
     #: so a missing library is one line, not a model download followed by an ImportError.

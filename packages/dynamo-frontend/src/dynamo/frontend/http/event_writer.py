@@ -17,7 +17,8 @@ it on uvicorn's `send`; under another server events are sent one by one, as befo
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Protocol
+from collections.abc import Coroutine
+from typing import Any, Protocol, cast
 
 from starlette.types import Send
 
@@ -118,7 +119,8 @@ class EventWriter:
         self._message["body"] = self._take()
         # The server's `send` waits only while the client's transport is paused, which it is
         # not: it runs to its end here, outside any task.
-        write = self._send(self._message)
+        # Starlette types `send` as returning any awaitable; uvicorn's is a coroutine function.
+        write = cast("Coroutine[Any, Any, None]", self._send(self._message))
         try:
             write.send(None)
         except StopIteration:

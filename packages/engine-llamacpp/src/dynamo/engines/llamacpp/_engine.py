@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, Self
 
 from dynamo.engines.llamacpp._batch import BatchLoop
 from dynamo.engines.llamacpp._native import NativeModel
@@ -50,7 +50,7 @@ class LlamaCppEngine(Engine):
     requires_model = True
     accepted_flags = frozenset({"context_length", "extra_engine_args", "model_config"})
     #: Every sampling knob (including logit_bias), log probabilities and structured output.
-    features: ClassVar[frozenset[Feature]] = SAMPLING_KNOBS | {
+    features = SAMPLING_KNOBS | {
         Feature.LOGPROBS,
         Feature.GUIDED_JSON,
         Feature.GUIDED_REGEX,

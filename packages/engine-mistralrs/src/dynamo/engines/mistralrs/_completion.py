@@ -82,7 +82,7 @@ def sliced_completion(
             return
         choice, usage = response.choices[0], response.usage
         if prompt_tokens is None:
-            prompt_tokens = usage.prompt_tokens
+            prompt_tokens = int(usage.prompt_tokens)  # `send` is untyped: say what it gives
         total = used + usage.completion_tokens
         # A slice that used all its tokens ends with "length": the completion goes on unless
         # that was `max_tokens`, or the slice got fewer than it asked for (the model's context).

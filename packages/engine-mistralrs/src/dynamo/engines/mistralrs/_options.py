@@ -32,14 +32,17 @@ def which(config: EngineConfig) -> Any:
         ggufs = sorted(path.glob("*.gguf"))
         if ggufs:
             path = ggufs[0]
+    # mistralrs's own stub declares `Which` an Enum, which makes its variants enum members to a
+    # type checker; at run time they are the classes to call.
+    variants: Any = mistralrs.Which
     if path.suffix == ".gguf" and path.is_file():
-        return mistralrs.Which.GGUF(
+        return variants.GGUF(
             quantized_model_id=str(path.parent),
             quantized_filename=path.name,
             tok_model_id=tokenizer_folder,
         )
     if path.is_dir():
-        return mistralrs.Which.Plain(model_id=str(path))
+        return variants.Plain(model_id=str(path))
     raise EngineError(
         f"out=mistralrs needs a GGUF file or an HF model folder, got '{config.model_path}'"
     )

@@ -87,7 +87,7 @@ class VllmEngine(Engine):
     features = FEATURES
 
     def __init__(self, llm: Any, vllm: Any, max_model_len: int) -> None:
-        self._llm = llm
+        self._llm: Any = llm  # None once closed
         self._vllm = vllm
         self.max_model_len = max_model_len
         self._ids = itertools.count()
