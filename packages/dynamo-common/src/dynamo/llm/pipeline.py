@@ -190,15 +190,19 @@ class BackendModel(ServedModel):
         engine_reason: FinishReason | None = None
         try:
             async for out in stream:
-                error = _engine_error(out)
-                if error is not None:
-                    raise EngineFailedError(error)
-                cached = _cached_tokens(out, cached)
-                if texts is not None and out.get("prompt_logprobs") is not None:
-                    prompt_logprobs = prompt_from_engine(
-                        out["prompt_logprobs"], preq["token_ids"], texts, as_ids
-                    )
                 token_ids = out.get("token_ids")
+                # Most deltas are new tokens and nothing else: no error, usage, log
+                # probabilities or finish to look for (per token, that look costs).
+                plain = len(out) == 1 and token_ids is not None
+                if not plain:
+                    error = _engine_error(out)
+                    if error is not None:
+                        raise EngineFailedError(error)
+                    cached = _cached_tokens(out, cached)
+                    if texts is not None and out.get("prompt_logprobs") is not None:
+                        prompt_logprobs = prompt_from_engine(
+                            out["prompt_logprobs"], preq["token_ids"], texts, as_ids
+                        )
                 if token_ids:
                     before = decoder.completion_tokens
                     result = decoder.step(token_ids)
@@ -235,7 +239,7 @@ class BackendModel(ServedModel):
                             annotations=annotations,
                         )
                         prompt_logprobs = annotations = None
-                reason = out.get("finish_reason")
+                reason = None if plain else out.get("finish_reason")
                 if reason is not None:
                     engine_reason = FinishReason.parse(reason)
                     break
