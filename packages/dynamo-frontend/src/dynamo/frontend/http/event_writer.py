@@ -89,14 +89,20 @@ class EventWriter:
 
     async def flush(self) -> None:
         """Write everything queued, waiting for the client if it is behind."""
+        body = await self.rest()
+        if body:
+            self._message["body"] = body
+            await self._send(self._message)
+
+    async def rest(self) -> bytes:
+        """Take what is queued, after a write left waiting for the client: the body of the
+        response's last message (its end goes in the same write)."""
         if self._sending is not None:
             sending, self._sending = self._sending, None
             await sending
         if self._error is not None:
             raise self._error
-        if self._parts:
-            self._message["body"] = self._take()
-            await self._send(self._message)
+        return self._take() if self._parts else b""
 
     def close(self) -> None:
         """Drop what was not written (the client left)."""

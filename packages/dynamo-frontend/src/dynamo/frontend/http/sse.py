@@ -83,6 +83,7 @@ class SSEResponse(Response):
         writer = EventWriter(raw_send, flow) if flow is not None else None
         message: dict[str, Any] = {"type": "http.response.body", "body": b"", "more_body": True}
         try:
+            rest = b""
             if writer is None:
                 async for data in self.events:
                     message["body"] = data
@@ -91,9 +92,9 @@ class SSEResponse(Response):
                 async for data in self.events:
                     if writer.add(data):
                         await writer.flush()
-                await writer.flush()
+                rest = await writer.rest()
             watcher.cancel()  # before the end: a finished response reads as a disconnect
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await send({"type": "http.response.body", "body": rest, "more_body": False})
         except asyncio.CancelledError:
             await _close(self.events)
             if not left or task.uncancel() > 0:
