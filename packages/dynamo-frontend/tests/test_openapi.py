@@ -96,3 +96,42 @@ async def test_endpoint_schemas():
 
 async def test_anthropic_routes_only_with_the_flag():
     assert "/v1/messages" not in (await openapi_document(anthropic_api=False))["paths"]
+
+
+async def test_routes_that_look_up_an_id_declare_their_404():
+    """GET/DELETE of a response, its input items and a model answer 404 for an unknown id: the
+    schema says so (with the error shape), so schemathesis checks that answer as documented."""
+    doc = await openapi_document(anthropic_api=True)
+    with_ids = {
+        (path, method): operation
+        for path, item in doc["paths"].items()
+        if "{" in path
+        for method, operation in item.items()
+    }
+    assert set(with_ids) == {
+        ("/v1/models/{model_id}", "get"),
+        ("/v1/responses/{response_id}", "get"),
+        ("/v1/responses/{response_id}", "delete"),
+        ("/v1/responses/{response_id}/input_items", "get"),
+    }
+    for (path, method), operation in with_ids.items():
+        responses = operation["responses"]
+        assert "404" in responses, (path, method)
+        assert set(schema(doc, responses["404"]["content"])["properties"]) == {"error"}
+        assert "422" not in responses, (path, method)  # FastAPI's default; never answered here
+    deleted = doc["paths"]["/v1/responses/{response_id}"]["delete"]["responses"]["200"]
+    assert {"id", "object", "deleted"} <= set(schema(doc, deleted["content"])["properties"])
+
+
+async def test_the_declared_404s_are_what_the_server_answers():
+    app = build_app(AppState())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        for method, path in (
+            ("GET", "/v1/models/nope"),
+            ("GET", "/v1/responses/resp_nope"),
+            ("DELETE", "/v1/responses/resp_nope"),
+            ("GET", "/v1/responses/resp_nope/input_items"),
+        ):
+            answer = await c.request(method, path)
+            assert answer.status_code == 404, (method, path, answer.text)
+            assert answer.json()["error"]["message"], (method, path)

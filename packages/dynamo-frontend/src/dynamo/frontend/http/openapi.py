@@ -40,6 +40,12 @@ class Route(BaseModel):
     )
     #: Its error body (the Anthropic routes answer in Anthropic's shape).
     error: type[BaseModel] = ErrorResponse
+    #: Error statuses it answers beyond a body route's usual ones, with what each means: a route
+    #: that looks something up by id declares its 404, so a schema-driven client or fuzzer
+    #: (schemathesis's status checks) knows that answer is documented, not a fault.
+    errors: dict[str, str] = {}
+    #: Its path, where the key naming it is not (a second method of a path listed already).
+    path: str | None = None
 
 
 ROUTES: dict[str, Route] = {
@@ -73,9 +79,9 @@ def describe(document: dict[str, Any], routes: dict[str, Route] = ROUTES) -> dic
     refs, top = models_json_schema(wanted, ref_template=_REF)  # type: ignore[arg-type]
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     schemas.update(top.get("$defs", {}))
-    for path, route in routes.items():
+    for key, route in routes.items():
         error = {"application/json": {"schema": refs[(route.error, "serialization")]}}
-        operation = document.get("paths", {}).get(path, {}).get(route.method)
+        operation = document.get("paths", {}).get(route.path or key, {}).get(route.method)
         if operation is None:
             continue
         if route.request is not None:
@@ -100,6 +106,8 @@ def describe(document: dict[str, Any], routes: dict[str, Route] = ROUTES) -> dic
                 ("503", "no worker can take the request"),
             ):
                 operation["responses"][status] = {"description": why, "content": error}
+        for status, why in route.errors.items():
+            operation["responses"][status] = {"description": why, "content": error}
     return document
 
 

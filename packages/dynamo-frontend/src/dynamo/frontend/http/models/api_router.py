@@ -22,7 +22,9 @@ class VersionInfo(BaseModel):
 #: The schemas `/openapi.json` shows for these routes.
 OPENAPI_ROUTES = {
     "/v1/models": Route(method="get", response=ModelList),
-    "/v1/models/{model_id}": Route(method="get", response=ModelCard),
+    "/v1/models/{model_id}": Route(
+        method="get", response=ModelCard, errors={"404": "no such model"}
+    ),
     "/version": Route(method="get", response=VersionInfo),
 }
 

@@ -8,6 +8,7 @@ from starlette.responses import Response
 from dynamo.frontend.http.openapi import Route
 from dynamo.frontend.http.responses.protocol import (
     InputItemList,
+    ResponseDeleted,
     ResponseObject,
     ResponsesRequest,
     ResponseStreamEvent,
@@ -21,6 +22,8 @@ JSON_BODY = {
     }
 }
 
+NOT_STORED = "no such response (never stored, deleted, or evicted from the store)"
+
 #: The schemas `/openapi.json` shows for these routes.
 OPENAPI_ROUTES = {
     "/v1/responses": Route(
@@ -31,8 +34,20 @@ OPENAPI_ROUTES = {
         chunk_description="with stream: true, typed events (`event: response.created` ... "
         "`event: response.completed`), each `data` carrying its `type` and `sequence_number`",
     ),
-    "/v1/responses/{response_id}": Route(method="get", response=ResponseObject),
-    "/v1/responses/{response_id}/input_items": Route(method="get", response=InputItemList),
+    "/v1/responses/{response_id}": Route(
+        method="get", response=ResponseObject, errors={"404": NOT_STORED}
+    ),
+    "DELETE /v1/responses/{response_id}": Route(
+        method="delete",
+        path="/v1/responses/{response_id}",
+        response=ResponseDeleted,
+        errors={"404": NOT_STORED},
+    ),
+    "/v1/responses/{response_id}/input_items": Route(
+        method="get",
+        response=InputItemList,
+        errors={"400": "an invalid paging query, or `after` names no item", "404": NOT_STORED},
+    ),
 }
 
 

@@ -185,6 +185,14 @@ class ResponseStreamEvent(_Open):
     sequence_number: int
 
 
+class ResponseDeleted(_Open):
+    """What `DELETE /v1/responses/{id}` answers."""
+
+    id: str
+    object: Literal["response.deleted"]
+    deleted: bool
+
+
 class InputItemList(_Open):
     """What `GET /v1/responses/{id}/input_items` answers."""
 
