@@ -425,7 +425,7 @@ class TcpClient:
                     return
                 yield item
         finally:
-            if not check.done:
+            if not check.done and not _ended(frames):
                 # The caller stopped reading, or the worker went quiet: it stops generating.
                 connection.send(stream_id, codec.KIND_CONTROL, _stop_kind(context))
             connection.streams.pop(stream_id, None)
@@ -435,6 +435,15 @@ class TcpClient:
             if connection.transport is not None:
                 connection.transport.close()
         self._connections.clear()
+
+
+def _ended(frames: StreamFrames) -> bool:
+    """Whether the stream's last frame (final or error) has come, unread: the worker is done
+    with it, and a stop would only cost a write (as when the caller stops at the same token
+    as the worker, at `max_tokens`)."""
+    return any(
+        frame is not None and ("final" in frame or "error" in frame) for frame in frames.items
+    )
 
 
 def _stop_kind(context: Context) -> bytes:
