@@ -48,12 +48,29 @@ def parse_dyn_log(spec: str, default: int = logging.INFO) -> tuple[int, dict[str
     return root, per
 
 
+class StderrHandler(logging.StreamHandler):
+    """A handler on the `sys.stderr` of the moment, not the one at set-up: a stderr replaced
+    later (pytest's capture around an in-process run, a daemon's redirect) must not leave the
+    root logger writing to a closed stream ("I/O operation on closed file" on every record)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self):  # StreamHandler's attribute, looked up at each write
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ and setStream assign it
+        pass
+
+
 def setup_logging(verbosity: int = 0) -> None:
     default = {0: logging.INFO, 1: logging.DEBUG}.get(verbosity, TRACE)
     root_level, per = parse_dyn_log(os.environ.get("DYN_LOG", ""), default)
     if verbosity:
         root_level = min(root_level, default)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(
         logging.Formatter(
             "%(asctime)s.%(msecs)03d %(levelname)5s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S"
