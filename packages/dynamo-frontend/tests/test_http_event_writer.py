@@ -1,6 +1,6 @@
 """`EventWriter` under real uvicorn: events ready in the same turn of the event loop leave in one
 HTTP chunk (one socket write), byte for byte the events they are; events that come one at a
-time still leave one at a time."""
+time still leave one at a time; events made before the generator fails are not lost."""
 
 from __future__ import annotations
 
@@ -37,8 +37,14 @@ def _app() -> Capture:
             await asyncio.sleep(0.01)  # one at a time, as tokens at an engine's pace
             yield b"data: %d\n\n" % i
 
+    async def failing() -> AsyncIterator[bytes]:
+        for i in range(3):
+            yield b"data: %d\n\n" % i
+        raise RuntimeError("the events' generator broke")
+
     async def route(request: Request) -> SSEResponse:
-        return SSEResponse(burst() if request.path_params["kind"] == "burst" else paced())
+        kinds = {"burst": burst, "paced": paced, "failing": failing}
+        return SSEResponse(kinds[request.path_params["kind"]]())
 
     return Capture(Starlette(routes=[Route("/{kind}", route, methods=["GET"])]))
 
@@ -55,6 +61,8 @@ async def _chunks(url: str, path: str) -> list[bytes]:
     chunks = []
     while True:
         size_line, _, rest = rest.partition(b"\r\n")
+        if not size_line:  # the server cut the body short
+            return chunks
         size = int(size_line, 16)
         if size == 0:
             return chunks
@@ -73,3 +81,9 @@ async def test_events_that_come_apart_leave_apart():
     async with serve_asgi(_app()) as url:
         chunks = await _chunks(url, "/paced")
     assert chunks == [b"data: %d\n\n" % i for i in range(5)]
+
+
+async def test_events_made_before_the_generator_fails_still_go_out():
+    async with serve_asgi(_app()) as url:
+        chunks = await _chunks(url, "/failing")
+    assert b"".join(chunks) == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"

@@ -25,6 +25,7 @@ per token, so that is paid per token. `SSEResponse` instead:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -89,9 +90,14 @@ class SSEResponse(Response):
                     message["body"] = data
                     await raw_send(message)
             else:
-                async for data in self.events:
-                    if writer.add(data):
-                        await writer.flush()
+                try:
+                    async for data in self.events:
+                        if writer.add(data):
+                            await writer.flush()
+                except Exception:
+                    with contextlib.suppress(Exception):
+                        await writer.flush()  # the events made before the failure still go
+                    raise
                 rest = await writer.rest()
             watcher.cancel()  # before the end: a finished response reads as a disconnect
             await send({"type": "http.response.body", "body": rest, "more_body": False})
