@@ -1,16 +1,20 @@
 """Scaling down costs no client its answer (issue 16 item 4): a `dynamo-run in=dyn://...` worker
 that gets SIGTERM deregisters, finishes what it can within its grace period
 (DYN_WORKER_GRACEFUL_SHUTDOWN_TIMEOUT), hands the other streams over to the `out=dyn` frontend's
-request migration and exits 0. Real processes: two mocker workers, a frontend, etcd and NATS."""
+request migration and exits 0. Real processes: two mocker workers, a frontend, etcd and NATS.
+Once drained, a worker (mocker or llama.cpp) exits promptly, its lease revoked and its last log
+line written."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
@@ -103,3 +107,54 @@ def test_sigterm_hands_streams_over_and_exits_0(own_runtime_env, start_server, s
             if w.poll() is None:
                 w.kill()
             w.wait()
+
+
+def etcd_keys(etcd_url: str) -> list[str]:
+    """Every key in etcd, read through its JSON gateway."""
+    everything = {"key": base64.b64encode(b"\0").decode(), "range_end": "AA=="}
+    body = httpx.post(f"{etcd_url}/v3/kv/range", json=everything, timeout=5).json()
+    return [base64.b64decode(kv["key"]).decode() for kv in body.get("kvs", [])]
+
+
+#: How long a worker may take from the end of its drain ("worker stopped", the last thing it
+#: logs) to its exit: a functional bound, far above the tens of milliseconds it takes; Python's
+#: interpreter teardown alone took 1.5 to 10 s of it on a loaded host before it was skipped.
+EXIT_AFTER_DRAIN_S = 10.0
+
+
+@pytest.mark.parametrize("engine", ["mocker", "llamacpp"])
+def test_a_drained_worker_exits_promptly_with_its_lease_revoked_and_logs_flushed(
+    own_servers, own_runtime_env, smollm2_gguf, engine
+):
+    etcd, _ = own_servers
+    env = {**os.environ, **own_runtime_env, "DYN_LOG": "info"}
+    cmd = [sys.executable, "-m", "dynamo.frontend.cli", "in=dyn://exit.backend.generate"]
+    cmd += [f"out={engine}", str(smollm2_gguf), "--model-name", "m"]
+    worker = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    lines: list[tuple[float, str]] = []
+    reader = threading.Thread(
+        target=lambda: lines.extend((time.monotonic(), line) for line in worker.stderr),  # type: ignore[union-attr]
+        daemon=True,
+    )
+    try:
+        reader.start()
+        deadline = time.monotonic() + 180
+        while not any("instances/" in key for key in etcd_keys(etcd.url)):
+            assert time.monotonic() < deadline, "the worker never registered"
+            assert worker.poll() is None, "the worker exited"
+            time.sleep(0.2)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(60) == 0
+        exited = time.monotonic()
+        # The lease was revoked, not left to expire: its keys are gone the moment it exits.
+        assert not etcd_keys(etcd.url)
+        reader.join(10)
+        stopped = [t for t, line in lines if "worker stopped" in line]
+        assert stopped, "".join(line for _, line in lines[-20:])  # the last log line was flushed
+        assert exited - stopped[0] < EXIT_AFTER_DRAIN_S
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        worker.wait()
+        reader.join(10)
+        worker.stderr.close()  # type: ignore[union-attr]

@@ -3,6 +3,7 @@
 import sys
 
 from dynamo.frontend.cli import main
+from dynamo.frontend.process_exit import exit_process
 
 if __name__ == "__main__":
-    sys.exit(main(["in=http", "out=dyn", *sys.argv[1:]], prog="python -m dynamo.frontend"))
+    exit_process(main(["in=http", "out=dyn", *sys.argv[1:]], prog="python -m dynamo.frontend"))

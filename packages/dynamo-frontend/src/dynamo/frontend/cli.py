@@ -15,6 +15,7 @@ from dynamo.frontend.flags import UsageError, parse_command_line
 from dynamo.frontend.inputs.common import InputError
 from dynamo.frontend.logging_setup import setup_logging
 from dynamo.frontend.modes import run_mode
+from dynamo.frontend.process_exit import exit_process
 from dynamo.llm.errors import EngineError, RequestError
 from dynamo.runtime.auth import ControlPlaneAuthError
 
@@ -83,6 +84,18 @@ def _serve(config: RunConfig, prog: str) -> int:
     return 0
 
 
+def run() -> None:
+    """The `dynamo-run` command (and `python -m dynamo.frontend.cli`): `main`, then leave at
+    once, without the interpreter's teardown (`dynamo.frontend.process_exit`). `main` itself
+    returns, for callers in a process that goes on (tests)."""
+    exit_process(main())
+
+
+def dynamo() -> None:
+    """The `dynamo` command: `dynamo_main`, then leave at once like `run`."""
+    exit_process(dynamo_main())
+
+
 def dynamo_main() -> int:
     """`dynamo run ...` behaves exactly like `dynamo-run ...`."""
     parser = argparse.ArgumentParser(
@@ -97,4 +110,4 @@ def dynamo_main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
