@@ -1,0 +1,314 @@
+"""bench/kv_routing.py's single-turn workloads on simulated time: the real KV router and mocker.
+
+No processes, no network, no sleeping: N `MockScheduler`s (the mocker's own scheduler, KV cache
+and step timings) and one `KvRouter` share a virtual clock, so a run takes seconds, gives the
+same numbers for the same seed, and is untouched by the machine's load (bench/kv_routing.py's
+times move by 10-30% between runs on a loaded 2-core machine). What it leaves out is the
+serving path: a fixed `--overhead-ms` stands for it in every time to first token, and KV events
+and load metrics reach the router at the end of the step that produced them.
+
+It is for telling where a router loses time, request by request. Per mode it prints TTFT
+p50/p90/p99, the hit rate (cached prompt tokens the workers reused / prompt tokens), the kv /
+round-robin p50 ratio, the workers' busy share (time in a step / run time) and a breakdown: the
+cache hits by what their worker was doing when they were routed (idle, decoding N requests, a
+prefill queued ahead), and the misses, each with its count and TTFT p50. `--trace` adds one JSON
+line per request: every worker's predicted TTFT, overlap, queued prefill tokens and active
+blocks, the worker chosen, the cached tokens it reused and the TTFT.
+
+Prompts are synthetic token ids of bench/kv_routing.py's sizes (a document of W words is
+~3.9 W SmolLM2 tokens, each question 14 more), Zipf-spread with `--tenant-skew` as there.
+
+    uv run python bench/kv_routing_sim.py --documents 48 --questions 4 --words 1000 \
+        --num-gpu-blocks 512 --tenant-skew 1 --rate 12 --modes kv:predicted,kv:blocks,round-robin
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import itertools
+import json
+import random
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dynamo.engines.mocker import KvCache, MockerOptions, MockScheduler
+from dynamo.engines.mocker._scheduler import Sequence_, Step
+from dynamo.llm.kv.events import removed_event_json, stored_event_json
+from dynamo.llm.kv.hashing import block_hash, local_block_hashes, sequence_hashes
+from dynamo.llm.kv.router import KvRouter
+
+#: SmolLM2 tokens per word of bench/kv_routing.py's documents.
+TOKENS_PER_WORD = 3.9
+#: Prefill tokens queued on a worker (beyond the request's own) that count as "a prefill ahead".
+QUEUED_PREFILL = 256
+
+
+class _Sink:
+    """The mocker's KV events, straight into the router's indexer (as the publisher sends them)."""
+
+    def __init__(self, worker: int, router: KvRouter | None, block_size: int) -> None:
+        self.worker, self.router, self.block_size = worker, router, block_size
+
+    def publish_stored(
+        self,
+        event_id: int,
+        token_ids: Sequence[int],
+        num_block_tokens: Sequence[int],
+        block_hashes: Sequence[int],
+        lora_id: int = 0,
+        parent_hash: int | None = None,
+    ) -> None:
+        if self.router is None:
+            return
+        blocks, start = [], 0
+        for n, h in zip(num_block_tokens, block_hashes, strict=True):
+            if n != self.block_size:
+                break
+            blocks.append((h, block_hash(token_ids[start : start + n])))
+            start += n
+        if blocks:
+            self.router.on_event(stored_event_json(self.worker, event_id, parent_hash, blocks))
+
+    def publish_removed(self, event_id: int, block_hashes: Sequence[int]) -> None:
+        if self.router is not None and block_hashes:
+            self.router.on_event(removed_event_json(self.worker, event_id, list(block_hashes)))
+
+
+@dataclass
+class _Worker:
+    sched: MockScheduler
+    busy: bool = False
+    busy_s: float = 0.0
+    #: Requests waiting, as of the last step's end (what the load metrics would say).
+    waiting: int = 0
+
+
+@dataclass
+class _Request:
+    rid: str
+    arrival: float
+    document: int
+    tokens: list[int]
+    worker: int = 0
+    first: float | None = None
+    seq: Sequence_ | None = None
+    #: What the worker was doing when the request was routed to it (see `_state`).
+    state: str = ""
+    trace: dict[str, Any] = field(default_factory=dict)
+
+
+def workload(args: argparse.Namespace) -> list[_Request]:
+    """Single-question conversations of bench/kv_routing.py's shape, with Poisson arrivals."""
+    rng = random.Random(args.seed)
+    n_doc = int(args.words * TOKENS_PER_WORD)
+    docs = [[rng.randrange(1, 49_000) for _ in range(n_doc)] for _ in range(args.documents)]
+    weights = [1 / (i + 1) ** args.tenant_skew for i in range(args.documents)]
+    prompts: list[tuple[int, list[int]]] = []
+    for d, doc in enumerate(docs):
+        n = args.questions
+        if args.tenant_skew > 0:
+            n = max(1, round(weights[d] / sum(weights) * args.documents * args.questions))
+        for _ in range(n):
+            prompts.append((d, doc + [rng.randrange(1, 49_000) for _ in range(14)]))
+    rng.shuffle(prompts)
+    now, out = 0.0, []
+    for i, (d, tokens) in enumerate(prompts):
+        now += rng.expovariate(args.rate)
+        out.append(_Request(str(i), now, d, tokens))
+    return out
+
+
+def _state(sched: MockScheduler) -> str:
+    """`prefill ahead`, `decoding N` or `idle`: what a request routed to this worker meets."""
+    queued = sum(s.prefill_target - s.computed for s in sched.running if s.prefilling)
+    queued += sum(len(s.tokens) for s in sched.waiting)
+    if queued > QUEUED_PREFILL:
+        return "prefill ahead"
+    decoding = sum(1 for s in sched.running if not s.prefilling)
+    return f"decoding {min(decoding, 3)}{'+' if decoding >= 3 else ''}" if decoding else "idle"
+
+
+def _predictions(router: KvRouter, r: _Request, ids: list[int], workers: list[_Worker]) -> list:
+    """Per worker: [predicted ms, overlap tokens, queued prefill tokens, active blocks]."""
+    seq = sequence_hashes(local_block_hashes(r.tokens, router.block_size))
+    scores = router.indexer.find_sequence_matches(seq, with_tree_sizes=False).scores
+    sched = router.scheduler
+    costs, features = sched.predicted_ttfts(
+        ids, len(r.tokens), seq, scores, router.ttft, {w: workers[w].waiting for w in ids}
+    )
+    return [
+        [
+            round(c * 1000, 1),
+            sched.overlap(w, scores.get(w, 0), seq) * router.block_size,
+            sched.load(w)["active_prefill_tokens"],
+            round(f.active_blocks),
+        ]
+        for w, c, f in zip(ids, costs, features, strict=True)
+    ]
+
+
+def simulate(mode: str, args: argparse.Namespace) -> tuple[dict, list[_Request]]:
+    """Replay the workload through one router mode; the summary and the requests."""
+    router_mode, _, cost = mode.partition(":")
+    opts = MockerOptions(num_gpu_blocks=args.num_gpu_blocks, block_size=args.block_size)
+    now = 0.0
+    workers: list[_Worker] = []
+    router = None
+    if router_mode == "kv":
+        router = KvRouter(
+            args.block_size,
+            temperature=args.temperature,
+            seed=args.seed,
+            cost=cost or "predicted",
+            waiting=lambda w: workers[w].waiting,
+            capacity=lambda w: opts.num_gpu_blocks,
+            clock=lambda: now,
+        )
+    elif router_mode not in ("round-robin", "random"):
+        raise SystemExit(f"unknown mode {mode!r}: kv[:cost], round-robin or random")
+    for w in range(args.workers):
+        kv = KvCache(opts.num_gpu_blocks, opts.block_size, _Sink(w, router, opts.block_size))
+        workers.append(_Worker(MockScheduler(opts, kv, random.Random(args.seed + w))))
+    ids = list(range(args.workers))
+    requests = workload(args)
+    order = itertools.count()
+    events: list[tuple[float, int, _Request | tuple[int, Step | None]]] = [
+        (r.arrival + args.overhead_ms / 1000, next(order), r) for r in requests
+    ]
+    heapq.heapify(events)
+    pick = random.Random(args.seed)
+
+    def start_step(w: int) -> None:
+        wk = workers[w]
+        sched = wk.sched
+        sched.drop_cancelled()
+        wk.busy = sched.has_work()
+        if not wk.busy:
+            return
+        step: Step | None = sched.schedule()
+        seconds = sched.step_ms(step) / 1000 if step.prefill or step.decode else 0.05
+        if not (step.prefill or step.decode):
+            step = None  # blocked on KV space: look again later, as the engine does
+        else:
+            wk.busy_s += seconds
+        heapq.heappush(events, (now + seconds, next(order), (w, step)))
+
+    def route(r: _Request) -> None:
+        if router is not None:
+            if args.trace:
+                r.trace["workers"] = _predictions(router, r, ids, workers)
+            r.worker, overlap = router.select(r.tokens, ids, r.rid)
+            r.trace["overlap_tokens"] = overlap * args.block_size
+        elif router_mode == "round-robin":
+            r.worker = int(r.rid) % args.workers
+        else:
+            r.worker = pick.randrange(args.workers)
+        sched = workers[r.worker].sched
+
+        def emit(token: int | None, r: _Request = r) -> None:
+            if token is None:
+                if router is not None:
+                    router.free(r.rid)
+            elif r.first is None:
+                r.first = now
+                if router is not None:
+                    router.mark_prefill_completed(r.rid)
+
+        r.state = _state(sched)
+        r.seq = Sequence_(r.rid, list(r.tokens), args.max_tokens, emit, r.tokens[:64])
+        sched.add(r.seq)
+        if not workers[r.worker].busy:
+            start_step(r.worker)
+
+    while events:
+        now, _, item = heapq.heappop(events)
+        if isinstance(item, _Request):
+            route(item)
+            continue
+        w, step = item
+        sched = workers[w].sched
+        if step is not None:
+            sched.complete(step)
+        sched.kv.flush_events()
+        workers[w].waiting = len(sched.waiting)
+        start_step(w)
+    return summary(mode, requests, workers, now, router), requests
+
+
+def _ms(r: _Request) -> float:
+    assert r.first is not None
+    return (r.first - r.arrival) * 1000
+
+
+def summary(
+    mode: str, requests: list[_Request], workers: list[_Worker], end: float, router: KvRouter | None
+) -> dict:
+    ttfts = sorted(_ms(r) for r in requests)
+    q = statistics.quantiles(ttfts, n=100)
+    cached = sum(r.seq.cached_tokens for r in requests if r.seq is not None)
+    groups: dict[str, list[float]] = {}
+    for r in requests:
+        hit = r.seq is not None and r.seq.cached_tokens > 0
+        groups.setdefault(f"hit, {r.state}" if hit else "miss", []).append(_ms(r))
+    out: dict[str, Any] = {
+        "mode": mode,
+        "ttft_p50_ms": round(statistics.median(ttfts), 1),
+        "ttft_p90_ms": round(q[89], 1),
+        "ttft_p99_ms": round(q[98], 1),
+        "hit_rate": round(cached / sum(len(r.tokens) for r in requests), 3),
+        "busy_share": [round(w.busy_s / end, 2) for w in workers],
+        "breakdown": {
+            k: [len(v), round(statistics.median(v), 1)] for k, v in sorted(groups.items())
+        },
+    }
+    if router is not None and router.cost == "predicted":
+        out["ttft_prediction_error"] = round(router.ttft.relative_error, 3)
+        out["ttft_coefficients"] = [round(c, 4) for c in router.ttft.coefficients()]
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--documents", type=int, default=48)
+    p.add_argument("--questions", type=int, default=4, help="conversations per document")
+    p.add_argument("--words", type=int, default=1000, help="words per document")
+    p.add_argument("--rate", type=float, default=12.0, help="conversations per second (Poisson)")
+    p.add_argument("--max-tokens", type=int, default=16)
+    p.add_argument("--block-size", type=int, default=64)
+    p.add_argument("--num-gpu-blocks", type=int, default=512)
+    p.add_argument("--tenant-skew", type=float, default=1.0, help="Zipf exponent (0 = even)")
+    p.add_argument("--temperature", type=float, default=0.0, help="the KV router's")
+    p.add_argument("--overhead-ms", type=float, default=4.0, help="serving path per request")
+    p.add_argument("--modes", default="kv:predicted,kv:blocks,round-robin")
+    p.add_argument("--seeds", default="0", help="workload seeds, comma-separated: a run each")
+    p.add_argument("--trace", action="store_true", help="also one JSON line per request")
+    args = p.parse_args()
+    for seed in args.seeds.split(","):
+        args.seed = int(seed)
+        results = []
+        for mode in args.modes.split(","):
+            result, requests = simulate(mode, args)
+            results.append(result)
+            if args.trace:
+                for r in requests:
+                    line = {"mode": mode, "rid": r.rid, "arrival_s": round(r.arrival, 3)}
+                    line.update(document=r.document, worker=r.worker, state=r.state)
+                    line.update(
+                        cached=r.seq.cached_tokens if r.seq else 0, ttft_ms=round(_ms(r), 1)
+                    )
+                    print(json.dumps({**line, **r.trace}))
+        rr = next((r for r in results if r["mode"] == "round-robin"), None)
+        for r in results:
+            if rr and r["mode"].startswith("kv"):
+                r["ttft_p50_over_round_robin"] = round(r["ttft_p50_ms"] / rr["ttft_p50_ms"], 3)
+            print(json.dumps({"seed": args.seed, **r}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
