@@ -12,8 +12,8 @@ prefix on one worker share those blocks; a partial tail block belongs to its req
 That is the `blocks` cost (`--router-cost blocks`). The `predicted` cost (the default) is the
 predicted time to first token in seconds (`dynamo.llm.kv.ttft`), from the same tracking: the
 prefill tokens queued on the worker, plus the request's own after its overlap, plus the
-requests the worker reports waiting beyond the router's own (at the mean prefill size), and
-its active blocks.
+requests the worker reports waiting beyond the router's own (at the mean prefill size), its
+active blocks, and whether it is running anything at all.
 
 Temperature 0 takes the argmin, ties to the worker with the smaller radix tree, remaining ties
 at random (so fresh, identical workers share the load). Above 0 the logits are normalised to
@@ -163,6 +163,7 @@ class KvScheduler:
             load = loads.get(worker)
             blocks = 0
             own_waiting = 0
+            busy = 0.0
             if load is None:
                 overlap = overlaps.get(worker, 0)
                 ahead = max(isl - overlap * bs, 0)
@@ -171,10 +172,11 @@ class KvScheduler:
                 ahead = max(isl - overlap * bs, 0) + load.active_prefill_tokens
                 blocks = load.active_blocks
                 own_waiting = load.prefilling
+                busy = 1.0 if load.requests else 0.0
             if waiting is not None:
                 # Requests the worker has queued beyond the ones this router sent it.
                 ahead += max(waiting.get(worker, 0) - own_waiting, 0) * mean
-            f = TtftFeatures(ahead, blocks)
+            f = TtftFeatures(ahead, blocks, busy)
             features.append(f)
             cost = model.predict(worker, f, prefill_weight)
             total = capacity.get(worker, 0) if capacity is not None else 0
