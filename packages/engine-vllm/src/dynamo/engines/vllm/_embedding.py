@@ -23,7 +23,12 @@ from typing import Any, Self
 
 from dynamo.engines.vllm._engine import _token_prompt
 from dynamo.engines.vllm._errors import our_error
-from dynamo.engines.vllm._setup import engine_arguments, import_vllm, one_line, vllm_config
+from dynamo.engines.vllm._setup import (
+    engine_arguments,
+    import_vllm_off_loop,
+    one_line,
+    vllm_config,
+)
 from dynamo.llm import Context, Engine, EngineConfig, EngineError, ModelType
 from dynamo.llm.errors import EngineFailedError, InvalidRequestError, ServiceUnavailableError
 
@@ -98,7 +103,7 @@ class VllmEmbeddingEngine(Engine):
 
     @classmethod
     async def start(cls, config: EngineConfig) -> Self:
-        vllm = import_vllm()
+        vllm = await import_vllm_off_loop()
         from vllm.usage.usage_lib import UsageContext
         from vllm.v1.engine.async_llm import AsyncLLM
 

@@ -44,6 +44,7 @@ from dynamo.engines.vllm._setup import (
     can_load_gguf,
     engine_arguments,
     import_vllm,
+    import_vllm_off_loop,
     one_line,
     set_flags,
 )
@@ -102,7 +103,7 @@ class VllmEngine(Engine):
 
     @classmethod
     async def start(cls, config: EngineConfig) -> Self:
-        vllm = import_vllm()
+        vllm = await import_vllm_off_loop()
         from vllm.usage.usage_lib import UsageContext
         from vllm.v1.engine.async_llm import AsyncLLM
 
@@ -127,32 +128,50 @@ class VllmEngine(Engine):
                 None, vc.cache_config.num_gpu_blocks or 0, vc.scheduler_config.max_num_seqs
             )
 
-        log.info("starting vLLM %s on %s", vllm.__version__, model)
-        try:
-            llm = await asyncio.to_thread(
-                AsyncLLM.from_vllm_config,
-                vllm_config,
-                usage_context=UsageContext.OPENAI_API_SERVER,
-                stat_loggers=[stat_logger_factory(reporters, make_reporter)],
-                disable_log_stats=False,
-            )
-        except Exception as e:
-            raise EngineError(f"vLLM could not start: {one_line(e)}") from None
-        max_model_len = vllm_config.model_config.max_model_len
-        engine = cls(llm, vllm, max_model_len)
+        # The engine owns the AsyncLLM from the moment it exists (no local name for it: this
+        # frame can outlive `start`, and an AsyncLLM it held would outlive `close`, whose
+        # __del__ then shuts down again at interpreter exit and fails on torn-down globals), so
+        # that whatever fails from there on closes it (else its engine core process lives on).
+        engine = cls(None, vllm, vllm_config.model_config.max_model_len)
         engine.reporters = reporters
         engine.kv_endpoint = kv_endpoint
-        blocks = vllm_config.cache_config.num_gpu_blocks or 0
-        for reporter in reporters.values():
-            reporter.num_gpu_blocks = max(1, blocks)
-        engine.block_size = vllm_config.cache_config.block_size
+        log.info("starting vLLM %s on %s", vllm.__version__, model)
+        try:
+            try:
+                await engine._build(
+                    AsyncLLM.from_vllm_config,
+                    vllm_config,
+                    usage_context=UsageContext.OPENAI_API_SERVER,
+                    stat_loggers=[stat_logger_factory(reporters, make_reporter)],
+                    disable_log_stats=False,
+                )
+            except Exception as e:
+                raise EngineError(f"vLLM could not start: {one_line(e)}") from None
+            blocks = vllm_config.cache_config.num_gpu_blocks or 0
+            for reporter in reporters.values():
+                reporter.num_gpu_blocks = max(1, blocks)
+            engine.block_size = vllm_config.cache_config.block_size
+        except BaseException:
+            await engine.close()
+            raise
         log.info(
             "vLLM ready: max_model_len %d, %d KV blocks of %d tokens",
-            max_model_len,
+            engine.max_model_len,
             blocks,
             engine.block_size,
         )
         return engine
+
+    async def _build(self, factory: Any, *args: Any, **kwargs: Any) -> None:
+        """`self._llm = factory(*args, **kwargs)`, in a thread. Cancelled meanwhile, it waits for
+        the thread's AsyncLLM (which is built either way) so that `close` shuts it down."""
+        build = asyncio.ensure_future(asyncio.to_thread(factory, *args, **kwargs))
+        try:
+            self._llm = await asyncio.shield(build)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                self._llm = await build
+            raise
 
     def runtime(self) -> EngineRuntime:
         """vLLM's effective context and block size; KV events when it publishes them (a
@@ -273,6 +292,8 @@ class VllmEngine(Engine):
             with contextlib.suppress(OSError):
                 os.unlink(self.kv_endpoint.removeprefix("ipc://"))
         llm, self._llm = self._llm, None
+        if llm is None:  # its start failed before vLLM was built
+            return
         await asyncio.to_thread(llm.shutdown)
         # Collected now, while the interpreter is whole: vLLM's __del__ shuts down again, and at
         # interpreter exit that fails on torn-down module globals.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib
 import logging
 import os
 from collections.abc import Mapping
@@ -46,6 +47,34 @@ def import_vllm() -> Any:
     except ImportError as e:
         raise EngineError(f"{INSTALL_HINT} ({e})") from None
     return vllm
+
+
+#: What `start` uses of vLLM beyond `vllm` itself; imported with it, off the event loop.
+_ENGINE_MODULES = (
+    "vllm.config",
+    "vllm.engine.arg_utils",
+    "vllm.usage.usage_lib",
+    "vllm.v1.engine.async_llm",
+)
+
+
+async def import_vllm_off_loop() -> Any:
+    """`import_vllm`, and the vLLM modules `start` takes its classes from, in a worker thread.
+
+    Importing vLLM takes 12-80 s here (torch and vLLM's engine modules). On the event loop it
+    stalled a distributed worker's etcd lease keeper past the lease's TTL (10 s): the lease
+    expired and was replaced while the engine started. In a thread the loop keeps running
+    (vLLM's imports register no signal handlers, and its `AsyncLLM` is built in a thread too);
+    the `from vllm... import` lines in `start` then find the modules loaded.
+    """
+
+    def load() -> Any:
+        vllm = import_vllm()
+        for name in _ENGINE_MODULES:
+            importlib.import_module(name)
+        return vllm
+
+    return await asyncio.to_thread(load)
 
 
 def one_line(e: BaseException) -> str:
@@ -154,6 +183,7 @@ __all__ = [
     "can_load_gguf",
     "engine_arguments",
     "import_vllm",
+    "import_vllm_off_loop",
     "one_line",
     "set_flags",
     "vllm_config",
