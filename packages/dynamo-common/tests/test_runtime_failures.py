@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import aetcd
@@ -118,12 +119,26 @@ def test_worker_waits_for_an_unreachable_server_saying_so_once(runtime_env, vari
         stderr=subprocess.PIPE,
         text=True,
     )
+    said: list[str] = []
+    assert proc.stderr is not None
+    reader = threading.Thread(target=lambda: said.extend(proc.stderr or ()), daemon=True)
+    reader.start()
     try:
-        time.sleep(4)  # several retries
+        # Its first attempt fails and says so (the imports before it take seconds on a busy
+        # host), then it keeps retrying.
+        deadline = time.monotonic() + 60
+        while not any(line in text for text in said):
+            assert proc.poll() is None, "".join(said)
+            assert time.monotonic() < deadline, f"no '{line}' within 60 s: {''.join(said)}"
+            time.sleep(0.1)
+        time.sleep(3)  # several retries
         assert proc.poll() is None, "the worker gave up"
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=10)
+        proc.wait(timeout=30)
+        reader.join(10)
+        proc.stderr.close()
+    err = "".join(said)
     assert proc.returncode == 0, err
     lines = [text for text in err.splitlines() if line in text]
     assert len(lines) == 1, err
