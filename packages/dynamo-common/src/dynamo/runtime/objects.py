@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 import secrets
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
+
+log = logging.getLogger(__name__)
 
 #: How long a read waits for the next chunk of an object before it reads the object again.
 _STALL_SECONDS = 5.0
@@ -56,11 +59,18 @@ class NatsObjects:
         abandoned and the object read again from its new meta.
         """
         store = await self._js.object_store(bucket)
-        for _ in range(_READ_ATTEMPTS):
+        for attempt in range(1, _READ_ATTEMPTS + 1):
             info = await store.get_info(name)
             data = await self._read_chunks(bucket, info)
             if data is not None:
                 return data
+            if attempt < _READ_ATTEMPTS:
+                log.warning(
+                    "object %s in bucket %s: its chunks stopped coming (replaced meanwhile?); "
+                    "reading it again",
+                    name,
+                    bucket,
+                )
         raise ObjectUnreadableError(
             f"object {name} in bucket {bucket}: its chunks stopped coming {_READ_ATTEMPTS} times"
         )
