@@ -209,3 +209,54 @@ async def test_a_completion_in_slices_equals_one_call(direct):
         assert stopped[-1]["choices"][0]["finish_reason"] == "stop"
     finally:
         await engine.close()
+
+
+def test_mistralrs_still_fails_on_prompts_prefilled_in_one_batch(smollm2_gguf):
+    """Why the engine prefills one request at a time: mistral.rs (0.9.5, the newest release on
+    2026-11-30) fails when its scheduler prefills two prompts of one length in one batch on the
+    CPU GGUF path. When this test fails, a mistral.rs release has fixed it: the engine's
+    `_prefill_lock` may then be held for `send_*` calls only (the runner still takes one call at
+    a time), so prompts are prefilled in batches, and the README says so."""
+    import threading
+
+    runner = mistralrs.Runner(
+        which=mistralrs.Which.GGUF(
+            quantized_model_id=str(smollm2_gguf.parent), quantized_filename=smollm2_gguf.name
+        ),
+        token_source="none",
+        max_seqs=4,
+    )
+    send = threading.Lock()
+    errors: list[str] = []
+
+    def request(text: str) -> mistralrs.ChatCompletionRequest:
+        messages = [{"role": "user", "content": text}]
+        return mistralrs.ChatCompletionRequest(
+            messages=messages, model="smol", max_tokens=2, temperature=0.0, stream=True
+        )
+
+    def chat(country: str) -> None:
+        try:
+            with send:  # the calls one at a time, their prefills free to share a batch
+                stream = iter(runner.send_chat_completion_request(request(country)))
+            list(stream)
+        except ValueError as e:
+            errors.append(str(e))
+
+    # A longer prompt's prefill keeps mistral.rs busy while three prompts of one length (a
+    # country each) queue behind it: its scheduler then prefills those three in one batch.
+    # (Its stream is read on a thread of its own: mistral.rs waits for a full one to be read.)
+    with send:
+        busy = iter(runner.send_chat_completion_request(request("Hello there. " * 30)))
+    busy_chunks: list = []
+    threads = [threading.Thread(target=lambda: busy_chunks.extend(busy))]
+    threads += [
+        threading.Thread(target=chat, args=(f"What is the capital of {c}?",))
+        for c in ("France", "Spain", "Italy")
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert busy_chunks
+    assert errors and all("input tensor is not contiguous" in e for e in errors), errors
