@@ -1,19 +1,26 @@
-"""A streamed chat answer to a client that reads slower than it is made: the pieces that come
-while its transport is paused go out merged, in fewer events with the same text and finish; a
-client that keeps up gets one event per piece (real uvicorn, real sockets, the echo engine)."""
+"""How SSE events leave (real uvicorn, real sockets): a streamed chat answer to a client that reads
+slower than it is made gets the pieces that come while its transport is paused merged, in fewer
+events with the same text and finish, and a client that keeps up one event per piece (the echo
+engine); events ready in the same turn of the event loop leave in one HTTP chunk (one socket
+write), byte for byte, events that come one at a time leave one at a time, and events made
+before the generator fails are not lost (`EventWriter`)."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.routing import Route
 
 from dynamo.frontend.http.app import build_app
 from dynamo.frontend.http.coalesce import merge, mergeable
-from dynamo.frontend.http.sse import capture_raw_send, client_flow
+from dynamo.frontend.http.sse import SSEResponse, capture_raw_send, client_flow
 from dynamo.llm.stream_delta import StreamDelta
 from dynamo.testing import serve_asgi
 
@@ -68,15 +75,16 @@ def _answer(events: list[dict]) -> tuple[str, str | None, list[str]]:
     return "".join(pieces), finish, pieces
 
 
-def _dechunk(raw: bytes) -> bytes:
-    """An HTTP/1.1 chunked body, its chunks joined."""
-    body, rest = b"", raw
+def _chunks(raw: bytes) -> list[bytes]:
+    """The chunks of an HTTP/1.1 chunked body, as the server wrote them (those before a cut)."""
+    chunks, rest = [], raw
     while True:
         size_line, _, rest = rest.partition(b"\r\n")
+        if not size_line or int(size_line, 16) == 0:
+            return chunks
         size = int(size_line, 16)
-        if size == 0:
-            return body
-        body, rest = body + rest[:size], rest[size + 2 :]
+        chunks.append(rest[:size])
+        rest = rest[size + 2 :]
 
 
 async def _slow_client(url: str, recorded: Recorded, text: str) -> bytes:
@@ -108,7 +116,7 @@ async def _slow_client(url: str, recorded: Recorded, text: str) -> bytes:
     await writer.wait_closed()
     head, _, chunked = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200")
-    return _dechunk(chunked)
+    return b"".join(_chunks(chunked))
 
 
 async def test_a_slow_client_gets_the_same_answer_in_fewer_events(translated):
@@ -147,3 +155,55 @@ def test_only_pieces_of_one_choice_with_nothing_of_their_own_merge():
     assert not mergeable(merged, StreamDelta("!"))  # nothing follows a finished piece
     assert not mergeable(a, StreamDelta("x", index=1))  # another choice (n > 1)
     assert not mergeable(a, StreamDelta("x", annotations={"y": 2}))
+
+
+def _events_app() -> Recorded:
+    async def burst() -> AsyncIterator[bytes]:
+        for i in range(50):  # all ready at once, as frames read together from a worker
+            yield b"data: %d\n\n" % i
+
+    async def paced() -> AsyncIterator[bytes]:
+        for i in range(5):
+            await asyncio.sleep(0.01)  # one at a time, as tokens at an engine's pace
+            yield b"data: %d\n\n" % i
+
+    async def failing() -> AsyncIterator[bytes]:
+        for i in range(3):
+            yield b"data: %d\n\n" % i
+        raise RuntimeError("the events' generator broke")
+
+    async def route(request: Request) -> SSEResponse:
+        kinds = {"burst": burst, "paced": paced, "failing": failing}
+        return SSEResponse(kinds[request.path_params["kind"]]())
+
+    return Recorded(Starlette(routes=[Route("/{kind}", route, methods=["GET"])]))
+
+
+async def _written(url: str, path: str) -> list[bytes]:
+    """The HTTP chunks of a response to GET `path`."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET %s HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n" % path.encode())
+    raw = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    return _chunks(raw.partition(b"\r\n\r\n")[2])
+
+
+async def test_events_ready_together_leave_in_one_write():
+    async with serve_asgi(_events_app()) as url:
+        chunks = await _written(url, "/burst")
+    assert b"".join(chunks) == b"".join(b"data: %d\n\n" % i for i in range(50))
+    assert len(chunks) == 1
+
+
+async def test_events_that_come_apart_leave_apart():
+    async with serve_asgi(_events_app()) as url:
+        chunks = await _written(url, "/paced")
+    assert chunks == [b"data: %d\n\n" % i for i in range(5)]
+
+
+async def test_events_made_before_the_generator_fails_still_go_out():
+    async with serve_asgi(_events_app()) as url:
+        chunks = await _written(url, "/failing")
+    assert b"".join(chunks) == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
