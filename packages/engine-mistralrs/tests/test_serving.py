@@ -56,3 +56,19 @@ def test_streaming_and_completions(server):
         model="smol", prompt="The capital of France is", max_tokens=5, temperature=0
     )
     assert completion.choices[0].text
+
+
+def test_completions_stream_in_slices(server):
+    """mistral.rs's API does not stream completions: the engine sends them in slices of 16
+    tokens, each a chunk, and their text is the unary answer's."""
+    client = openai.OpenAI(base_url=f"{server}/v1", api_key="none", max_retries=0)
+    body = {"model": "smol", "prompt": "Once upon a time", "max_tokens": 24, "temperature": 0}
+    extra = {"ignore_eos": True}
+    chunks = [
+        c.choices[0].text
+        for c in client.completions.create(**body, stream=True, extra_body=extra)
+        if c.choices and c.choices[0].text
+    ]
+    unary = client.completions.create(**body, extra_body=extra)
+    assert len(chunks) > 1 and "".join(chunks) == unary.choices[0].text
+    assert unary.usage.completion_tokens == 24

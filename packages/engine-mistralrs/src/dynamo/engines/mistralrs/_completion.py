@@ -89,6 +89,8 @@ def sliced_completion(
         finish = choice.finish_reason
         if finish == "length" and usage.completion_tokens == want:
             finish = "length" if max_tokens is not None and total >= max_tokens else None
+        if finish is None and not choice.text:
+            finish = "length"  # tokens that write no text (skipped special tokens): no way on
         text = choice.text if finish is not None else choice.text[: kept_length(choice.text)]
         out, matched = jail.feed(text)
         if matched is not None:
