@@ -185,7 +185,7 @@ def test_seed_example_runs_unchanged(procs, start_server, runtime_env, smollm2_g
         sys.executable, str(EXAMPLE), MODEL_PATH=str(smollm2_gguf), MODEL_NAME="example"
     )
     server = start_server(env=runtime_env, healthy=False, module="dynamo.frontend")
-    wait_models(server, {"example"}, timeout=60, exact=False)
+    wait_models(server, {"example"}, timeout=120, exact=False)  # a GGUF worker starts slowly
     assert example.poll() is None
     resp = chat(server, "example", "What is the capital of France?", max_tokens=20, temperature=0)
     assert resp.choices[0].message.content
