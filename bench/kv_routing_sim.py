@@ -30,14 +30,13 @@ import itertools
 import json
 import random
 import statistics
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from dynamo.engines.mocker import KvCache, MockerOptions, MockScheduler
 from dynamo.engines.mocker._scheduler import Sequence_, Step
-from dynamo.llm.kv.events import removed_event_json, stored_event_json
-from dynamo.llm.kv.hashing import block_hash, local_block_hashes, sequence_hashes
+from dynamo.llm.kv.hashing import local_block_hashes, sequence_hashes
+from dynamo.llm.kv.publisher import KvEventPublisher
 from dynamo.llm.kv.router import KvRouter
 
 #: SmolLM2 tokens per word of bench/kv_routing.py's documents.
@@ -46,35 +45,22 @@ TOKENS_PER_WORD = 3.9
 QUEUED_PREFILL = 256
 
 
-class _Sink:
-    """The mocker's KV events, straight into the router's indexer (as the publisher sends them)."""
+class _Sink(KvEventPublisher):
+    """The mocker's KV events, straight into the router's indexer: the real publisher's events
+    (its block conversion, partial-block and hash rules), handed over at once on the simulated
+    clock instead of queued for an async send. No router (round-robin modes): dropped."""
 
     def __init__(self, worker: int, router: KvRouter | None, block_size: int) -> None:
-        self.worker, self.router, self.block_size = worker, router, block_size
+        super().__init__(_no_send, "sim", "backend", worker, block_size)
+        self.router = router
 
-    def publish_stored(
-        self,
-        event_id: int,
-        token_ids: Sequence[int],
-        num_block_tokens: Sequence[int],
-        block_hashes: Sequence[int],
-        lora_id: int = 0,
-        parent_hash: int | None = None,
-    ) -> None:
-        if self.router is None:
-            return
-        blocks, start = [], 0
-        for n, h in zip(num_block_tokens, block_hashes, strict=True):
-            if n != self.block_size:
-                break
-            blocks.append((h, block_hash(token_ids[start : start + n])))
-            start += n
-        if blocks:
-            self.router.on_event(stored_event_json(self.worker, event_id, parent_hash, blocks))
+    def _enqueue(self, payload: bytes) -> None:
+        if self.router is not None:
+            self.router.on_event(payload)
 
-    def publish_removed(self, event_id: int, block_hashes: Sequence[int]) -> None:
-        if self.router is not None and block_hashes:
-            self.router.on_event(removed_event_json(self.worker, event_id, list(block_hashes)))
+
+async def _no_send(subject: str, payload: bytes) -> None:
+    raise AssertionError("the simulation hands events to the router directly")
 
 
 @dataclass
