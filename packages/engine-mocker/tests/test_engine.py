@@ -55,6 +55,17 @@ async def test_streams_max_tokens_then_length() -> None:
     await engine.close()
 
 
+async def test_usage_counts_the_prompt_not_the_output() -> None:
+    # The scheduler appends output tokens to the sequence it was given; the usage sent with the
+    # first token must still count the prompt alone.
+    engine = await start()
+    chunks = await collect(engine, request([5, 6, 7, 8, 9], 4))
+    usage = chunks[0]["completion_usage"]
+    assert usage["prompt_tokens"] == 5
+    assert usage["total_tokens"] == 5 + usage["completion_tokens"]
+    await engine.close()
+
+
 async def test_default_max_tokens_and_bad_requests() -> None:
     engine = await start(num_gpu_blocks=128)
     chunks = await collect(engine, request([1, 2, 3], None))

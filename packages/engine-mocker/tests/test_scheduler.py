@@ -48,6 +48,55 @@ def test_step_time_formulas() -> None:
     assert sched.step_ms(step) == 0.0
 
 
+def test_step_time_is_upstreams_pass() -> None:
+    """Upstream 1.6.1's pass: prefill of the new prompt tokens, plus one decode when a request
+    emits a token that is not its prefill's first; decode usage is the decoding requests' tokens
+    over the cache's capacity in tokens."""
+    sched, _ = make(lambda bs: None, num_gpu_blocks=100)  # capacity 400 tokens
+    capacity = 100 * 4
+    a: list = []
+    sched.add(Sequence_("a", list(range(100, 110)), 50, a.append))
+    step = sched.schedule()
+    # A prompt alone: its prefill only (its first token comes out of the prefill).
+    assert sched.step_ms(step) == pytest.approx(prefill_ms(10))
+    sched.complete(step)
+    step = sched.schedule()
+    # Decoding alone: one decode at 11 tokens of 400, not the 3 blocks of 100 it holds.
+    assert sched.step_ms(step) == pytest.approx(decode_ms(11 / capacity))
+    sched.complete(step)
+    # A second prompt beside the decoding one: a mixed pass, prefill plus decode.
+    sched.add(Sequence_("b", list(range(200, 206)), 50, lambda t: None))
+    step = sched.schedule()
+    assert len(step.prefill) == 1 and len(step.decode) == 1
+    assert sched.step_ms(step) == pytest.approx(prefill_ms(6) + decode_ms(12 / capacity))
+    # Two prompts in one pass: upstream's integer means (11 and 4 new tokens: 2 * (7 - 0)).
+    sched2, _ = make(lambda bs: None)
+    sched2.add(Sequence_("c", list(range(11)), 5, lambda t: None))
+    sched2.add(Sequence_("d", list(range(50, 54)), 5, lambda t: None))
+    step = sched2.schedule()
+    assert sched2.step_ms(step) == pytest.approx(prefill_ms(2 * 7))
+    assert prefill_ms(0) == 0.0
+    assert decode_ms(2.0) == decode_ms(1.0) and decode_ms(-1.0) == 1.0
+
+
+def test_recompute_after_preemption_is_a_decode_not_a_prefill() -> None:
+    """Output tokens recomputed after a preemption are no prompt tokens (upstream counts prompt
+    tokens only in the prefill), and the token that follows is a decode."""
+    sched, _ = make(lambda bs: None)
+    seq = Sequence_("a", [1, 2, 3, 4, 5], 10, lambda t: None)
+    sched.add(seq)
+    sched.complete(sched.schedule())
+    sched.complete(sched.schedule())
+    assert seq.generated == 2
+    sched.preempt(seq)
+    step = sched.schedule()
+    # Its first block is still cached: 3 tokens recomputed, one prompt token and two outputs.
+    assert step.prefill == [(seq, 3)]
+    assert sched.step_ms(step) == pytest.approx(
+        prefill_ms(1) + decode_ms(7 / (sched.kv.num_blocks * 4))
+    )
+
+
 async def test_second_identical_prompt_reuses_the_prefix(recorder) -> None:
     sched, _ = make(recorder)
     prompt = list(range(100, 114))  # 14 tokens: 3 full blocks + 2

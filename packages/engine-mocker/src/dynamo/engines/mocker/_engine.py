@@ -134,7 +134,7 @@ class MockerEngine(Engine):
                 if not usage_sent:
                     # Prefix-cache hits are known from admission: sent with the first token, so
                     # a frontend that stops at max_tokens before the last message still has it.
-                    delta["completion_usage"] = _usage(len(prompt), seq)
+                    delta["completion_usage"] = _usage(seq.prompt_len, seq)
                     usage_sent = True
                 yield delta
             if not context.is_killed():

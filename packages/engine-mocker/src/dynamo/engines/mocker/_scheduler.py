@@ -27,13 +27,18 @@ from dynamo.llm.kv.hashing import block_hash, chain_hash, local_block_hashes, se
 
 
 def prefill_ms(tokens: int) -> float:
-    """Upstream mocker's prefill time for `tokens` new tokens in a step."""
+    """Upstream mocker's prefill time for `tokens` new prompt tokens in a step (none: 0)."""
+    if tokens <= 0:
+        return 0.0
     return 4.209989e-7 * tokens * tokens + 1.518344e-2 * tokens + 16.50142
 
 
 def decode_ms(kv_usage: float) -> float:
-    """Upstream mocker's decode time at `kv_usage` = active / total KV blocks."""
-    return -25.74 * kv_usage * kv_usage + 54.01 * kv_usage + 5.74
+    """Upstream mocker's decode time at `kv_usage`: the decoding requests' tokens (prompt and
+    output, shared prefixes counted once per request) over the cache's capacity in tokens,
+    capped at 1; never under 1 ms."""
+    usage = min(kv_usage, 1.0)
+    return max(-25.74 * usage * usage + 54.01 * usage + 5.74, 1.0)
 
 
 @dataclass(eq=False, slots=True)
@@ -55,6 +60,12 @@ class Sequence_:
     cancelled: bool = False
     #: Prompt tokens found in the prefix cache at admission (reported as `cached_tokens`).
     cached_tokens: int = 0
+    #: The prompt's length (`tokens` grows by the output); 0 at construction means len(tokens).
+    prompt_len: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.prompt_len:
+            self.prompt_len = len(self.tokens)
 
     @property
     def prefilling(self) -> bool:
@@ -261,13 +272,37 @@ class MockScheduler:
     # -- timing and metrics ------------------------------------------------------------------------
 
     def step_ms(self, step: Step) -> float:
-        """Simulated duration of a step, before `speedup_ratio`."""
-        ms = 0.0
-        tokens = step.prefill_tokens
-        if tokens:
-            ms += prefill_ms(tokens)
-        if step.decode:
-            ms += decode_ms(self.kv.active_blocks / self.kv.num_blocks)
+        """Simulated duration of a step, before `speedup_ratio`: upstream 1.6.1's pass
+        (aisimulate-core 0.13, `VllmCore::execute_pass_internal`), prefill time then decode time.
+
+        Prefill: the polynomial of the batch's new prompt tokens, computed as upstream does
+        (requests with prompt tokens in the step times the integer mean of their prompt length
+        reached minus the integer mean of what they had before; output tokens recomputed after a
+        preemption are not prompt tokens). Decode: added when any request emits a token that is
+        not the first token of a prefill that ran in this step (that one comes out of the prefill's
+        forward pass): the decoding requests' tokens over the cache's capacity in tokens. So a
+        prompt alone costs its prefill, and a prompt beside decoding requests its prefill plus a
+        decode, as upstream's mixed pass does."""
+        batch = before_sum = reached_sum = 0
+        decoding = 0
+        decode_tokens = 0
+        for seq, chunk in step.prefill:
+            before = min(seq.computed, seq.prompt_len)
+            reached = min(seq.computed + chunk, seq.prompt_len)
+            if reached > before:
+                batch += 1
+                before_sum += before
+                reached_sum += reached
+            if seq.generated and seq.computed + chunk == seq.prefill_target:
+                # Recomputed after a preemption: its next token is not a prefill's first.
+                decoding += 1
+                decode_tokens += len(seq.tokens)
+        for seq in step.decode:
+            decoding += 1
+            decode_tokens += len(seq.tokens)
+        ms = prefill_ms(batch * (reached_sum // batch - before_sum // batch)) if batch else 0.0
+        if decoding:
+            ms += decode_ms(decode_tokens / (self.kv.num_blocks * self.kv.block_size))
         return ms
 
 
