@@ -1,4 +1,4 @@
-"""bench/kv_routing.py's single-turn workloads on simulated time: the real KV router and mocker.
+"""bench/kv_routing.py's workloads on simulated time: the real KV router and mocker.
 
 No processes, no network, no sleeping: N `MockScheduler`s (the mocker's own scheduler, KV cache
 and step timings) and one `KvRouter` share a virtual clock, so a run takes seconds, gives the
@@ -17,9 +17,15 @@ blocks, the worker chosen, the cached tokens it reused and the TTFT.
 
 Prompts are synthetic token ids of bench/kv_routing.py's sizes (a document of W words is
 ~3.9 W SmolLM2 tokens, each question 14 more), Zipf-spread with `--tenant-skew` as there.
+Conversations of `--turns` turns resend their history (the previous turns' questions and the
+mocker's replies) as there; open loop at `--rate` conversations/s, or closed loop with
+`--rate 0` and `--concurrency` conversations in flight (workloads A and B). Output tokens/s is
+the output tokens over the simulated time from the first arrival to the last token.
 
     uv run python bench/kv_routing_sim.py --documents 48 --questions 4 --words 1000 \
         --num-gpu-blocks 512 --tenant-skew 1 --rate 12 --modes kv:predicted,kv:blocks,round-robin
+    uv run python bench/kv_routing_sim.py --documents 16 --questions 6 --turns 2 --words 600 \
+        --num-gpu-blocks 16384 --tenant-skew 0 --rate 0 --concurrency 8       # workload A
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import itertools
 import json
 import random
 import statistics
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,38 +80,59 @@ class _Worker:
 
 
 @dataclass
+class _Conversation:
+    """A document and the questions asked about it, one turn after the other."""
+
+    document: int
+    doc_tokens: list[int]
+    questions: list[list[int]]
+    #: When its first turn is sent (open loop); closed loop: when a slot frees.
+    arrival: float = 0.0
+
+
+@dataclass
 class _Request:
     rid: str
     arrival: float
     document: int
     tokens: list[int]
+    conversation: _Conversation | None = None
+    #: Which of its conversation's turns this is (0 = the first).
+    turn: int = 0
     worker: int = 0
     first: float | None = None
     seq: Sequence_ | None = None
     #: What the worker was doing when the request was routed to it (see `_state`).
     state: str = ""
+    #: The tokens the mocker generated, and when the last one came.
+    reply: list[int] = field(default_factory=list)
+    done: float = 0.0
     trace: dict[str, Any] = field(default_factory=dict)
 
 
-def workload(args: argparse.Namespace) -> list[_Request]:
-    """Single-question conversations of bench/kv_routing.py's shape, with Poisson arrivals."""
+def workload(args: argparse.Namespace) -> list[_Conversation]:
+    """bench/kv_routing.py's conversations in shuffled order, with Poisson arrivals when open
+    loop. One turn: the same random draws as before conversations had turns, so a seed's
+    single-turn workload is unchanged."""
     rng = random.Random(args.seed)
     n_doc = int(args.words * TOKENS_PER_WORD)
     docs = [[rng.randrange(1, 49_000) for _ in range(n_doc)] for _ in range(args.documents)]
     weights = [1 / (i + 1) ** args.tenant_skew for i in range(args.documents)]
-    prompts: list[tuple[int, list[int]]] = []
+    conversations: list[_Conversation] = []
     for d, doc in enumerate(docs):
         n = args.questions
         if args.tenant_skew > 0:
             n = max(1, round(weights[d] / sum(weights) * args.documents * args.questions))
         for _ in range(n):
-            prompts.append((d, doc + [rng.randrange(1, 49_000) for _ in range(14)]))
-    rng.shuffle(prompts)
-    now, out = 0.0, []
-    for i, (d, tokens) in enumerate(prompts):
-        now += rng.expovariate(args.rate)
-        out.append(_Request(str(i), now, d, tokens))
-    return out
+            questions = [[rng.randrange(1, 49_000) for _ in range(14)] for _ in range(args.turns)]
+            conversations.append(_Conversation(d, doc, questions))
+    rng.shuffle(conversations)
+    if args.rate > 0:
+        now = 0.0
+        for c in conversations:
+            now += rng.expovariate(args.rate)
+            c.arrival = now
+    return conversations
 
 
 def _state(sched: MockScheduler) -> str:
@@ -159,13 +187,45 @@ def simulate(mode: str, args: argparse.Namespace) -> tuple[dict, list[_Request]]
         kv = KvCache(opts.num_gpu_blocks, opts.block_size, _Sink(w, router, opts.block_size))
         workers.append(_Worker(MockScheduler(opts, kv, random.Random(args.seed + w))))
     ids = list(range(args.workers))
-    requests = workload(args)
+    conversations = workload(args)
+    requests: list[_Request] = []
     order = itertools.count()
-    events: list[tuple[float, int, _Request | tuple[int, Step | None]]] = [
-        (r.arrival + args.overhead_ms / 1000, next(order), r) for r in requests
-    ]
-    heapq.heapify(events)
+    events: list[tuple[float, int, _Request | _Conversation | tuple[int, Step | None]]] = []
+    overhead = args.overhead_ms / 1000
+    cap = args.concurrency if args.concurrency > 0 else len(conversations)
+    #: Conversations that arrived while `cap` were in flight, in arrival order.
+    queued: deque[_Conversation] = deque()
+    in_flight = 0
     pick = random.Random(args.seed)
+
+    def send(c: _Conversation, turn: int, history: list[int]) -> None:
+        r = _Request(str(len(requests)), now, c.document, history + c.questions[turn], c, turn)
+        requests.append(r)
+        heapq.heappush(events, (now + overhead, next(order), r))
+
+    def begin(c: _Conversation) -> None:
+        nonlocal in_flight
+        in_flight += 1
+        send(c, 0, c.doc_tokens)
+
+    def finished(r: _Request) -> None:
+        """`r`'s last token: its conversation's next turn, or the next conversation."""
+        nonlocal in_flight
+        c = r.conversation
+        if c is not None and r.turn + 1 < len(c.questions):
+            send(c, r.turn + 1, r.tokens + r.reply)
+            return
+        in_flight -= 1
+        if queued:
+            begin(queued.popleft())
+
+    if args.rate > 0:
+        events = [(c.arrival, next(order), c) for c in conversations]
+        heapq.heapify(events)
+    else:
+        for c in conversations[:cap]:
+            begin(c)
+        queued.extend(conversations[cap:])
 
     def start_step(w: int) -> None:
         wk = workers[w]
@@ -196,9 +256,13 @@ def simulate(mode: str, args: argparse.Namespace) -> tuple[dict, list[_Request]]
 
         def emit(token: int | None, r: _Request = r) -> None:
             if token is None:
+                r.done = now
                 if router is not None:
                     router.free(r.rid)
-            elif r.first is None:
+                finished(r)
+                return
+            r.reply.append(token)
+            if r.first is None:
                 r.first = now
                 if router is not None:
                     router.mark_prefill_completed(r.rid)
@@ -214,6 +278,12 @@ def simulate(mode: str, args: argparse.Namespace) -> tuple[dict, list[_Request]]
         if isinstance(item, _Request):
             route(item)
             continue
+        if isinstance(item, _Conversation):
+            if in_flight < cap:
+                begin(item)
+            else:
+                queued.append(item)
+            continue
         w, step = item
         sched = workers[w].sched
         if step is not None:
@@ -221,7 +291,7 @@ def simulate(mode: str, args: argparse.Namespace) -> tuple[dict, list[_Request]]
         sched.kv.flush_events()
         workers[w].waiting = len(sched.waiting)
         start_step(w)
-    return summary(mode, requests, workers, now, router), requests
+    return summary(mode, requests, workers, max(r.done for r in requests), router), requests
 
 
 def _ms(r: _Request) -> float:
@@ -245,6 +315,7 @@ def summary(
         "ttft_p90_ms": round(q[89], 1),
         "ttft_p99_ms": round(q[98], 1),
         "hit_rate": round(cached / sum(len(r.tokens) for r in requests), 3),
+        "output_tokens_per_s": round(sum(len(r.reply) for r in requests) / end, 1),
         "busy_share": [round(w.busy_s / end, 2) for w in workers],
         "breakdown": {
             k: [len(v), round(statistics.median(v), 1)] for k, v in sorted(groups.items())
@@ -264,7 +335,16 @@ def main() -> None:
     p.add_argument("--documents", type=int, default=48)
     p.add_argument("--questions", type=int, default=4, help="conversations per document")
     p.add_argument("--words", type=int, default=1000, help="words per document")
-    p.add_argument("--rate", type=float, default=12.0, help="conversations per second (Poisson)")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=12.0,
+        help="conversations per second (Poisson); 0 = closed loop at --concurrency",
+    )
+    p.add_argument("--turns", type=int, default=1, help="user turns per conversation")
+    p.add_argument(
+        "--concurrency", type=int, default=0, help="conversations in flight at most (0 = no cap)"
+    )
     p.add_argument("--max-tokens", type=int, default=16)
     p.add_argument("--block-size", type=int, default=64)
     p.add_argument("--num-gpu-blocks", type=int, default=512)
