@@ -7,6 +7,7 @@ characters spelled as byte tokens), a byte-level BPE trained here, and the real 
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 from tokenizers import (
@@ -19,7 +20,7 @@ from tokenizers import (
     trainers,
 )
 
-from dynamo.llm.decoder import Decoder, DecodeResult
+from dynamo.llm.decoder import Decoder, DecodeResult, TokenPieces
 from dynamo.llm.protocols.wire import FinishReason
 
 PIECES = ["▁", "a", "b", "x", "y", "A", "é", "ab", "▁a", "▁hello", "▁world", "hel", "lo", "▁wor"]
@@ -394,3 +395,77 @@ def test_smollm2_long_random_text_with_stops(smol):
     out, result = run(decoder, ids(smol, text), per_step=3)
     assert out == text[: text.index(stop)]
     assert result.finish_reason is FinishReason.STOP and result.stop_reason == stop
+
+
+# -- TokenPieces: looked-up token texts ---------------------------------------------------------
+
+
+def test_token_pieces_only_for_byte_level_decoders(sp, bl, smol):
+    assert TokenPieces.of(sp) is None  # SentencePiece: a token's text depends on what precedes
+    assert TokenPieces.of(bl) is not None
+    assert TokenPieces.of(smol) is not None
+
+
+@pytest.mark.parametrize("tok_name", ["bl", "smol"])
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("skip_special", [False, True])
+def test_token_pieces_give_the_decoded_text(request, tok_name, seed, skip_special):
+    """Random ids over the whole vocabulary (parts of characters, added and special tokens, ids
+    outside it) and real text: the same text, token by token, as without the lookup."""
+    tok: Tokenizer = request.getfixturevalue(tok_name)
+    rng = random.Random(seed)
+    size = tok.get_vocab_size(with_added_tokens=True)
+    added = list(tok.get_added_tokens_decoder())
+    token_ids = [rng.randrange(size) for _ in range(400)]
+    token_ids += ids(tok, random_text(seed, 100)) + byte_level_split(tok, " 🤖中")
+    token_ids += [rng.choice(added) for _ in range(5)] + [size + 10, -1]
+    rng.shuffle(token_ids)
+    prompt = ids(tok, "the prompt: 中")
+    lookup = TokenPieces.of(tok)
+    assert lookup is not None
+    for per_step in (1, 3):
+        expected = run(
+            Decoder(tok, prompt_token_ids=prompt, skip_special_tokens=skip_special),
+            token_ids,
+            per_step,
+        )
+        got = run(
+            Decoder(tok, prompt_token_ids=prompt, skip_special_tokens=skip_special, pieces=lookup),
+            token_ids,
+            per_step,
+        )
+        assert got == expected
+    assert any(text is not None for text in lookup.values())  # the lookup was used
+    assert any(text is None for text in lookup.values())  # and some tokens were decoded
+    assert all(0 <= token < size for token in lookup)
+
+
+def byte_level_split(tok: Tokenizer, text: str) -> list[int]:
+    """`text` as one byte-level token per byte (multi-byte characters in parts)."""
+    return [t for t in (tok.token_to_id(_byte_char(b)) for b in text.encode()) if t is not None]
+
+
+def _byte_char(b: int) -> str:
+    """GPT-2's byte -> printable character mapping (what byte-level vocabularies spell bytes as)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
+    if b in printable:
+        return chr(b)
+    return chr(256 + sum(1 for x in range(b) if x not in printable))
+
+
+@pytest.mark.parametrize("tok_name", ["bl", "smol"])
+def test_token_pieces_with_stop_strings_and_limits(request, tok_name):
+    tok: Tokenizer = request.getfixturevalue(tok_name)
+    token_ids = ids(tok, random_text(7, 200))
+    lookup = TokenPieces.of(tok)
+    cases: list[dict[str, Any]] = [
+        {"stop": ["wor"]},
+        {"stop": ["中文"], "include_stop_str_in_output": True},
+        {"max_tokens": 17},
+        {"stop_token_ids": [token_ids[30]]},
+        {"hidden_stop_token_ids": [token_ids[40]], "min_tokens": 10},
+    ]
+    for kwargs in cases:
+        assert run(Decoder(tok, pieces=lookup, **kwargs), token_ids) == run(
+            Decoder(tok, **kwargs), token_ids
+        ), kwargs

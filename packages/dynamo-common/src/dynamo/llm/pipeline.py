@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import Any
 
-from dynamo.llm.decoder import Decoder
+from dynamo.llm.decoder import Decoder, TokenPieces
 from dynamo.llm.engine import AsyncEngine
 from dynamo.llm.errors import EngineFailedError, InvalidRequestError
 from dynamo.llm.fanout import best_of_choices, echo_prompt, fan_out, for_choice
@@ -159,6 +159,8 @@ class BackendModel(ServedModel):
         self.engine = engine
         self.preprocessor = OpenAIPreprocessor(card)
         self.tokenizer = self.preprocessor.tokenizer
+        #: Each token's text, looked up instead of decoded where the tokenizer allows it.
+        self._pieces = TokenPieces.of(self.tokenizer)
         self._texts: TokenTexts | None = None
 
     def _chat_one(
@@ -179,7 +181,7 @@ class BackendModel(ServedModel):
         # without blocking the loop.
         preq = await preprocess()
         prompt_tokens = len(preq["token_ids"])
-        decoder = Decoder.from_request(self.tokenizer, preq)
+        decoder = Decoder.from_request(self.tokenizer, preq, self._pieces)
         output_options = preq.get("output_options") or {}
         texts = self._token_texts() if output_options.get("logprobs") is not None else None
         as_ids = bool(output_options.get("return_tokens_as_token_ids"))
