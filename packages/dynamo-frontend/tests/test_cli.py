@@ -133,8 +133,16 @@ def test_text_mode_leaves_at_once_at_the_prompt(how):
             proc.send_signal(signal.SIGINT)
         else:
             os.write(controller, b"\x04")  # Ctrl-D
-        assert proc.wait(10) == 0
-        assert "Traceback" not in proc.stderr.read()
+        # Generous for a loaded CI host: what is tested is that no further line is awaited
+        # (without the fix the process never exits), not how fast it exits.
+        try:
+            code = proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+        errors = proc.stderr.read()
+        assert code == 0, errors
+        assert "Traceback" not in errors, errors
     finally:
         if proc.poll() is None:
             proc.kill()
