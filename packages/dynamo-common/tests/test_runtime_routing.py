@@ -9,7 +9,7 @@ import pytest
 
 from dynamo.runtime import DistributedRuntime, NoInstancesError, RemoteError
 from dynamo.runtime.context import Context
-from dynamo.testing import both_planes, endless_counter, nats_plane, serve
+from dynamo.testing import both_planes, endless_counter, nats_plane, serve, tcp_plane
 
 pytestmark = pytest.mark.integration
 
@@ -332,3 +332,28 @@ async def test_client_close_runs_its_hooks_once_even_if_one_fails(runtime):
     await client.close()
     await client.close()
     assert calls == ["failing", "ok"]
+
+
+@tcp_plane
+async def test_a_stream_left_early_lets_go_of_its_worker_at_once(runtime, wait_client):
+    """Closing a response stream closes the request plane's stream under it in the same call
+    (the stop goes out, the stream's place on the connection and the in-flight count are
+    released), not later when the garbage collector finds it."""
+
+    async def handler(request):
+        for i in range(10_000):
+            await asyncio.sleep(0.01)
+            yield i
+
+    _, serving = serve(runtime, "leave", handler)
+    client = await wait_client(runtime, "leave", 1)
+    stream = client.stream({}, Context(), mode="least-loaded")
+    assert await anext(stream) == 0
+    (connection,) = runtime.tcp_client._connections.values()
+    assert len(connection.streams) == 1
+    held = stream  # the generator stays referenced: only aclose may release the stream
+    await held.aclose()  # type: ignore[attr-defined]
+    assert connection.streams == {}
+    assert not client._busy
+    runtime.shutdown()
+    await serving

@@ -208,63 +208,66 @@ class Client:
         """The response stream of one request: to `instance_id` if given (no retry elsewhere),
         else to the instance `pick(excluded_ids)` chooses, else by `mode` (`round-robin`,
         `random`, `least-loaded` or `power-of-two`: `dynamo.runtime.load_balance`). Without
-        `instance_id`, an instance gone before it answered is retried on another. The one streaming entry the upstream-shaped methods above wrap."""
-        if instance_id is not None:
-            return self._to_instance(request, instance_id, context)
-        return self._routed(request, context, mode, pick)
+        `instance_id`, an instance gone before it answered is retried on another. The one
+        streaming entry the upstream-shaped methods above wrap."""
+        return self._streamed(request, context, instance_id, mode, pick)
 
-    async def _to_instance(
-        self, request: Any, instance_id: int, context: Context
+    async def _streamed(
+        self,
+        request: Any,
+        context: Context,
+        instance_id: int | None,
+        mode: str,
+        pick: Callable[[set[int]], int] | None,
     ) -> AsyncIterator[Any]:
-        if not self._routable(instance_id):
-            raise UnknownInstanceError(self.endpoint.path, instance_id)
-        record = self._instances[instance_id]
-        self._busy[instance_id] += 1
-        try:
-            # Each worker by the request plane its record names.
-            if record.transport == "tcp":
-                responses = self.runtime.tcp_client.stream(
-                    record.address, instance_id, request, context
-                )
-            else:
-                responses = stream_request(
-                    self.runtime.nats, record.address, instance_id, request, context
-                )
-            async for item in responses:
-                yield item
-        except InstanceGoneError:
-            self.mark_down(instance_id)
-            raise
-        finally:
-            self._busy[instance_id] -= 1
-            if not self._busy[instance_id]:
-                del self._busy[instance_id]
-
-    async def _routed(
-        self, request: Any, context: Context, mode: str, pick: Callable[[set[int]], int] | None
-    ) -> AsyncIterator[Any]:
-        """Route, and retry on another instance if the chosen one is gone before it answered."""
+        """`stream`, in one generator: every item of a response passes through each layer of
+        generators between the request plane and the HTTP writer, so routing, the retry before
+        the first item and the in-flight count share one."""
         tried: set[int] = set()
-        if not self.instance_ids():
+        if instance_id is None and not self.instance_ids():
             # A model is announced just before its worker starts serving: give it a moment.
             try:
                 await self.wait_for_instances(NO_INSTANCE_WAIT_SECONDS)
             except TimeoutError:
                 raise NoInstancesError(self.endpoint.path) from None
         while True:
-            instance_id = pick(tried) if pick is not None else self._pick(mode, tried)
+            if instance_id is not None:
+                if not self._routable(instance_id):
+                    raise UnknownInstanceError(self.endpoint.path, instance_id)
+                target = instance_id
+            else:
+                target = pick(tried) if pick is not None else self._pick(mode, tried)
+            record = self._instances[target]
+            # Each worker by the request plane its record names.
+            if record.transport == "tcp":
+                responses = self.runtime.tcp_client.stream(record.address, target, request, context)
+            else:
+                responses = stream_request(
+                    self.runtime.nats, record.address, target, request, context
+                )
+            self._busy[target] += 1
             streamed = False
             try:
-                async for item in self._to_instance(request, instance_id, context):
+                async for item in responses:
                     streamed = True
                     yield item
                 return
             except InstanceGoneError:
-                if streamed:
+                self.mark_down(target)
+                if streamed or instance_id is not None:
                     raise
-                tried.add(instance_id)
+                # Gone before it answered: another instance (not with an instance named).
+                tried.add(target)
                 log.info(
                     "retrying request %s on another instance of %s",
                     context.id(),
                     self.endpoint.path,
                 )
+            finally:
+                try:
+                    # Now, not when the collector finds it: a stream left early stops its worker.
+                    await responses.aclose()  # type: ignore[attr-defined]
+                finally:
+                    self._busy[target] -= 1
+                    if not self._busy[target]:
+                        del self._busy[target]
