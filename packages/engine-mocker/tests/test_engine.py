@@ -5,6 +5,7 @@ import asyncio
 import pytest
 
 from dynamo.engines.mocker import MockerEngine
+from dynamo.engines.mocker._engine import MAX_CATCH_UP_S, step_start
 from dynamo.llm import Context, EngineConfig
 from dynamo.llm.engine import load_engine_class
 from dynamo.llm.errors import ContextLengthExceededError, InvalidRequestError
@@ -118,6 +119,31 @@ async def test_cancellation_frees_blocks() -> None:
     await engine.close()
 
 
+async def test_a_consumer_behind_gets_the_tokens_made_so_far_in_one_delta() -> None:
+    engine = await start(speedup_ratio=1000)
+    gen = engine.generate(
+        {**request(list(range(10)), 12), "output_options": {"logprobs": 2}}, Context()
+    )
+    first = await anext(gen)
+    assert len(first["token_ids"]) == 1
+    seq = engine.scheduler.running[0]
+    await until(lambda: seq.generated == 12)  # not reading meanwhile
+    rest = [c async for c in gen]
+    assert rest[-1] == {"token_ids": [], "finish_reason": "length"}
+    merged = rest[:-1]
+    assert len(merged) == 1 and len(merged[0]["token_ids"]) == 11
+    assert len(merged[0]["log_probs"]) == len(merged[0]["top_logprobs"]) == 11
+    await engine.close()
+
+
+def test_steps_are_timed_from_the_previous_steps_due_end() -> None:
+    assert step_start(10.0, None) == 10.0  # after an idle wait: now
+    assert step_start(10.003, 10.0) == 10.0  # woke late: the lateness is not added again
+    assert step_start(9.999, 10.0) == 10.0
+    late = 10.0 + MAX_CATCH_UP_S + 0.001
+    assert step_start(late, 10.0) == late  # a stall is not caught up in a burst
+
+
 async def test_consumer_going_away_frees_blocks() -> None:
     engine = await start(speedup_ratio=1000)
     gen = engine.generate(request(list(range(10)), 100_000), Context())
@@ -147,8 +173,10 @@ async def test_events_drive_a_router_to_this_worker(recorder) -> None:
 
 
 async def test_metrics_shape() -> None:
-    engine = await start(speedup_ratio=1000, max_num_seqs=1)
-    first = engine.generate(request([1] * 8, 100), Context())
+    # Realistic pacing: the first request (it fills the 64 blocks in ~250 steps, then ends)
+    # is still decoding while the second waits.
+    engine = await start(speedup_ratio=1, max_num_seqs=1)
+    first = engine.generate(request([1] * 8, 100_000), Context())
     assert (await anext(first))["token_ids"]
     second = asyncio.create_task(anext(engine.generate(request([2] * 8, 100), Context())))
     await until(lambda: len(engine.scheduler.waiting) == 1)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, Self
 
@@ -104,33 +105,39 @@ class MockerEngine(Engine):
         vocab = [t for t in dict.fromkeys(prompt) if t not in eos] or [t for t in prompt]
         top = opts.logprobs
         rng = random.Random(hash((context.id(), len(prompt))))
-        queue: asyncio.Queue[int | None] = asyncio.Queue()
-        seq = Sequence_(context.id(), prompt, max_tokens, queue.put_nowait, vocab)
+        stream = _TokenStream()
+        pending = stream.pending
+        seq = Sequence_(context.id(), prompt, max_tokens, stream.emit, vocab)
         self.scheduler.add(seq)
         self._ensure_loop()
         stop_wait = asyncio.ensure_future(context.stopped())
+        stop_wait.add_done_callback(stream.wake)
         usage_sent = False
         try:
             while True:
-                if queue.empty():
-                    get = asyncio.ensure_future(queue.get())
-                    await asyncio.wait({get, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-                    if not get.done():
-                        get.cancel()
+                if not pending:
+                    if stop_wait.done():
                         break
-                    token = get.result()
-                else:
-                    token = queue.get_nowait()
-                if token is None:
+                    await stream.wait()
+                    if not pending:
+                        break  # stopped
+                # Every token made since the consumer last read goes out in one delta, as
+                # vLLM's output collector merges outputs a slow consumer has not taken yet; a
+                # consumer that keeps up gets one token per step.
+                tokens: list[int] = []
+                while pending and pending[0] is not None:
+                    tokens.append(pending.popleft())  # type: ignore[arg-type]
+                if not tokens:
+                    pending.popleft()  # None: the scheduler is done with it
                     if seq.cancelled:
                         break
                     yield {"token_ids": [], "finish_reason": "length"}
                     return
-                delta: dict[str, Any] = {"token_ids": [token]}
+                delta: dict[str, Any] = {"token_ids": tokens}
                 if top is not None:
-                    logprob, candidates = made_up_logprobs(token, vocab, int(top), rng)
-                    delta["log_probs"] = [logprob]
-                    delta["top_logprobs"] = [candidates]
+                    made = [made_up_logprobs(t, vocab, int(top), rng) for t in tokens]
+                    delta["log_probs"] = [logprob for logprob, _ in made]
+                    delta["top_logprobs"] = [candidates for _, candidates in made]
                 if not usage_sent:
                     # Prefix-cache hits are known from admission: sent with the first token, so
                     # a frontend that stops at max_tokens before the last message still has it.
@@ -141,7 +148,7 @@ class MockerEngine(Engine):
                 yield {"token_ids": [], "finish_reason": "cancelled"}
         finally:
             stop_wait.cancel()
-            if seq.generated < seq.max_tokens or not queue.empty():
+            if seq.generated < seq.max_tokens or pending:
                 seq.cancelled = True
                 self._wake.set()
 
@@ -153,7 +160,11 @@ class MockerEngine(Engine):
     async def _run(self) -> None:
         sched = self.scheduler
         opts = self.opts
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None  # when the step just completed was due to end
         while not self._closed:
+            start = step_start(loop.time(), deadline)
+            deadline = None
             sched.drop_cancelled()
             self.kv.flush_events()
             self._report()
@@ -168,8 +179,11 @@ class MockerEngine(Engine):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), 0.05)
                 continue
-            delay = sched.step_ms(step) / opts.speedup_ratio / 1000.0 if opts.sleeps else 0.0
-            await asyncio.sleep(delay)
+            if opts.sleeps:
+                deadline = start + sched.step_ms(step) / opts.speedup_ratio / 1000.0
+                await asyncio.sleep(max(deadline - loop.time(), 0.0))
+            else:
+                await asyncio.sleep(0)
             sched.complete(step)
 
     async def close(self) -> None:
@@ -215,6 +229,55 @@ class MockerEngine(Engine):
             },
             "spec_decode_stats": None,
         }
+
+
+#: How late a step may start and still be timed from when the step before it was due to end.
+MAX_CATCH_UP_S = 0.05
+
+
+def step_start(now: float, previous_deadline: float | None) -> float:
+    """When the step about to be planned starts, for timing it: the end the step before it was
+    due (steps run back to back), or `now` after an idle wait or a stall over `MAX_CATCH_UP_S`.
+
+    Upstream's pass ends at its start plus its modeled time (a precise timer; what it does
+    between passes costs microseconds in Rust), so its steps keep the modeled pace. Ours would
+    lose ground every step: asyncio's sleep wakes up to 1 ms late (epoll's timeout is in whole
+    ms, rounded up) and handing the step's tokens out costs Python time; timing each step from
+    the previous one's due end takes that lateness out of the next step's sleep. A longer stall
+    (the host descheduled us) is not caught up in a burst of unslept steps."""
+    if previous_deadline is not None and now - previous_deadline <= MAX_CATCH_UP_S:
+        return previous_deadline
+    return now
+
+
+class _TokenStream:
+    """The tokens the scheduler made for one request and not yet read, and the one waiter.
+
+    The scheduler's `emit` appends and wakes the reader through a bare future: no task or
+    `asyncio.wait` per token (an `asyncio.Queue` read beside the stop signal cost both)."""
+
+    __slots__ = ("_waiter", "pending")
+
+    def __init__(self) -> None:
+        self.pending: deque[int | None] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def emit(self, token: int | None) -> None:
+        self.pending.append(token)
+        self.wake()
+
+    def wake(self, _: object = None) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Until a token comes or `wake` is called (the request was stopped)."""
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
 
 
 def _usage(prompt_tokens: int, seq: Sequence_) -> dict[str, Any]:

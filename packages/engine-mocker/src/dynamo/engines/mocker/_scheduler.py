@@ -62,6 +62,8 @@ class Sequence_:
     cached_tokens: int = 0
     #: The prompt's length (`tokens` grows by the output); 0 at construction means len(tokens).
     prompt_len: int = 0
+    #: In the scheduler's running list (a flag, so that checking it costs no list scan).
+    running: bool = False
 
     def __post_init__(self) -> None:
         if not self.prompt_len:
@@ -112,7 +114,7 @@ class MockScheduler:
         step = Step()
         budget = self.opts.max_num_batched_tokens
         for seq in list(self.running):
-            if seq not in self.running:  # preempted by an earlier one in this loop
+            if not seq.running:  # preempted by an earlier one in this loop
                 continue
             if seq.prefilling:
                 chunk = min(seq.prefill_target - seq.computed, budget)
@@ -139,6 +141,7 @@ class MockScheduler:
                 break
             self.waiting.popleft()
             self.running.append(seq)
+            seq.running = True
             chunk = min(seq.prefill_target - seq.computed, budget)
             if seq.computed + chunk == seq.prefill_target and not self._room_for_token(seq):
                 break  # it preempted itself: it is first in line again
@@ -206,14 +209,14 @@ class MockScheduler:
 
     def complete(self, step: Step) -> None:
         for seq, chunk in step.prefill:
-            if seq not in self.running:
+            if not seq.running:
                 continue
             seq.computed += chunk
             self.stats.computed_prefill_tokens += chunk
             if not seq.prefilling:
                 self._next_token(seq)
         for seq in step.decode:
-            if seq in self.running:
+            if seq.running:
                 self._next_token(seq)
 
     def _next_token(self, seq: Sequence_) -> None:
@@ -249,8 +252,9 @@ class MockScheduler:
 
     def finish(self, seq: Sequence_) -> None:
         """The request is done (length reached or cancelled): its blocks go back."""
-        if seq in self.running:
+        if seq.running:
             self.running.remove(seq)
+            seq.running = False
             self._release(seq)
         elif seq in self.waiting:
             self.waiting.remove(seq)
@@ -259,6 +263,7 @@ class MockScheduler:
 
     def preempt(self, seq: Sequence_) -> None:
         self.running.remove(seq)
+        seq.running = False
         self._release(seq)
         seq.computed = 0
         seq.prefill_target = 0
