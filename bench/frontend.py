@@ -285,12 +285,30 @@ def medians(runs: list[dict]) -> dict[str, float]:
         "itl_p50_ms",
         "itl_p99_ms",
         "server_cpu_us_per_token",
+        "engine_cpu_us_per_token",
+        "client_cpu_us_per_token",
     )
     return {
         f"median_{key}": round(statistics.median(r[key] for r in runs), 2)
         for key in keys
         if all(key in r for r in runs)
     }
+
+
+def engine_pids(frontend: int | None) -> list[int]:
+    """The engine workers this run started beside the frontend (ours: `in=dyn://...`;
+    upstream's: `dynamo.mocker`), so their CPU per token is reported apart from the frontend's:
+    the whole system is on the same cores, and a slow worker caps requests/s as surely as a slow
+    frontend. Empty when the engine runs inside the frontend (`local`) or with `--url`."""
+    found = []
+    for pid in process_tree(os.getpid())[1:]:
+        if pid == frontend:
+            continue
+        with contextlib.suppress(OSError):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if any(a.startswith(b"in=dyn://") or a == b"dynamo.mocker" for a in argv):
+                found.append(pid)
+    return found
 
 
 def measure(args: argparse.Namespace, extra: list[str], shape: Shape) -> dict:
@@ -307,12 +325,17 @@ def measure(args: argparse.Namespace, extra: list[str], shape: Shape) -> dict:
                 60,
             )
         )
+        engines = engine_pids(pid)
         cpu0 = process_tree_cpu_seconds(pid) if pid else None
+        engine_cpu0 = sum(process_tree_cpu_seconds(each) for each in engines)
+        client_cpu0 = time.process_time()
         results, wall = asyncio.run(
             run_load(
                 endpoint, model, args.concurrency, args.requests, args.max_tokens, args.duration
             )
         )
+        client_cpu = time.process_time() - client_cpu0
+        engine_cpu = sum(process_tree_cpu_seconds(each) for each in engines) - engine_cpu0
         cpu = process_tree_cpu_seconds(pid) - cpu0 if pid and cpu0 is not None else None
         rss = sum(process_rss_mib(each) for each in process_tree(pid)) if pid else None
     report = {
@@ -333,6 +356,10 @@ def measure(args: argparse.Namespace, extra: list[str], shape: Shape) -> dict:
     if cpu is not None and results.tokens:
         report["server_cpu_s"] = round(cpu, 3)
         report["server_cpu_us_per_token"] = round(cpu / results.tokens * 1e6, 1)
+    if results.tokens:
+        report["client_cpu_us_per_token"] = round(client_cpu / results.tokens * 1e6, 1)
+        if engines:
+            report["engine_cpu_us_per_token"] = round(engine_cpu / results.tokens * 1e6, 1)
     if rss is not None:
         report["server_rss_mib"] = round(rss)
     if results.itl:
