@@ -24,12 +24,21 @@ class _FailingClient:
     def __init__(self, error: Exception):
         self.error = error
 
-    def stream(self, request, context, **kw):
+    def stream(self, request, context, *, errors=None, **kw):
+        """Fails as `Client.stream` does: with `errors`, raises what they map the error to."""
+
         async def fail():
-            raise self.error
+            raise self.error if errors is None else errors(self.error)
             yield  # pragma: no cover
 
         return fail()
+
+
+class _OwnStreams(RouterEngine):
+    """Opens its streams its own way, as the KV router does: not through `errors`."""
+
+    def open_stream(self, request, context):
+        return self.client.stream(request, context)
 
 
 @pytest.mark.parametrize(
@@ -40,12 +49,23 @@ class _FailingClient:
         (PayloadTooLargeError(2 << 20, 1 << 20), RequestTooLargeError, 413),
     ],
 )
-async def test_runtime_errors_become_request_errors(error, expected, status):
-    engine = RouterEngine(_FailingClient(error))  # type: ignore[arg-type]
+@pytest.mark.parametrize("engine_class", [RouterEngine, _OwnStreams])
+async def test_runtime_errors_become_request_errors(error, expected, status, engine_class):
+    engine = engine_class(_FailingClient(error))  # type: ignore[arg-type]
     with pytest.raises(expected) as raised:
         async for _ in engine.generate({"token_ids": [1]}, Context()):
             pass
     assert type(raised.value) is expected and raised.value.status_code == status
+
+
+@pytest.mark.parametrize("engine_class", [RouterEngine, _OwnStreams])
+async def test_other_errors_pass_through_unchanged(engine_class):
+    error = ValueError("not the runtime's")
+    engine = engine_class(_FailingClient(error))  # type: ignore[arg-type]
+    with pytest.raises(ValueError) as raised:
+        async for _ in engine.generate({"token_ids": [1]}, Context()):
+            pass
+    assert raised.value is error
 
 
 def test_an_unknown_router_mode_is_refused():

@@ -6,7 +6,7 @@ the pipeline's request errors; the runtime below knows nothing of them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from dynamo.llm.errors import (
@@ -54,38 +54,68 @@ class RouterEngine:
     def open_stream(self, request: dict[str, Any], context: Context) -> AsyncIterator[Any]:
         """The worker's response stream: to `nvext.backend_instance_id` if the request names one,
         else to the instance the router mode picks. Subclasses choose instances differently."""
+        return self._client_stream(request, context)
+
+    def generate(self, request: dict[str, Any], context: Context) -> AsyncIterator[Any]:
+        """The worker's responses, with network failures as the pipeline's request errors.
+
+        With the client's own choice of instance, the client's stream translates them itself
+        (`Client.stream(errors=...)`): every token passes through each generator between the
+        request plane and the HTTP writer, and this one would only forward them. A subclass
+        that opens its streams its own way (the KV router) gets them translated around it."""
+        if type(self).open_stream is RouterEngine.open_stream:
+            return self._client_stream(request, context, translate_error)
+        return self._translated(self.open_stream(request, context))
+
+    def _client_stream(
+        self,
+        request: dict[str, Any],
+        context: Context,
+        errors: Callable[[Exception], Exception] | None = None,
+    ) -> AsyncIterator[Any]:
         target = pinned_instance(request)
         if target is not None:
-            return self.client.stream(request, context, instance_id=target)
-        return self.client.stream(request, context, mode=self.mode)
+            return self.client.stream(request, context, instance_id=target, errors=errors)
+        return self.client.stream(request, context, mode=self.mode, errors=errors)
 
-    async def generate(self, request: dict[str, Any], context: Context) -> AsyncIterator[Any]:
-        stream = self.open_stream(request, context)
+    async def _translated(self, stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
         try:
             async for item in stream:
                 yield item
-        except UnknownInstanceError as e:
-            raise InvalidRequestError(
-                f"nvext.backend_instance_id: {e}", param="nvext.backend_instance_id"
-            ) from None
-        except NoInstancesError as e:
-            raise ServiceUnavailableError(str(e)) from None
-        except RequestPlaneDownError as e:
-            raise ServiceUnavailableError(
-                str(e), code="request_plane_unavailable", retry_after=REQUEST_PLANE_RETRY_AFTER
-            ) from None
-        except PayloadTooLargeError as e:
-            raise RequestTooLargeError(str(e)) from None
-        except InstanceGoneError as e:
-            raise WorkerLostError(str(e)) from None
-        except RemoteError as e:
-            if e.status is not None and 400 <= e.status < 500:
-                raise _request_error(e) from None
-            if e.status == 503:  # the worker stopped (shut down without finishing the stream)
-                raise WorkerLostError(e.message) from None
-            raise EngineFailedError(e.message) from None
+        except Exception as e:
+            mapped = translate_error(e)
+            if mapped is e:
+                raise
+            raise mapped from None
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
+
+
+def translate_error(e: Exception) -> Exception:
+    """The pipeline's request error for a runtime error (`e` itself for any other): no workers
+    is a 503, a worker that died a 502, a `backend_instance_id` naming no worker of the model a
+    400, a request too big for the request plane a 413, and a worker's own 4xx passes through."""
+    if isinstance(e, UnknownInstanceError):
+        return InvalidRequestError(
+            f"nvext.backend_instance_id: {e}", param="nvext.backend_instance_id"
+        )
+    if isinstance(e, NoInstancesError):
+        return ServiceUnavailableError(str(e))
+    if isinstance(e, RequestPlaneDownError):
+        return ServiceUnavailableError(
+            str(e), code="request_plane_unavailable", retry_after=REQUEST_PLANE_RETRY_AFTER
+        )
+    if isinstance(e, PayloadTooLargeError):
+        return RequestTooLargeError(str(e))
+    if isinstance(e, InstanceGoneError):
+        return WorkerLostError(str(e))
+    if isinstance(e, RemoteError):
+        if e.status is not None and 400 <= e.status < 500:
+            return _request_error(e)
+        if e.status == 503:  # the worker stopped (shut down without finishing the stream)
+            return WorkerLostError(e.message)
+        return EngineFailedError(e.message)
+    return e
 
 
 def pinned_instance(request: dict[str, Any]) -> int | None:
@@ -108,4 +138,4 @@ def _request_error(e: RemoteError) -> RequestError:
     return error
 
 
-__all__ = ["ROUTER_MODES", "RouterEngine", "pinned_instance"]
+__all__ = ["ROUTER_MODES", "RouterEngine", "pinned_instance", "translate_error"]

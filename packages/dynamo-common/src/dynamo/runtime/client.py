@@ -204,13 +204,19 @@ class Client:
         instance_id: int | None = None,
         mode: str = "round-robin",
         pick: Callable[[set[int]], int] | None = None,
+        errors: Callable[[Exception], Exception] | None = None,
     ) -> AsyncIterator[Any]:
         """The response stream of one request: to `instance_id` if given (no retry elsewhere),
         else to the instance `pick(excluded_ids)` chooses, else by `mode` (`round-robin`,
         `random`, `least-loaded` or `power-of-two`: `dynamo.runtime.load_balance`). Without
         `instance_id`, an instance gone before it answered is retried on another. The one
-        streaming entry the upstream-shaped methods above wrap."""
-        return self._streamed(request, context, instance_id, mode, pick)
+        streaming entry the upstream-shaped methods above wrap.
+
+        `errors` maps the stream's exceptions to the caller's own (returning one unchanged
+        re-raises it as it was): a caller that would otherwise wrap the stream in a generator
+        of its own only to translate them (the LLM layer's `RouterEngine`) adds no layer that
+        every item passes through."""
+        return self._streamed(request, context, instance_id, mode, pick, errors)
 
     async def _streamed(
         self,
@@ -219,55 +225,65 @@ class Client:
         instance_id: int | None,
         mode: str,
         pick: Callable[[set[int]], int] | None,
+        errors: Callable[[Exception], Exception] | None,
     ) -> AsyncIterator[Any]:
         """`stream`, in one generator: every item of a response passes through each layer of
         generators between the request plane and the HTTP writer, so routing, the retry before
         the first item and the in-flight count share one."""
-        tried: set[int] = set()
-        if instance_id is None and not self.instance_ids():
-            # A model is announced just before its worker starts serving: give it a moment.
-            try:
-                await self.wait_for_instances(NO_INSTANCE_WAIT_SECONDS)
-            except TimeoutError:
-                raise NoInstancesError(self.endpoint.path) from None
-        while True:
-            if instance_id is not None:
-                if not self._routable(instance_id):
-                    raise UnknownInstanceError(self.endpoint.path, instance_id)
-                target = instance_id
-            else:
-                target = pick(tried) if pick is not None else self._pick(mode, tried)
-            record = self._instances[target]
-            # Each worker by the request plane its record names.
-            if record.transport == "tcp":
-                responses = self.runtime.tcp_client.stream(record.address, target, request, context)
-            else:
-                responses = stream_request(
-                    self.runtime.nats, record.address, target, request, context
-                )
-            self._busy[target] += 1
-            streamed = False
-            try:
-                async for item in responses:
-                    streamed = True
-                    yield item
-                return
-            except InstanceGoneError:
-                self.mark_down(target)
-                if streamed or instance_id is not None:
-                    raise
-                # Gone before it answered: another instance (not with an instance named).
-                tried.add(target)
-                log.info(
-                    "retrying request %s on another instance of %s",
-                    context.id(),
-                    self.endpoint.path,
-                )
-            finally:
+        try:
+            tried: set[int] = set()
+            if instance_id is None and not self.instance_ids():
+                # A model is announced just before its worker starts serving: give it a moment.
                 try:
-                    # Now, not when the collector finds it: a stream left early stops its worker.
-                    await responses.aclose()  # type: ignore[attr-defined]
+                    await self.wait_for_instances(NO_INSTANCE_WAIT_SECONDS)
+                except TimeoutError:
+                    raise NoInstancesError(self.endpoint.path) from None
+            while True:
+                if instance_id is not None:
+                    if not self._routable(instance_id):
+                        raise UnknownInstanceError(self.endpoint.path, instance_id)
+                    target = instance_id
+                else:
+                    target = pick(tried) if pick is not None else self._pick(mode, tried)
+                record = self._instances[target]
+                # Each worker by the request plane its record names.
+                if record.transport == "tcp":
+                    responses = self.runtime.tcp_client.stream(
+                        record.address, target, request, context
+                    )
+                else:
+                    responses = stream_request(
+                        self.runtime.nats, record.address, target, request, context
+                    )
+                self._busy[target] += 1
+                streamed = False
+                try:
+                    async for item in responses:
+                        streamed = True
+                        yield item
+                    return
+                except InstanceGoneError:
+                    self.mark_down(target)
+                    if streamed or instance_id is not None:
+                        raise
+                    # Gone before it answered: another instance (not with an instance named).
+                    tried.add(target)
+                    log.info(
+                        "retrying request %s on another instance of %s",
+                        context.id(),
+                        self.endpoint.path,
+                    )
                 finally:
-                    self._busy[target] -= 1
-                    if not self._busy[target]:
-                        del self._busy[target]
+                    try:
+                        # Now, not when the collector finds it: a stream left early stops its
+                        # worker at once.
+                        await responses.aclose()  # type: ignore[attr-defined]
+                    finally:
+                        self._busy[target] -= 1
+                        if not self._busy[target]:
+                            del self._busy[target]
+        except Exception as e:
+            mapped = e if errors is None else errors(e)
+            if mapped is e:
+                raise
+            raise mapped from None
