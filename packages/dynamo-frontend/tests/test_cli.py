@@ -186,3 +186,14 @@ def test_a_busy_port_is_one_usage_error():
             "--http-host", "127.0.0.1", "--http-port", str(port),
         )  # fmt: skip
     assert_one_line_error(result, 2, f"127.0.0.1:{port}", "in use")
+
+
+def test_the_cli_module_does_not_load_the_chat_pipeline():
+    """Start-up (issue 14 item 5): a worker or an HTTP frontend loads what its mode needs, from
+    `run_mode`; importing the CLI itself must not bring in the chat pipeline and the OpenAI
+    request models."""
+    code = "import sys, dynamo.frontend.cli; print('\\n'.join(sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(out.stdout.split())
+    assert "dynamo.frontend.cli" in loaded
+    assert not loaded & {"dynamo.llm.pipeline", "dynamo.llm.protocols.openai"}

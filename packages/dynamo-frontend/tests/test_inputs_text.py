@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from dynamo.frontend.inputs import text
-from dynamo.frontend.inputs.common import InputError
+from dynamo.frontend.inputs import InputError, text
 from dynamo.llm.errors import InvalidRequestError
 from dynamo.llm.features import Feature
 from dynamo.llm.model_type import ModelType

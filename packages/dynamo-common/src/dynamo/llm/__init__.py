@@ -5,13 +5,14 @@ Upstream's worker-side load metrics (`WorkerMetricsPublisher`, `ForwardPassMetri
 `from dynamo.llm import ...` writes them; they load on first use (they live in `dynamo.llm.kv`).
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dynamo.llm.engine import Engine, EngineConfig
 from dynamo.llm.errors import EngineError
 from dynamo.llm.model_type import ModelType
 from dynamo.llm.register import register_llm
 from dynamo.runtime.context import Context
+from dynamo.runtime.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:  # for type checkers; at run time they load on first use (`__getattr__`)
     from dynamo.llm.kv.load_metrics import (
@@ -31,15 +32,7 @@ _LOAD_METRICS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LOAD_METRICS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _LOAD_METRICS)
 
 
 __all__ = [

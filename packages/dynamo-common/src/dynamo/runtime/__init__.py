@@ -3,8 +3,9 @@ upstream's worker API."""
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dynamo.runtime.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from dynamo.runtime.client import Client
@@ -40,13 +41,9 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'dynamo.runtime' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"dynamo.runtime.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(
+    __name__, {name: f"dynamo.runtime.{module}" for name, module in _WHERE.items()}
+)
 
 
 __all__ = [

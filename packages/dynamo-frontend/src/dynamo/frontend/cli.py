@@ -12,7 +12,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from dynamo.frontend.flags import UsageError, parse_command_line
-from dynamo.frontend.inputs.common import InputError
+from dynamo.frontend.inputs import InputError
 from dynamo.frontend.logging_setup import setup_logging
 from dynamo.frontend.modes import run_mode
 from dynamo.frontend.process_exit import exit_process

@@ -19,7 +19,8 @@ from typing import Any, BinaryIO
 import orjson
 from tqdm import tqdm
 
-from dynamo.frontend.inputs.common import InputError, chat_turn
+from dynamo.frontend.inputs import InputError
+from dynamo.frontend.inputs.common import chat_turn
 from dynamo.llm.errors import RequestError
 from dynamo.llm.pipeline import ServedModel
 from dynamo.runtime.context import Context

@@ -9,11 +9,6 @@ from dynamo.llm.pipeline import ServedModel, StreamDelta
 from dynamo.llm.protocols.openai import ChatCompletionRequest
 from dynamo.runtime.context import Context
 
-
-class InputError(Exception):
-    """An input cannot run (unreadable file, empty stdin): one line, exit code 1."""
-
-
 # The seed's defaults for the non-HTTP inputs.
 MAX_TOKENS = 8192
 TEMPERATURE = 0.7

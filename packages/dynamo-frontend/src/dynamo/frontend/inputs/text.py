@@ -7,7 +7,8 @@ import contextlib
 import sys
 import threading
 
-from dynamo.frontend.inputs.common import InputError, chat_turn
+from dynamo.frontend.inputs import InputError
+from dynamo.frontend.inputs.common import chat_turn
 from dynamo.llm.errors import RequestError
 from dynamo.llm.pipeline import ServedModel
 from dynamo.runtime.context import Context
