@@ -122,6 +122,7 @@ def test_text_mode_leaves_at_once_at_the_prompt(how):
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert proc.stderr is not None
     os.close(terminal)
     try:
         deadline = time.monotonic() + 60
