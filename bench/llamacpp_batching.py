@@ -15,7 +15,9 @@ is clocked apart from the rest: on a shared machine the decode's own time swings
 by more than the sides differ, the time around it does not. `engine_1_overhead_ms_per_token`
 against `direct_overhead_ms_per_token` is what the engine adds per token, and
 `engine_1_vs_direct_at_equal_decode` the ratio of the two rates had each side's decode taken
-direct's median time.
+direct's median time. `engine_N_overhead_ms_per_token` is the same split for the N-stream side:
+what the decode thread adds around each batched step (batch building, N samplings, the hand-off),
+per token of the N.
 
     uv run python bench/llamacpp_batching.py --streams 8 --max-tokens 64 --rounds 3
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import time
 
@@ -172,6 +175,9 @@ async def main() -> None:
     rates: dict[str, list[float]] = {"direct": [], "engine_1": [], f"engine_{args.streams}": []}
     # Per token of the one-stream sides: (seconds inside llama_decode, seconds outside it).
     split: dict[str, list[tuple[float, float]]] = {"direct": [], "engine_1": []}
+    # The same for the N-stream side, per token of all N: the decode thread's work per step
+    # (batch building, N samplings, the hand-off) spread over the step's N tokens.
+    split_n: list[tuple[float, float]] = []
     clock = DecodeClock()
     clock.install()
     tokens_1 = len(singles) * args.max_tokens
@@ -190,9 +196,11 @@ async def main() -> None:
             before = clock.seconds
             rate = await engine_sequential(engine, singles, args.max_tokens)
             rates["engine_1"].append(clocked("engine_1", rate, before))
-            rates[f"engine_{args.streams}"].append(
-                await engine_concurrent(engine, prompts, args.max_tokens)
-            )
+            before = clock.seconds
+            rate = await engine_concurrent(engine, prompts, args.max_tokens)
+            rates[f"engine_{args.streams}"].append(rate)
+            decode_n = (clock.seconds - before) / (len(prompts) * args.max_tokens)
+            split_n.append((decode_n, 1 / rate - decode_n))
     finally:
         await engine.close()
         llm.close()
@@ -214,6 +222,13 @@ async def main() -> None:
                 "engine_1_vs_direct_at_equal_decode": round(
                     (decode + overhead["direct"]) / (decode + overhead["engine_1"]), 3
                 ),
+                f"engine_{args.streams}_decode_ms_per_token": round(
+                    statistics.median(d for d, _ in split_n) * 1e3, 2
+                ),
+                f"engine_{args.streams}_overhead_ms_per_token": round(
+                    statistics.median(o for _, o in split_n) * 1e3, 3
+                ),
+                "load_1min": round(os.getloadavg()[0], 1),
                 f"engine_{args.streams}_vs_engine_1": round(
                     median[f"engine_{args.streams}"] / median["engine_1"], 2
                 ),
