@@ -11,6 +11,11 @@ e.g. from `git archive`), each round measures that tree's sources too, alternati
 see the same load. The worker runs with file discovery and the TCP request plane, so no etcd or
 NATS is needed. One JSON line per measurement.
 
+The children may write Python's bytecode cache (`PYTHONDONTWRITEBYTECODE` is dropped from their
+environment), and one untimed start of each kind per tree comes first, so the timed starts find
+it: an installed package has its bytecode (pip compiles it at install, and `uv run` writes it on
+the first import), and a start without it measures the compiler instead (about twice the CPU).
+
     uv run python bench/startup.py --rounds 5
     git archive HEAD~3 packages | tar -x -C /tmp/before
     uv run python bench/startup.py --rounds 5 --before /tmp/before
@@ -38,6 +43,7 @@ CLI = [sys.executable, "-m", "dynamo.frontend.cli"]
 
 def _env(tree: str | None, extra: dict[str, str]) -> dict[str, str]:
     env = {**os.environ, "DYN_LOG": "warn", **extra}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # see the module's doc
     if tree:
         sources = sorted(str(p) for p in Path(tree, "packages").glob("*/src"))
         env["PYTHONPATH"] = os.pathsep.join(sources)
@@ -111,6 +117,9 @@ def main() -> None:
     args = p.parse_args()
     trees: list[str | None] = [None, args.before] if args.before else [None]
     times: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for measure in (http_start, worker_start):  # untimed: writes the bytecode cache
+        for tree in trees:
+            measure(tree)
     for _ in range(args.rounds):
         for what, measure in (("http", http_start), ("worker", worker_start)):
             for tree in trees:

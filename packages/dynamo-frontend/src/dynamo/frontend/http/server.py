@@ -122,6 +122,8 @@ async def serve_http(
         log_config=None,
         access_log=False,
         http="httptools",
+        # No WebSocket routes: "auto" would import the websockets library at every start.
+        ws="none",
         timeout_graceful_shutdown=graceful_timeout,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         lifespan="off",
