@@ -159,6 +159,7 @@ class KvScheduler:
         costs: list[float] = []
         features: list[TtftFeatures] = []
         request_blocks = -(-isl // bs)
+        predict = model.predictor(prefill_weight)
         for worker in workers:
             load = loads.get(worker)
             blocks = 0
@@ -178,7 +179,7 @@ class KvScheduler:
                 ahead += max(waiting.get(worker, 0) - own_waiting, 0) * mean
             f = TtftFeatures(ahead, blocks, busy)
             features.append(f)
-            cost = model.predict(worker, f, prefill_weight)
+            cost = predict(worker, f)
             total = capacity.get(worker, 0) if capacity is not None else 0
             if total and blocks + request_blocks - overlap > total:
                 cost += model.request_s

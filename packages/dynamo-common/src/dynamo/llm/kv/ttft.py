@@ -40,6 +40,7 @@ shape of upstream's mocker timings); the first few dozen first tokens replace th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 #: Prior coefficients: seconds, seconds per 1000 prefill tokens, seconds per 1000 active blocks,
@@ -105,10 +106,21 @@ class TtftModel:
     def predict(self, worker: int, features: TtftFeatures, prefill_weight: float = 1.0) -> float:
         """Seconds to the first token on `worker`; `prefill_weight` scales the prefill term
         (the per-request `overlap_score_weight`)."""
+        return self.predictor(prefill_weight)(worker, features)
+
+    def predictor(self, prefill_weight: float = 1.0) -> Callable[[int, TtftFeatures], float]:
+        """`predict` with the coefficients read once, for the many workers of one routing
+        decision (clamping them per worker was a sixth of a decision's time at 64 workers)."""
         c0, c1, c2, c3 = self.coefficients()
-        x = features.vector()
-        work = prefill_weight * c1 * x[1] + c2 * x[2] + c3 * x[3]
-        return c0 + self._speed.get(worker, 1.0) * work
+        per_token = prefill_weight * c1 / 1000.0
+        per_block = c2 / 1000.0
+        speed = self._speed.get
+
+        def predict(worker: int, f: TtftFeatures) -> float:
+            work = per_token * f.prefill_tokens + per_block * f.active_blocks + c3 * f.busy
+            return c0 + speed(worker, 1.0) * work
+
+        return predict
 
     def observe(self, worker: int, features: TtftFeatures, ttft_s: float) -> None:
         """A first token came `ttft_s` seconds after the request was routed to `worker`."""
