@@ -80,11 +80,21 @@ def workload(args: argparse.Namespace) -> list[Conversation]:
     ]
     rng.shuffle(conversations)
     if args.rate > 0:
-        now = 0.0
-        for conversation in conversations:
-            now += rng.expovariate(args.rate)
-            conversation.arrival_s = now
+        for conversation, at in zip(
+            conversations, poisson_arrivals(len(conversations), args.rate, rng), strict=True
+        ):
+            conversation.arrival_s = at
     return conversations
+
+
+def poisson_arrivals(count: int, rate: float, rng: random.Random) -> list[float]:
+    """`count` arrival times (seconds from the start) of a Poisson process of `rate` per
+    second; bench/kv_routing_sim.py draws the same ones for the same seed."""
+    times, now = [], 0.0
+    for _ in range(count):
+        now += rng.expovariate(rate)
+        times.append(now)
+    return times
 
 
 def questions_per_document(args: argparse.Namespace, d: int) -> int:

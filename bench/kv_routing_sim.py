@@ -40,6 +40,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from kv_routing import poisson_arrivals, questions_per_document
+
 from dynamo.engines.mocker import KvCache, MockerOptions, MockScheduler
 from dynamo.engines.mocker._scheduler import Sequence_, Step
 from dynamo.llm.kv.hashing import local_block_hashes, sequence_hashes
@@ -117,21 +119,17 @@ def workload(args: argparse.Namespace) -> list[_Conversation]:
     rng = random.Random(args.seed)
     n_doc = int(args.words * TOKENS_PER_WORD)
     docs = [[rng.randrange(1, 49_000) for _ in range(n_doc)] for _ in range(args.documents)]
-    weights = [1 / (i + 1) ** args.tenant_skew for i in range(args.documents)]
     conversations: list[_Conversation] = []
     for d, doc in enumerate(docs):
-        n = args.questions
-        if args.tenant_skew > 0:
-            n = max(1, round(weights[d] / sum(weights) * args.documents * args.questions))
-        for _ in range(n):
+        for _ in range(questions_per_document(args, d)):
             questions = [[rng.randrange(1, 49_000) for _ in range(14)] for _ in range(args.turns)]
             conversations.append(_Conversation(d, doc, questions))
     rng.shuffle(conversations)
     if args.rate > 0:
-        now = 0.0
-        for c in conversations:
-            now += rng.expovariate(args.rate)
-            c.arrival = now
+        for c, at in zip(
+            conversations, poisson_arrivals(len(conversations), args.rate, rng), strict=True
+        ):
+            c.arrival = at
     return conversations
 
 
