@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import types
 
 import pytest
 
 from dynamo.runtime.lazy_exports import lazy_exports
+from dynamo.testing.imports import modules_loaded_after
 
 
 def _package(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
@@ -36,15 +36,9 @@ def test_an_unknown_name_is_an_attribute_error(monkeypatch):
     assert not hasattr(package, "loads")
 
 
-def _modules_after(statement: str) -> set[str]:
-    code = f"import sys\n{statement}\nprint('\\n'.join(sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return set(out.stdout.split())
-
-
 def test_the_wire_shapes_do_not_bring_the_openai_models():
     """What a worker imports stays clear of the HTTP request models (start-up time)."""
-    loaded = _modules_after("import dynamo.llm.protocols.wire")
+    loaded = modules_loaded_after("import dynamo.llm.protocols.wire")
     assert "dynamo.llm.protocols.wire" in loaded
     assert "dynamo.llm.protocols.openai" not in loaded
 

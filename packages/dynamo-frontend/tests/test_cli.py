@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from dynamo.frontend.cli import __name__ as CLI_MODULE
+from dynamo.testing.imports import modules_loaded_after
 
 
 def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
@@ -193,8 +194,6 @@ def test_the_cli_module_does_not_load_the_chat_pipeline():
     """Start-up (issue 14 item 5): a worker or an HTTP frontend loads what its mode needs, from
     `run_mode`; importing the CLI itself must not bring in the chat pipeline and the OpenAI
     request models."""
-    code = "import sys, dynamo.frontend.cli; print('\\n'.join(sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    loaded = set(out.stdout.split())
+    loaded = modules_loaded_after("import dynamo.frontend.cli")
     assert "dynamo.frontend.cli" in loaded
     assert not loaded & {"dynamo.llm.pipeline", "dynamo.llm.protocols.openai"}
