@@ -35,10 +35,10 @@ class _FailingClient:
 
 
 class _OwnStreams(RouterEngine):
-    """Opens its streams its own way, as the KV router does: not through `errors`."""
+    """Opens its streams its own way, as the KV router does, passing `errors` on."""
 
-    def open_stream(self, request, context):
-        return self.client.stream(request, context)
+    def open_stream(self, request, context, errors=None):
+        return self.client.stream(request, context, errors=errors)
 
 
 @pytest.mark.parametrize(

@@ -51,44 +51,27 @@ class RouterEngine:
         self.client = client
         self.mode = mode
 
-    def open_stream(self, request: dict[str, Any], context: Context) -> AsyncIterator[Any]:
-        """The worker's response stream: to `nvext.backend_instance_id` if the request names one,
-        else to the instance the router mode picks. Subclasses choose instances differently."""
-        return self._client_stream(request, context)
-
-    def generate(self, request: dict[str, Any], context: Context) -> AsyncIterator[Any]:
-        """The worker's responses, with network failures as the pipeline's request errors.
-
-        With the client's own choice of instance, the client's stream translates them itself
-        (`Client.stream(errors=...)`): every token passes through each generator between the
-        request plane and the HTTP writer, and this one would only forward them. A subclass
-        that opens its streams its own way (the KV router) gets them translated around it."""
-        if type(self).open_stream is RouterEngine.open_stream:
-            return self._client_stream(request, context, translate_error)
-        return self._translated(self.open_stream(request, context))
-
-    def _client_stream(
+    def open_stream(
         self,
         request: dict[str, Any],
         context: Context,
         errors: Callable[[Exception], Exception] | None = None,
     ) -> AsyncIterator[Any]:
+        """The worker's response stream: to `nvext.backend_instance_id` if the request names one,
+        else to the instance the router mode picks. Subclasses choose instances differently,
+        and pass `errors` on to the client's stream (`Client.stream(errors=...)`)."""
         target = pinned_instance(request)
         if target is not None:
             return self.client.stream(request, context, instance_id=target, errors=errors)
         return self.client.stream(request, context, mode=self.mode, errors=errors)
 
-    async def _translated(self, stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        try:
-            async for item in stream:
-                yield item
-        except Exception as e:
-            mapped = translate_error(e)
-            if mapped is e:
-                raise
-            raise mapped from None
-        finally:
-            await stream.aclose()  # type: ignore[attr-defined]
+    def generate(self, request: dict[str, Any], context: Context) -> AsyncIterator[Any]:
+        """The worker's responses, with network failures as the pipeline's request errors.
+
+        The client's stream translates them itself (`translate_error`): every token passes
+        through each generator between the request plane and the HTTP writer, and one here
+        would only forward them."""
+        return self.open_stream(request, context, translate_error)
 
 
 def translate_error(e: Exception) -> Exception:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import nats.errors
@@ -46,12 +46,22 @@ class KvRouterEngine(RouterEngine):
         #: The workers' latest load reports (read by `/metrics`).
         self.loads = loads if loads is not None else WorkerLoads()
 
-    def open_stream(self, request: dict[str, Any], context: Context) -> AsyncIterator[Any]:
+    def open_stream(
+        self,
+        request: dict[str, Any],
+        context: Context,
+        errors: Callable[[Exception], Exception] | None = None,
+    ) -> AsyncIterator[Any]:
         if request.get("backend_instance_id") is not None:
-            return super().open_stream(request, context)
-        return self._kv_stream(request, context)
+            return super().open_stream(request, context, errors)
+        return self._kv_stream(request, context, errors)
 
-    async def _kv_stream(self, request: dict[str, Any], context: Context) -> AsyncIterator[Any]:
+    async def _kv_stream(
+        self,
+        request: dict[str, Any],
+        context: Context,
+        errors: Callable[[Exception], Exception] | None,
+    ) -> AsyncIterator[Any]:
         rid = context.id()
         router = self.router
         routed = False
@@ -73,7 +83,7 @@ class KvRouterEngine(RouterEngine):
         first = True
         cache_reported = False
         try:
-            async for item in self.client.stream(request, context, pick=pick):
+            async for item in self.client.stream(request, context, pick=pick, errors=errors):
                 if first:
                     router.mark_prefill_completed(rid)
                     first = False
