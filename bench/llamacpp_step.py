@@ -34,6 +34,9 @@ from typing import Any
 import llama_cpp
 from _common import default_model
 
+from dynamo.engines.llamacpp import EngineSettings
+from dynamo.engines.llamacpp._native import NativeModel
+
 #: `--requantize` names -> llama.cpp's file types.
 FTYPES = {
     "q4_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0,
@@ -70,19 +73,18 @@ class Stepper:
 
     def __init__(self, path: str, n: int, threads: int, threads_batch: int, n_ctx: int):
         self.n = n
-        self.model: Any = llama_cpp.llama_model_load_from_file(
-            path.encode(), llama_cpp.llama_model_default_params()
+        # The engine's own loader: the context exactly as out=llamacpp makes it.
+        self.native = NativeModel.load(
+            Path(path),
+            EngineSettings(
+                n_ctx=n_ctx,
+                n_parallel=n,
+                n_batch=512,
+                context_params={"n_threads": threads, "n_threads_batch": threads_batch},
+            ),
         )
-        if not self.model:
-            raise SystemExit(f"llama.cpp could not load {path}")
-        p = llama_cpp.llama_context_default_params()
-        p.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO
-        p.n_ctx, p.n_seq_max, p.kv_unified = n_ctx * n, n, False
-        p.n_batch = p.n_ubatch = 512
-        p.n_threads, p.n_threads_batch = threads, threads_batch
-        self.ctx: Any = llama_cpp.llama_init_from_model(self.model, p)
-        self.memory: Any = llama_cpp.llama_get_memory(self.ctx)
-        self.batch: Any = llama_cpp.llama_batch_init(512, 0, 1)
+        self.ctx: Any = self.native.ctx
+        self.batch: Any = self.native.batch
         self._decode([(seq, 0, PROMPT_TOKENS) for seq in range(n)])
 
     def _decode(self, items: list[tuple[int, int, int]]) -> None:
@@ -106,13 +108,11 @@ class Stepper:
             self._decode([(seq, PROMPT_TOKENS + k, 1) for seq in range(width)])
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         for seq in range(width):
-            llama_cpp.llama_memory_seq_rm(self.memory, seq, PROMPT_TOKENS, -1)
+            self.native.clear_seq(seq, PROMPT_TOKENS)
         return wall / count * 1e3, cpu / count * 1e3
 
     def close(self) -> None:
-        llama_cpp.llama_batch_free(self.batch)
-        llama_cpp.llama_free(self.ctx)
-        llama_cpp.llama_model_free(self.model)
+        self.native.close()
 
 
 def thread_setting(text: str) -> tuple[int, int]:
