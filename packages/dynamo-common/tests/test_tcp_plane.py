@@ -13,7 +13,7 @@ import pytest
 from dynamo.runtime import RuntimeConfig, codec
 from dynamo.runtime.errors import PayloadTooLargeError, RuntimeConfigError
 from dynamo.runtime.schema import InstanceRecord
-from dynamo.runtime.tcp_plane import TcpRequestServer, split_address
+from dynamo.runtime.tcp_plane import TcpRequestServer, _CallerConnection, split_address
 from dynamo.testing import endless_counter, serve, tcp_plane
 
 
@@ -64,6 +64,37 @@ def test_an_unknown_request_plane_is_one_clear_error(monkeypatch):
     monkeypatch.setenv("DYN_TCP_RPC_PORT", "-3")
     with pytest.raises(RuntimeConfigError, match="DYN_TCP_RPC_PORT"):
         RuntimeConfig.from_env()
+
+
+class _Transport:
+    """What `_CallerConnection` writes, write by write."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def is_closing(self) -> bool:
+        return False
+
+
+async def test_a_request_goes_out_at_once_and_stops_wait_for_the_end_of_the_turn():
+    connection = _CallerConnection(1 << 20)
+    transport = _Transport()
+    connection.connection_made(transport)  # type: ignore[arg-type]
+    request = codec.tcp_message(1, codec.KIND_REQUEST, b"request")
+    stop = codec.tcp_message(2, codec.KIND_CONTROL, b"stop")
+    connection.send(2, codec.KIND_CONTROL, b"stop")
+    connection.send(3, codec.KIND_CONTROL, b"stop")
+    assert transport.writes == []  # queued
+    connection.send(1, codec.KIND_REQUEST, b"request")
+    # Written before the loop turns, after the stops queued before it, in one write.
+    assert transport.writes == [stop + codec.tcp_message(3, codec.KIND_CONTROL, b"stop") + request]
+    connection.send(2, codec.KIND_CONTROL, b"stop")
+    assert len(transport.writes) == 1
+    await asyncio.sleep(0)
+    assert transport.writes[1:] == [stop]  # nothing written twice
 
 
 @pytest.mark.integration

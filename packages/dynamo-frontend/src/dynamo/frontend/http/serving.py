@@ -149,9 +149,12 @@ class OpenAIServing:
         try:
             if first is not None:
                 timer.on_tokens(first.completion_tokens)
+                # One piece of bytes: the first event goes out at once (`EventWriter`), with
+                # the annotations that come before it.
                 if first.annotations:
-                    yield annotation_events(first.annotations)
-                yield sse(first)
+                    yield annotation_events(first.annotations) + sse(first)
+                else:
+                    yield sse(first)
                 # Several choices (n > 1) each finish: the stream's end is the last one's.
                 async for delta in stream:
                     while delta is not None:
