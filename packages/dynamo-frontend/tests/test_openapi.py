@@ -135,3 +135,33 @@ async def test_the_declared_404s_are_what_the_server_answers():
             answer = await c.request(method, path)
             assert answer.status_code == 404, (method, path, answer.text)
             assert answer.json()["error"]["message"], (method, path)
+
+
+async def test_every_route_is_a_path_with_its_methods_and_parameters():
+    """The document's skeleton comes from the app's own routes: the probes and `/metrics` are
+    there (with no body schema claimed), HEAD (which Starlette adds to each GET) and the
+    document's own pages are not, and a path's parameters are declared."""
+    doc = await openapi_document()
+    paths = doc["paths"]
+    assert doc["openapi"].startswith("3.1") and doc["info"]["title"] == "Dynamo-Py"
+    for probe in ("/health", "/live", "/metrics"):
+        assert set(paths[probe]) == {"get"}, probe
+        assert "content" not in paths[probe]["get"]["responses"]["200"], probe
+    assert not {"/openapi.json", "/docs", "/redoc"} & set(paths)
+    assert set(paths["/v1/responses/{response_id}"]) == {"get", "delete"}
+    assert paths["/v1/models/{model_id}"]["get"]["parameters"] == [
+        {"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    ]
+    assert "parameters" not in paths["/v1/models"]["get"]
+    operation_ids = [op["operationId"] for item in paths.values() for op in item.values()]
+    assert len(operation_ids) == len(set(operation_ids))
+
+
+async def test_docs_pages_load_the_document():
+    app = build_app(AppState())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        for page in ("/docs", "/redoc"):
+            answer = await c.get(page)
+            assert answer.status_code == 200, page
+            assert answer.headers["content-type"].startswith("text/html"), page
+            assert '"/openapi.json"' in answer.text, page

@@ -1,17 +1,25 @@
-"""`build_app()`: the FastAPI application with the OpenAI routes, health, and metrics."""
+"""`build_app()`: the ASGI application with the OpenAI routes, health, and metrics.
+
+A Starlette application, not FastAPI's: every route reads its own body (a request template
+applies first, every error goes through one mapper) and `openapi` writes the document from our
+own schemas, so FastAPI's one service here was that document's skeleton, and importing it cost
+about as much CPU as everything else on the way to serving (it builds its OpenAPI models and
+imports pydantic.v1; issue 14's start-up target). See docs/decisions.md.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fastapi import FastAPI, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route as AppRoute
 
 from dynamo.frontend.admission import Admission, AdmissionOptions
-from dynamo.frontend.http import anthropic, embeddings, models, openapi, responses, tokenize
-from dynamo.frontend.http.anthropic import AnthropicServing
+from dynamo.frontend.http import embeddings, models, openapi, responses, tokenize
 from dynamo.frontend.http.embeddings import EmbeddingsServing
 from dynamo.frontend.http.guards import add_guards
 from dynamo.frontend.http.metrics import FrontendMetrics
@@ -47,18 +55,23 @@ class AppState:
         self.models.on_add.append(self.admission.guard)
 
 
-def _attach_endpoint_families(app: FastAPI, state: AppState) -> None:
-    """The routes beyond chat and completions, one router per endpoint family, all over the
+def _endpoint_families(state: AppState) -> list[AppRoute]:
+    """The routes beyond chat and completions, one module per endpoint family, all over the
     same served models (and, for Responses and Anthropic, the same chat pipeline)."""
     template = state.request_template
-    models.attach_router(app, state.models)
-    responses.attach_router(
-        app, ResponsesServing(state.models, state.metrics, template, state.response_store)
-    )
-    embeddings.attach_router(app, EmbeddingsServing(state.models, state.metrics, template))
-    tokenize.attach_router(app, TokenizeServing(state.models))
-    if state.anthropic_api:
-        anthropic.attach_router(app, AnthropicServing(state.models, state.metrics, template))
+    found = [
+        *models.routes(state.models),
+        *responses.routes(
+            ResponsesServing(state.models, state.metrics, template, state.response_store)
+        ),
+        *embeddings.routes(EmbeddingsServing(state.models, state.metrics, template)),
+        *tokenize.routes(TokenizeServing(state.models)),
+    ]
+    if state.anthropic_api:  # imported only then: its protocol models are a tenth of a start
+        from dynamo.frontend.http import anthropic
+
+        found += anthropic.routes(anthropic.AnthropicServing(state.models, state.metrics, template))
+    return found
 
 
 def _openapi_routes(state: AppState) -> dict[str, openapi.Route]:
@@ -71,65 +84,59 @@ def _openapi_routes(state: AppState) -> dict[str, openapi.Route]:
         **tokenize.OPENAPI_ROUTES,
     }
     if state.anthropic_api:
+        from dynamo.frontend.http import anthropic
+
         routes.update(anthropic.OPENAPI_ROUTES)
     return routes
 
 
-def build_app(state: AppState | None = None) -> FastAPI:
+def build_app(state: AppState | None = None) -> Starlette:
     state = state or AppState()
-    app = FastAPI(
-        title="Dynamo-Py",
-        description="OpenAI-compatible LLM serving",
-        docs_url="/docs",
-        # FastAPI's own OpenTelemetry looks for a configured provider on every request (a few
-        # environment lookups, ~4% of the frontend's CPU under streaming load); we export our
-        # metrics with Prometheus and have no OpenTelemetry setup for it to find.
-        telemetry={"tracing": False, "metrics": False, "logs": False},
-    )
-    app.state.dynamo = state
-    add_guards(app, state.options)
     serving = OpenAIServing(state.models, state.metrics, state.request_template)
     state.metrics.registry.register(TokenizerCacheCollector(state.models, state.metrics.prefix))
 
-    _body = {
-        "requestBody": {
-            "content": {"application/json": {"schema": {"type": "object"}}},
-            "required": True,
-        }
-    }
-
-    @app.post("/v1/chat/completions", openapi_extra=_body)
     async def chat_completions(request: Request) -> Response:
         return await serving.handle("chat", request)
 
-    @app.post("/v1/completions", openapi_extra=_body)
     async def completions(request: Request) -> Response:
         return await serving.handle("completion", request)
 
-    _attach_endpoint_families(app, state)
-
-    @app.get("/health")
-    async def health() -> Response:
+    async def health(request: Request) -> Response:
         ready, body = readiness(state.models, state.shutting_down)
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    @app.get("/live")
-    async def live() -> Response:
+    async def live(request: Request) -> Response:
         if state.shutting_down:
             return JSONResponse({"status": "shutting_down"}, status_code=503)
         return JSONResponse({"status": "live"})
 
-    @app.get("/metrics")
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    async def http_error(request: Request, exc: Exception) -> Response:
         return error_response(exc)  # an unknown route is a 404 `not_found_error`, and so on
 
-    @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         return error_response(exc)
 
-    openapi.install(app, _openapi_routes(state))
+    app = Starlette(
+        routes=[
+            AppRoute("/v1/chat/completions", chat_completions, methods=["POST"]),
+            AppRoute("/v1/completions", completions, methods=["POST"]),
+            *_endpoint_families(state),
+            AppRoute("/health", health, methods=["GET"]),
+            AppRoute("/live", live, methods=["GET"]),
+            AppRoute("/metrics", metrics, methods=["GET"]),
+        ],
+        exception_handlers={StarletteHTTPException: http_error, Exception: unexpected},
+    )
+    app.state.dynamo = state
+    add_guards(app, state.options)
+    openapi.install(
+        app,
+        _openapi_routes(state),
+        title="Dynamo-Py",
+        description="OpenAI-compatible LLM serving",
+        version=models.frontend_version,
+    )
     return app

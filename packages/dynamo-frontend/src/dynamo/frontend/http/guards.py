@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
 
 from dynamo.frontend.http.access import ApiKeyMiddleware, ApiKeys
@@ -10,7 +10,7 @@ from dynamo.frontend.http.body_limit import BodyLimitMiddleware
 from dynamo.frontend.http.options import HttpOptions
 
 
-def add_guards(app: FastAPI, options: HttpOptions) -> None:
+def add_guards(app: Starlette, options: HttpOptions) -> None:
     """Install the middleware; the last added runs first: CORS answers a browser's preflight
     (which carries no key) before the key is checked, and no body is read for a request
     without a valid key."""

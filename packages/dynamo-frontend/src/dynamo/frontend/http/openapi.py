@@ -1,21 +1,29 @@
-"""`/openapi.json` and `/docs` that describe the real request and response schemas.
+"""`/openapi.json`, `/docs` and `/redoc`, describing the real request and response schemas.
 
 The routes read their bodies themselves (a request template applies first, and every error goes
-through one mapper), so FastAPI cannot infer the schemas from their signatures. This module
-writes them into the generated document: each OpenAI route's request body, its JSON answer, its
-server-sent event chunks, and the error shape, all from the pydantic models the frontend
-validates with (`dynamo.llm.protocols`).
+through one mapper), so no framework could infer the schemas from their signatures. This module
+writes the document from the app's routes (paths, methods, path parameters) and, for each
+operation, its request body, its JSON answer, its server-sent event chunks and its error shape,
+all from the pydantic models the frontend validates with (`dynamo.llm.protocols`). The document
+is built on its first request, not at start-up: its JSON schemas cost more than the rest of the
+app's construction.
 """
 
 from __future__ import annotations
 
+import html
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute
+from starlette.routing import Route as AppRoute
 
+from dynamo.frontend.http.serving import JSONResponse
 from dynamo.llm.protocols.openai import ChatCompletionRequest, CompletionRequest, ModelList
 from dynamo.llm.protocols.responses import (
     ChatCompletionChunk,
@@ -111,18 +119,87 @@ def describe(document: dict[str, Any], routes: dict[str, Route] = ROUTES) -> dic
     return document
 
 
-def install(app: FastAPI, routes: dict[str, Route] = ROUTES) -> None:
-    """Make `app.openapi()` (and so `/openapi.json` and `/docs`) describe the real schemas."""
+def paths(app_routes: Sequence[BaseRoute]) -> dict[str, Any]:
+    """Every route of the app as an OpenAPI path item: its methods (HEAD, which Starlette adds to
+    each GET, left out), its path parameters, and a bare 200 that `describe` replaces for the
+    routes it knows the schemas of (the probes' and `/metrics`' bodies stay unspecified)."""
+    items: dict[str, Any] = {}
+    for route in app_routes:
+        if not isinstance(route, AppRoute) or not route.include_in_schema or not route.methods:
+            continue
+        parameters = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in route.param_convertors
+        ]
+        for method in sorted(route.methods - {"HEAD"}):
+            operation: dict[str, Any] = {
+                "summary": route.name.replace("_", " ").capitalize(),
+                "operationId": route.name,
+                "responses": {"200": {"description": "OK"}},
+            }
+            if parameters:
+                operation["parameters"] = parameters
+            items.setdefault(route.path_format, {})[method.lower()] = operation
+    return items
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            document = get_openapi(
-                title=app.title,
-                version=app.version,
-                description=app.description,
-                routes=app.routes,
-            )
-            app.openapi_schema = describe(document, routes)
-        return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+def document(
+    app_routes: Sequence[BaseRoute],
+    routes: dict[str, Route],
+    title: str,
+    description: str,
+    version: str,
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of `app_routes`, with the schemas `routes` give."""
+    info = {"title": title, "description": description, "version": version}
+    return describe({"openapi": "3.1.0", "info": info, "paths": paths(app_routes)}, routes)
+
+
+_SWAGGER_UI = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{title}</title>
+<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
+</head><body><div id="swagger-ui"></div>
+<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({{url: "/openapi.json", dom_id: "#swagger-ui"}})</script>
+</body></html>
+"""
+
+_REDOC = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{title}</title></head><body>
+<redoc spec-url="/openapi.json"></redoc>
+<script src="https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js"></script>
+</body></html>
+"""
+
+
+def install(
+    app: Starlette,
+    routes: dict[str, Route],
+    title: str,
+    description: str,
+    version: Callable[[], str],
+) -> None:
+    """Serve the document at `/openapi.json` (built on its first request, from the routes the
+    app has by then) and the pages that read it, Swagger UI at `/docs` and ReDoc at `/redoc`;
+    none of the three is in the document itself."""
+    built: list[dict[str, Any]] = []
+
+    async def openapi_json(request: Request) -> Response:
+        if not built:
+            built.append(document(app.routes, routes, title, description, version()))
+        return JSONResponse(built[0])
+
+    def page(template: str) -> Callable[[Request], Any]:
+        body = template.format(title=html.escape(title))
+
+        async def endpoint(request: Request) -> Response:
+            return HTMLResponse(body)
+
+        return endpoint
+
+    for path, endpoint in (
+        ("/openapi.json", openapi_json),
+        ("/docs", page(_SWAGGER_UI)),
+        ("/redoc", page(_REDOC)),
+    ):
+        app.router.routes.append(AppRoute(path, endpoint, methods=["GET"], include_in_schema=False))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI, Request
+from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route as AppRoute
 
 from dynamo.frontend.http.anthropic.protocol import (
     AnthropicError,
@@ -15,7 +16,6 @@ from dynamo.frontend.http.anthropic.protocol import (
 )
 from dynamo.frontend.http.anthropic.serving import AnthropicServing
 from dynamo.frontend.http.openapi import Route
-from dynamo.frontend.http.responses.api_router import JSON_BODY
 
 #: The schemas `/openapi.json` shows for these routes (only with --enable-anthropic-api).
 OPENAPI_ROUTES = {
@@ -34,15 +34,14 @@ OPENAPI_ROUTES = {
 }
 
 
-def attach_router(app: FastAPI, serving: AnthropicServing) -> None:
-    router = APIRouter(tags=["anthropic"])
-
-    @router.post("/v1/messages", openapi_extra=JSON_BODY)
+def routes(serving: AnthropicServing) -> list[AppRoute]:
     async def create_message(request: Request) -> Response:
         return await serving.create(request)
 
-    @router.post("/v1/messages/count_tokens", openapi_extra=JSON_BODY)
     async def count_tokens(request: Request) -> Response:
         return await serving.count_tokens(request)
 
-    app.include_router(router)
+    return [
+        AppRoute("/v1/messages", create_message, methods=["POST"]),
+        AppRoute("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
+    ]

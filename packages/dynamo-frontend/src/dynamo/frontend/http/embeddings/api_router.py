@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI, Request
+from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route as AppRoute
 
 from dynamo.frontend.http.embeddings.serving import EmbeddingsServing
 from dynamo.frontend.http.openapi import Route
-from dynamo.frontend.http.responses.api_router import JSON_BODY
 from dynamo.llm.protocols.embeddings import EmbeddingList, EmbeddingRequest
 
 #: The schemas `/openapi.json` shows for this route.
@@ -16,11 +16,8 @@ OPENAPI_ROUTES = {
 }
 
 
-def attach_router(app: FastAPI, serving: EmbeddingsServing) -> None:
-    router = APIRouter(tags=["embeddings"])
-
-    @router.post("/v1/embeddings", openapi_extra=JSON_BODY)
+def routes(serving: EmbeddingsServing) -> list[AppRoute]:
     async def create_embeddings(request: Request) -> Response:
         return await serving.create(request)
 
-    app.include_router(router)
+    return [AppRoute("/v1/embeddings", create_embeddings, methods=["POST"])]

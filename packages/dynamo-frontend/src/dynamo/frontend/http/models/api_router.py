@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel
+from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route as AppRoute
 
 from dynamo.frontend.http.openapi import Route
 from dynamo.frontend.http.serving import JSONResponse, error_response
@@ -41,29 +40,32 @@ def model_row(models: ModelManager, name: str) -> ModelCard:
 
 
 def frontend_version() -> str:
+    """The installed package's version (`importlib.metadata`, imported here, on the first call:
+    it is not needed to start serving)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("dynamo-frontend")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree
         return "unknown"
 
 
-def attach_router(app: FastAPI, models: ModelManager) -> None:
-    router = APIRouter(tags=["models"])
-
-    @router.get("/v1/models")
-    async def list_models() -> Response:
+def routes(models: ModelManager) -> list[AppRoute]:
+    async def list_models(request: Request) -> Response:
         data = [model_row(models, name) for name in models.names()]
         return JSONResponse(ModelList(data=data).model_dump())
 
-    @router.get("/v1/models/{model_id:path}")
-    async def retrieve_model(model_id: str) -> Response:
+    async def retrieve_model(request: Request) -> Response:
         try:
-            return JSONResponse(model_row(models, model_id).model_dump())
+            return JSONResponse(model_row(models, request.path_params["model_id"]).model_dump())
         except Exception as e:
             return error_response(e)
 
-    @router.get("/version")
-    async def get_version() -> Response:
+    async def get_version(request: Request) -> Response:
         return JSONResponse({"version": frontend_version()})
 
-    app.include_router(router)
+    return [
+        AppRoute("/v1/models", list_models, methods=["GET"]),
+        AppRoute("/v1/models/{model_id:path}", retrieve_model, methods=["GET"]),
+        AppRoute("/version", get_version, methods=["GET"]),
+    ]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI, Request
+from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route as AppRoute
 
 from dynamo.frontend.http.openapi import Route
 from dynamo.frontend.http.responses.protocol import (
@@ -14,13 +15,6 @@ from dynamo.frontend.http.responses.protocol import (
     ResponseStreamEvent,
 )
 from dynamo.frontend.http.responses.serving import ResponsesServing
-
-JSON_BODY = {
-    "requestBody": {
-        "content": {"application/json": {"schema": {"type": "object"}}},
-        "required": True,
-    }
-}
 
 NOT_STORED = "no such response (never stored, deleted, or evicted from the store)"
 
@@ -51,23 +45,22 @@ OPENAPI_ROUTES = {
 }
 
 
-def attach_router(app: FastAPI, serving: ResponsesServing) -> None:
-    router = APIRouter(tags=["responses"])
-
-    @router.post("/v1/responses", openapi_extra=JSON_BODY)
+def routes(serving: ResponsesServing) -> list[AppRoute]:
     async def create_response(request: Request) -> Response:
         return await serving.create(request)
 
-    @router.get("/v1/responses/{response_id}")
-    async def retrieve_response(response_id: str) -> Response:
-        return await serving.retrieve(response_id)
+    async def retrieve_response(request: Request) -> Response:
+        return await serving.retrieve(request.path_params["response_id"])
 
-    @router.get("/v1/responses/{response_id}/input_items")
-    async def list_input_items(response_id: str, request: Request) -> Response:
-        return await serving.input_items(response_id, request)
+    async def list_input_items(request: Request) -> Response:
+        return await serving.input_items(request.path_params["response_id"], request)
 
-    @router.delete("/v1/responses/{response_id}")
-    async def delete_response(response_id: str) -> Response:
-        return await serving.delete(response_id)
+    async def delete_response(request: Request) -> Response:
+        return await serving.delete(request.path_params["response_id"])
 
-    app.include_router(router)
+    return [
+        AppRoute("/v1/responses", create_response, methods=["POST"]),
+        AppRoute("/v1/responses/{response_id}", retrieve_response, methods=["GET"]),
+        AppRoute("/v1/responses/{response_id}/input_items", list_input_items, methods=["GET"]),
+        AppRoute("/v1/responses/{response_id}", delete_response, methods=["DELETE"]),
+    ]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI, Request
+from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route as AppRoute
 
 from dynamo.frontend.http.openapi import Route
-from dynamo.frontend.http.responses.api_router import JSON_BODY
 from dynamo.frontend.http.tokenize.protocol import (
     DetokenizeRequest,
     DetokenizeResponse,
@@ -22,15 +22,14 @@ OPENAPI_ROUTES = {
 }
 
 
-def attach_router(app: FastAPI, serving: TokenizeServing) -> None:
-    router = APIRouter(tags=["tokenize"])
-
-    @router.post("/tokenize", openapi_extra=JSON_BODY)
+def routes(serving: TokenizeServing) -> list[AppRoute]:
     async def tokenize(request: Request) -> Response:
         return await serving.tokenize(request)
 
-    @router.post("/detokenize", openapi_extra=JSON_BODY)
     async def detokenize(request: Request) -> Response:
         return await serving.detokenize(request)
 
-    app.include_router(router)
+    return [
+        AppRoute("/tokenize", tokenize, methods=["POST"]),
+        AppRoute("/detokenize", detokenize, methods=["POST"]),
+    ]
