@@ -4,13 +4,15 @@
             GET /v1/models (wall time, and the CPU the process used by then: steadier on a
             shared machine), then how long its first chat completion takes (`first_chat_s`:
             whatever the server left to do at its first request shows there)
+    dyn     `dynamo-run in=http out=dyn` (file discovery, TCP request plane): from the
+            process's start to its first 200 on GET /v1/models (no worker yet: an empty list)
     worker  `dynamo-run in=dyn://… out=echo_full` next to a running `in=http out=dyn`: from the
             worker's start to its model on the frontend's /v1/models
 
 Each is measured `--rounds` times; with `--before DIR` (a tree of the repository's `packages`,
 e.g. from `git archive`), each round measures that tree's sources too, alternating, so both
-see the same load. The worker runs with file discovery and the TCP request plane, so no etcd or
-NATS is needed. One JSON line per measurement.
+see the same load. The dyn frontend and the worker run with file discovery and the TCP request
+plane, so no etcd or NATS is needed. One JSON line per measurement.
 
 The children may write Python's bytecode cache (`PYTHONDONTWRITEBYTECODE` is dropped from their
 environment), and one untimed start of each kind per tree comes first, so the timed starts find
@@ -102,24 +104,45 @@ def http_start(tree: str | None) -> tuple[float, float, float]:
         stop([proc])
 
 
+def _one_host_env(tree: str | None, root: str) -> dict[str, str]:
+    """File discovery under `root` and the TCP request plane: no etcd or NATS."""
+    one_host = {"DYN_DISCOVERY_BACKEND": "file", "DYN_REQUEST_PLANE": "tcp", "DYN_FILE_KV": root}
+    env = _env(tree, one_host)
+    env.pop("NATS_SERVER", None)
+    return env
+
+
+def _dyn_frontend(env: dict[str, str]) -> tuple[subprocess.Popen, str, float, float]:
+    """`in=http out=dyn` started and answering: the process, its URL, and the wall and CPU
+    seconds from its start to its first 200 on /v1/models (an empty list: no worker yet)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        [*CLI, "in=http", "out=dyn", "--http-host", "127.0.0.1", "--http-port", str(port)],
+        env=env,
+    )
+    try:
+        _wait(lambda: _models(url) is not None, proc)
+    except BaseException:
+        stop([proc])
+        raise
+    return proc, url, time.monotonic() - start, process_cpu_seconds(proc.pid)
+
+
+def dyn_start(tree: str | None) -> tuple[float, float, None]:
+    with tempfile.TemporaryDirectory() as root:
+        proc, _, wall, cpu = _dyn_frontend(_one_host_env(tree, root))
+        stop([proc])
+        return wall, cpu, None
+
+
 def worker_start(tree: str | None) -> tuple[float, float, None]:
     with tempfile.TemporaryDirectory() as root:
-        one_host = {
-            "DYN_DISCOVERY_BACKEND": "file",
-            "DYN_REQUEST_PLANE": "tcp",
-            "DYN_FILE_KV": root,
-        }
-        env = _env(tree, one_host)
-        env.pop("NATS_SERVER", None)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        frontend = subprocess.Popen(
-            [*CLI, "in=http", "out=dyn", "--http-host", "127.0.0.1", "--http-port", str(port)],
-            env=env,
-        )
+        env = _one_host_env(tree, root)
+        frontend, url, _, _ = _dyn_frontend(env)
         procs = [frontend]
         try:
-            _wait(lambda: _models(url) is not None, frontend)
             start = time.monotonic()
             worker = [*CLI, "in=dyn://startup.backend.generate", "out=echo_full"]
             procs.append(subprocess.Popen([*worker, "--model-name", "echo"], env=env))
@@ -138,11 +161,12 @@ def main() -> None:
     args = p.parse_args()
     trees: list[str | None] = [None, args.before] if args.before else [None]
     times: dict[tuple[str, str], list[tuple[float, float, float | None]]] = {}
-    for measure in (http_start, worker_start):  # untimed: writes the bytecode cache
+    measures = (("http", http_start), ("dyn", dyn_start), ("worker", worker_start))
+    for _, measure in measures:  # untimed: writes the bytecode cache
         for tree in trees:
             measure(tree)
     for _ in range(args.rounds):
-        for what, measure in (("http", http_start), ("worker", worker_start)):
+        for what, measure in measures:
             for tree in trees:
                 label = "before" if tree else "now"
                 wall, cpu, chat = measure(tree)
