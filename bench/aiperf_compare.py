@@ -6,7 +6,8 @@ PATH/TO/aiperf`; upstream's as `--upstream PYTHON` (bench/upstream.py). Each rou
 server as bench/frontend.py's shapes do (ours: `split-tcp` by default, frontend + mocker worker;
 upstream: its frontend + mocker), points aiperf at it with the same synthetic workload (the
 SmolLM2 tokenizer from the HF folder bench/upstream.py writes, for both), and prints aiperf's
-figures, one JSON line per run, then the medians.
+figures, one JSON line per run, then the medians. `--before DIR` also runs our shapes from
+another tree's `packages`, as bench/frontend.py's does.
 
     python3 -m venv /tmp/aiperf && /tmp/aiperf/bin/pip install aiperf
     uv run python bench/aiperf_compare.py --aiperf /tmp/aiperf/bin/aiperf \\
@@ -24,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 from _common import default_model
-from frontend import Shape, server_under_test
+from frontend import server_under_test, shapes_of
 from upstream import write_model_folder
 
 #: aiperf's metric tags -> our names, read from its profile_export_aiperf.json.
@@ -110,10 +111,13 @@ def main() -> None:
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--aiperf-workers", type=int, default=2, help="aiperf's --workers-max")
+    p.add_argument(
+        "--before", metavar="DIR", help="also measure our shapes from DIR/packages (a tree)"
+    )
     args = p.parse_args()
-    # server_under_test reads these of bench/frontend.py's arguments.
-    args.url, args.before = None, None
-    shapes = [Shape.parse(s) for s in args.shapes.split(",")]
+    # server_under_test and shapes_of read these of bench/frontend.py's arguments.
+    args.url, args.split, args.request_plane = None, False, None
+    shapes = shapes_of(args)
     runs: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="aiperf-") as tmp:
         tokenizer = write_model_folder(args.model_path or default_model(), Path(tmp, "model"))
