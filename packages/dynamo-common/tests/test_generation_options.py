@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import IntEnum
+
 import pytest
 
 from dynamo.llm.errors import InvalidRequestError
@@ -135,3 +137,17 @@ def test_bad_requests() -> None:
     )
     with pytest.raises(InvalidRequestError):
         opts.guided_kind()
+
+
+@pytest.mark.parametrize("bad", [[1, True], [1, 2.0], [1, "2"], [1, None], "12", {"a": 1}])
+def test_token_ids_must_be_integers_and_not_booleans(bad) -> None:
+    with pytest.raises(InvalidRequestError, match="token_ids must be a list of token ids"):
+        GenerationOptions.from_request({"model": "m", "token_ids": bad})
+
+
+def test_token_ids_may_be_any_int_kind() -> None:
+    class Id(IntEnum):
+        A = 7
+
+    assert GenerationOptions.from_request({"token_ids": (1, 2, 3)}).prompt == [1, 2, 3]
+    assert GenerationOptions.from_request({"token_ids": [1, Id.A]}).prompt == [1, 7]
