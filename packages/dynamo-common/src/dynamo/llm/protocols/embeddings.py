@@ -80,6 +80,8 @@ class EmbeddingsEngineOutput(BaseModel):
 
 
 class EmbeddingData(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # see `openai.STRICT_JSON`
+
     object: Literal["embedding"] = "embedding"
     index: int
     #: Floats, or base64 of little-endian float32 (`encoding_format`).
@@ -87,12 +89,16 @@ class EmbeddingData(BaseModel):
 
 
 class EmbeddingUsage(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # see `openai.STRICT_JSON`
+
     prompt_tokens: int
     total_tokens: int
 
 
 class EmbeddingList(BaseModel):
     """What `POST /v1/embeddings` answers."""
+
+    model_config = ConfigDict(defer_build=True)  # see `openai.STRICT_JSON`
 
     object: Literal["list"] = "list"
     data: list[EmbeddingData]

@@ -35,7 +35,12 @@ MAX_CHOICES = 128
 #: took `"stream": 0` as false, `"max_tokens": "5"` as 5 and `"n": 1.0` as 1, where OpenAI and
 #: vLLM answer 400 naming the field; strict mode refuses them the same way (a JSON integer is
 #: still a valid number for a float field).
-STRICT_JSON = ConfigDict(extra="forbid", strict=True)
+#:
+#: Every model of the HTTP API is built at its first use rather than at import (`defer_build`):
+#: building their validators was a twentieth of a frontend's start-up (issue 14), and the
+#: frontend builds them right after it starts listening (`dynamo.frontend.http.warm_up`), so a
+#: request finds them built.
+STRICT_JSON = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
 #: A token id as a JSON object key (`logit_bias`): JSON keys are always strings, so this one
 #: integer is parsed from its text.
@@ -83,7 +88,7 @@ class StreamOptions(_Strict):
 class ChatMessage(BaseModel):
     """One message; keys beyond these reach the chat template unchanged."""
 
-    model_config = ConfigDict(extra="allow", strict=True)
+    model_config = ConfigDict(extra="allow", strict=True, defer_build=True)
 
     role: str
     content: str | list[dict[str, Any]] | None = None
@@ -114,7 +119,7 @@ class ChatMessage(BaseModel):
 
 
 class FunctionDefinition(BaseModel):
-    model_config = ConfigDict(extra="allow", strict=True)
+    model_config = ConfigDict(extra="allow", strict=True, defer_build=True)
 
     name: str = Field(min_length=1, max_length=64)
     description: str | None = None
@@ -144,7 +149,7 @@ ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
 
 
 class JsonSchemaFormat(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True, defer_build=True)
 
     name: str = Field(min_length=1, max_length=64)
     description: str | None = None
@@ -342,6 +347,8 @@ class CompletionRequest(_CommonRequest):
 class ModelCard(BaseModel):
     """One entry of `GET /v1/models`."""
 
+    model_config = ConfigDict(defer_build=True)
+
     id: str
     object: Literal["model"] = "model"
     created: int
@@ -354,5 +361,7 @@ class ModelCard(BaseModel):
 
 
 class ModelList(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     object: Literal["list"] = "list"
     data: list[ModelCard]

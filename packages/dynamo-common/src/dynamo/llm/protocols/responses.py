@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 
 class _Shape(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # see `openai.STRICT_JSON`
 
 
 class TopLogprobEntry(_Shape):

@@ -25,6 +25,7 @@ from dynamo.frontend.gc_freeze import tune_for_serving
 from dynamo.frontend.http.app import AppState, build_app
 from dynamo.frontend.http.errors import error_body
 from dynamo.frontend.http.sse import capture_raw_send
+from dynamo.frontend.http.warm_up import warm_up
 from dynamo.frontend.http.workers import current_slot
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,12 @@ class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, state: AppState):
         super().__init__(config)
         self._state = state
+        self.warm_up: asyncio.Task[None] | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        # Listening: build what start-up deferred (`http.warm_up`), between requests.
+        self.warm_up = asyncio.create_task(warm_up())
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if not self._state.shutting_down:

@@ -36,7 +36,7 @@ class TextFormat(_Strict):
     description: str | None = None
     strict: bool | None = None
 
-    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True, defer_build=True)
 
     @model_validator(mode="after")
     def _schema_needed(self) -> TextFormat:
@@ -149,7 +149,7 @@ class InputItemsQuery(_Strict):
     """`GET /v1/responses/{id}/input_items` query: OpenAI's paging (`include` is refused).
     Lax: a query string's values are all text (`limit=5`)."""
 
-    model_config = ConfigDict(extra="forbid", strict=False)
+    model_config = ConfigDict(extra="forbid", strict=False, defer_build=True)
 
     order: Literal["asc", "desc"] = "desc"
     limit: int = Field(default=20, ge=1, le=100)
@@ -159,7 +159,7 @@ class InputItemsQuery(_Strict):
 class _Open(BaseModel):
     """A response shape for `/openapi.json`: its named fields, and room for OpenAI's others."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
 
 class ResponseObject(_Open):

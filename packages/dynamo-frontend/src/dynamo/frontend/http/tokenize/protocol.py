@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from dynamo.llm.protocols.openai import STRICT_JSON
 
@@ -43,6 +43,8 @@ class DetokenizeRequest(_Strict):
 
 
 class TokenizeResponse(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # see `openai.STRICT_JSON`
+
     count: int
     max_model_len: int | None
     tokens: list[int]
@@ -50,6 +52,8 @@ class TokenizeResponse(BaseModel):
 
 
 class DetokenizeResponse(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # see `openai.STRICT_JSON`
+
     prompt: str
 
 
