@@ -1,5 +1,5 @@
-"""The models start-up defers are built once the server listens (`http.warm_up`), so that the
-first request does not pay for them."""
+"""What start-up defers (the API's models, the chat template module) is done once the server
+listens (`http.warm_up`), so that the first request does not pay for it."""
 
 from __future__ import annotations
 
@@ -47,25 +47,28 @@ async def test_a_model_that_cannot_be_built_is_logged_and_the_rest_are_built(cap
     assert f"{PREFIX}.Broken" in caplog.text
 
 
-def test_the_api_models_are_deferred_at_start_and_all_built_by_the_warm_up():
-    """In a fresh interpreter: building the app builds none of the request models; the warm-up
-    builds every deferred model of ours."""
+def test_start_defers_the_api_models_and_the_template_module_and_the_warm_up_does_them():
+    """In a fresh interpreter: building the app and the server builds none of the request
+    models and imports no chat template module (nor jinja2); the warm-up builds every deferred
+    model of ours and imports it."""
     probe = """
-import asyncio, json
+import asyncio, json, sys
 from dynamo.frontend.http.app import AppState, build_app
-from dynamo.frontend.http.warm_up import build_deferred, deferred_models
+from dynamo.frontend.http.warm_up import FIRST_REQUEST_MODULES, deferred_models, warm_up
+import dynamo.frontend.http.server
 from dynamo.llm.protocols.openai import ChatCompletionRequest
 build_app(AppState())
-before = ChatCompletionRequest.__pydantic_complete__
-count = len(deferred_models())
-built = asyncio.run(build_deferred())
-print(json.dumps([before, count, built, len(deferred_models())]))
+before = [ChatCompletionRequest.__pydantic_complete__, len(deferred_models()),
+          sorted(m for m in sys.modules if m in FIRST_REQUEST_MODULES or m == "jinja2")]
+asyncio.run(warm_up())
+after = [ChatCompletionRequest.__pydantic_complete__, len(deferred_models()),
+         sorted(m for m in sys.modules if m in FIRST_REQUEST_MODULES)]
+print(json.dumps([before, after]))
 """
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    before, count, built, left = json.loads(out.stdout)
-    assert before is False
-    assert count > 20 and built == count
-    assert left == 0
+    before, after = json.loads(out.stdout)
+    assert before[0] is False and before[1] > 20 and before[2] == []
+    assert after == [True, 0, ["dynamo.llm.chat_template"]]
 
 
 async def test_the_server_warms_up_once_it_listens():

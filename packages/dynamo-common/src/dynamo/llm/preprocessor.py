@@ -8,14 +8,16 @@ clear message while `max_tokens` is clamped to what is left of the context (#117
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dynamo.llm.chat_template import PromptFormatter
 from dynamo.llm.errors import ContextLengthExceededError, InvalidRequestError, TemplateError
 from dynamo.llm.model_card import ModelDeploymentCard
 from dynamo.llm.protocols.openai import ChatCompletionRequest, CompletionRequest, _CommonRequest
 from dynamo.llm.requirements import guided_decoding
 from dynamo.llm.tokenizer_cache import SegmentedEncoder
+
+if TYPE_CHECKING:
+    from dynamo.llm.chat_template import PromptFormatter
 
 #: Prompts at least this long (characters; about 2k tokens, 3 ms of tokenizing) are tokenized in
 #: a worker thread with the GIL released, not on the event loop.
@@ -70,7 +72,11 @@ class OpenAIPreprocessor:
 
     @property
     def formatter(self) -> PromptFormatter:
+        """The chat template's renderer, made at the first chat request: the template module
+        imports jinja2, a tenth of a frontend's start, and nothing renders before a request."""
         if self._formatter is None:
+            from dynamo.llm.chat_template import PromptFormatter
+
             self._formatter = PromptFormatter(self.card)
         return self._formatter
 

@@ -1,4 +1,4 @@
-"""Build the pydantic models that start-up deferred, once the server is listening.
+"""What start-up leaves for later, done once the server is listening.
 
 The HTTP API's request and response models are declared with `defer_build`
 (`dynamo.llm.protocols.openai.STRICT_JSON`): pydantic then builds a model's validator at its
@@ -6,12 +6,14 @@ first use instead of at import, which took a twentieth of a frontend's start (is
 at that, the first request of each kind would pay for it; `build_deferred` builds them all right
 after the server starts listening, one model per turn of the event loop, so that requests
 arriving meanwhile are served between two models and the first chat request finds its models
-built. Then what they made is frozen with the other long-lived objects (`gc_freeze`).
+built. The modules only a request needs are imported then too (`FIRST_REQUEST_MODULES`), and
+what all this made is frozen with the other long-lived objects (`gc_freeze`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import time
 
@@ -20,6 +22,10 @@ from pydantic import BaseModel
 from dynamo.frontend.gc_freeze import freeze_long_lived
 
 log = logging.getLogger(__name__)
+
+#: Modules that the first chat request imports and nothing imports before: the chat template's
+#: renderer (`OpenAIPreprocessor.formatter`; it imports jinja2, a tenth of a start).
+FIRST_REQUEST_MODULES = ("dynamo.llm.chat_template",)
 
 
 def deferred_models(prefix: str = "dynamo.") -> list[type[BaseModel]]:
@@ -57,6 +63,10 @@ async def build_deferred(prefix: str = "dynamo.") -> int:
 
 
 async def warm_up() -> None:
-    """What the server runs once it listens: `build_deferred`, then `freeze_long_lived`."""
+    """What the server runs once it listens: `build_deferred`, the `FIRST_REQUEST_MODULES`,
+    then `freeze_long_lived`."""
     await build_deferred()
+    for name in FIRST_REQUEST_MODULES:
+        importlib.import_module(name)
+        await asyncio.sleep(0)
     freeze_long_lived()
