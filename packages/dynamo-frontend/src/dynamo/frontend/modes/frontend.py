@@ -13,7 +13,6 @@ from dynamo.frontend.model_manager import ModelManager
 from dynamo.frontend.modes.inputs import app_state, run_input
 from dynamo.frontend.run_config import RunConfig
 from dynamo.llm.discovery import DiscoveredModel, ModelWatcher
-from dynamo.llm.kv.indexer import DEFAULT_MAX_BLOCKS
 from dynamo.llm.migration import Migration
 from dynamo.llm.model_type import ModelType
 from dynamo.llm.pipeline import AsyncEngine, ServedModel
@@ -57,7 +56,10 @@ async def router_for(
     needs token ids, which only Backend models have; others go round-robin), else the client's
     own choice by `--router-mode` (round-robin, random, least-loaded, power-of-two)."""
     if config.router_mode == "kv" and model.model_type is ModelType.Backend:
+        # Imported here: the KV package is a few percent of a frontend's start, and only this
+        # router mode uses it.
         from dynamo.frontend.kv_routing import start_kv_router
+        from dynamo.llm.kv.indexer import DEFAULT_MAX_BLOCKS
 
         return await start_kv_router(
             runtime,
