@@ -8,6 +8,9 @@
             process's start to its first 200 on GET /v1/models (no worker yet: an empty list)
     worker  `dynamo-run in=dyn://… out=echo_full` next to a running `in=http out=dyn`: from the
             worker's start to its model on the frontend's /v1/models
+    floor   a fresh interpreter importing only the libraries the HTTP server is built on
+            (Starlette, uvicorn, pydantic with its first model, prometheus_client, uvloop): what
+            no change of ours can go below (once per round, not per tree)
 
 Each is measured `--rounds` times; with `--before DIR` (a tree of the repository's `packages`,
 e.g. from `git archive`), each round measures that tree's sources too, alternating, so both
@@ -29,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -152,6 +156,26 @@ def worker_start(tree: str | None) -> tuple[float, float, None]:
             stop(reversed(procs))
 
 
+#: The `floor` measure's program (pydantic's first model loads its plugins, so one is defined).
+LIBRARIES = (
+    "import starlette.applications, starlette.routing, uvicorn, prometheus_client, uvloop\n"
+    "from pydantic import BaseModel\n"
+    "class First(BaseModel):\n"
+    "    x: int\n"
+)
+
+
+def library_floor(tree: str | None) -> tuple[float, float, None]:
+    """The wall and CPU seconds of a fresh interpreter importing `LIBRARIES`."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.monotonic()
+    subprocess.run([sys.executable, "-c", LIBRARIES], env=_env(tree, {}), check=True)
+    wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return wall, cpu, None
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -162,13 +186,14 @@ def main() -> None:
     trees: list[str | None] = [None, args.before] if args.before else [None]
     times: dict[tuple[str, str], list[tuple[float, float, float | None]]] = {}
     measures = (("http", http_start), ("dyn", dyn_start), ("worker", worker_start))
+    measures += (("floor", library_floor),)
     for _, measure in measures:  # untimed: writes the bytecode cache
         for tree in trees:
             measure(tree)
     for _ in range(args.rounds):
         for what, measure in measures:
-            for tree in trees:
-                label = "before" if tree else "now"
+            for tree in trees if what != "floor" else [None]:
+                label = "libraries" if what == "floor" else "before" if tree else "now"
                 wall, cpu, chat = measure(tree)
                 times.setdefault((what, label), []).append((wall, cpu, chat))
                 report = {"what": what, "code": label, "wall_s": round(wall, 3)}
