@@ -173,7 +173,11 @@ async def test_a_cancelled_completion_stops_generating(direct, how):
 
 async def test_a_completion_in_slices_equals_one_call(direct):
     """Greedy text in slices of 4 tokens is the text of one call: a slice keeps its text up to
-    its last whitespace, where re-tokenizing it for the next slice gives the model's tokens."""
+    its last whitespace, where re-tokenizing it for the next slice gives the model's tokens.
+
+    12 tokens, not more: the 13th to 16th write a number ("approximately 311"), where the model's
+    top two digits are so close that the prefill of a longer prompt (a slice's) and one call's
+    token-by-token decode, which round differently, can pick different ones (seen once: "321")."""
     engine = MistralRsEngine(direct, "smol", 4)
     engine.completion_slice_tokens = 4
     prompt = "The capital of France is"
@@ -189,15 +193,15 @@ async def test_a_completion_in_slices_equals_one_call(direct):
             )
         )
 
-    body = {"prompt": prompt, "max_tokens": 16, "ignore_eos": True, "temperature": 0}
+    body = {"prompt": prompt, "max_tokens": 12, "ignore_eos": True, "temperature": 0}
     try:
         chunks = await collect(engine.generate(body, Context()))
-        whole = theirs(16)
+        whole = theirs(12)
         full = "".join(texts(chunks))
         assert full == whole.choices[0].text
         finishes = [c["choices"][0]["finish_reason"] for c in chunks]
         assert len(chunks) > 2 and finishes == [None] * (len(chunks) - 1) + ["length"]
-        assert chunks[-1]["usage"]["completion_tokens"] == whole.usage.completion_tokens == 16
+        assert chunks[-1]["usage"]["completion_tokens"] == whole.usage.completion_tokens == 12
 
         # A stop string from the first slice's kept text to past what that slice generated:
         # neither of mistral.rs's calls sees it whole.
