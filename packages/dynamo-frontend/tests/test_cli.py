@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 
@@ -107,6 +108,20 @@ def test_dynamo_run_alias_behaves_the_same():
     assert result.stdout.strip() == "same"
 
 
+def _process_state(pid: int) -> str:
+    """The state line of /proc/PID/status per thread (stopped, sleeping in the kernel, ...)."""
+    from pathlib import Path
+
+    lines = []
+    for task in sorted(Path(f"/proc/{pid}/task").glob("*")):
+        with contextlib.suppress(OSError):
+            status = (task / "status").read_text().splitlines()
+            named = dict(line.split(":\t", 1) for line in status if ":\t" in line)
+            wchan = (task / "wchan").read_text()
+            lines.append(f"{task.name} {named.get('Name')} {named.get('State')} {wchan}")
+    return "threads: " + "; ".join(lines)
+
+
 @pytest.mark.parametrize("how", ["sigint", "eof"])
 def test_text_mode_leaves_at_once_at_the_prompt(how):
     """At a terminal, Ctrl-C or Ctrl-D at the prompt exits 0 without waiting for another line."""
@@ -122,6 +137,8 @@ def test_text_mode_leaves_at_once_at_the_prompt(how):
         stdout=terminal,
         stderr=subprocess.PIPE,
         text=True,
+        # If it hangs, SIGABRT makes it print every thread's stack (below).
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
     )
     assert proc.stderr is not None
     os.close(terminal)
@@ -140,8 +157,16 @@ def test_text_mode_leaves_at_once_at_the_prompt(how):
         try:
             code = proc.wait(30)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            code = proc.wait()
+            code = None
+        if code is None:  # hung: say where, in the failure's message
+            state = _process_state(proc.pid)
+            proc.send_signal(signal.SIGABRT)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            pytest.fail(f"no exit 30 s after {how}; {state}\n{proc.stderr.read()}")
         errors = proc.stderr.read()
         assert code == 0, errors
         assert "Traceback" not in errors, errors
