@@ -1,7 +1,7 @@
 """The garbage collector tuned for a server whose objects are either long-lived or die young.
 
 A frontend holds ~100k long-lived Python objects (tokenizers' tables, chat templates, pydantic
-schemas, FastAPI's routes) that never become garbage, and CPython's full collection walks all of
+schemas, the app's routes) that never become garbage, and CPython's full collection walks all of
 them each time it runs: under streaming load that was ~6% of the split frontend's CPU (four full
 collections of ~40 ms in a 3-second run of 64 streams; every allocation-heavy line of the token
 path shows it in a profile). `gc.freeze()` moves what exists into a generation the collector
