@@ -2,7 +2,7 @@
 
 Starlette's `StreamingResponse` sends each event as a new message dict through every layer of
 the app's middleware (Starlette's error and exception middleware, each wrapping `send` in a
-coroutine of its own, our body limit, FastAPI's route wrapper), and runs each response in an
+coroutine of its own, our body limit, the route's wrapper), and runs each response in an
 anyio task group to notice a client that leaves. An SSE stream of a chat completion is one event
 per token, so that is paid per token. `SSEResponse` instead:
 
