@@ -15,6 +15,14 @@ prefill queued ahead), and the misses, each with its count and TTFT p50. `--trac
 line per request: every worker's predicted TTFT, overlap, queued prefill tokens and active
 blocks, the worker chosen, the cached tokens it reused and the TTFT.
 
+`kv:oracle` is the bound on what a better prediction could give: at each routing decision the
+whole simulated deployment is copied once per worker, the request is sent to that worker on the
+copy and played forward to its first token, and the request goes, for real, to the worker where
+that came soonest (later requests on a copy are routed by the predicted cost). So it routes as a
+router that knew every choice's time to first token exactly would, one request at a time; its
+`oracle_as_played` is the share of requests whose real first token came when it did on the copy.
+It costs a copy of the deployment per worker per request (minutes, not seconds).
+
 Prompts are synthetic token ids of bench/kv_routing.py's sizes (a document of W words is
 ~3.9 W SmolLM2 tokens, each question 14 more), Zipf-spread with `--tenant-skew` as there.
 Conversations of `--turns` turns resend their history (the previous turns' questions and the
@@ -31,13 +39,16 @@ the output tokens over the simulated time from the first arrival to the last tok
 from __future__ import annotations
 
 import argparse
+import copy
 import heapq
 import itertools
 import json
 import random
 import statistics
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from kv_routing import poisson_arrivals, questions_per_document
@@ -162,71 +173,97 @@ def _predictions(router: KvRouter, r: _Request, ids: list[int], workers: list[_W
     ]
 
 
-def simulate(mode: str, args: argparse.Namespace) -> tuple[dict, list[_Request]]:
-    """Replay the workload through one router mode; the summary and the requests."""
-    router_mode, _, cost = mode.partition(":")
-    opts = MockerOptions(num_gpu_blocks=args.num_gpu_blocks, block_size=args.block_size)
-    now = 0.0
-    workers: list[_Worker] = []
-    router = None
-    if router_mode == "kv":
-        router = KvRouter(
-            args.block_size,
-            temperature=args.temperature,
-            seed=args.seed,
-            cost=cost or "predicted",
-            waiting=lambda w: workers[w].waiting,
-            capacity=lambda w: opts.num_gpu_blocks,
-            clock=lambda: now,
+class Simulation:
+    """One router mode's replay: the workers, the router, the pending events and the requests.
+
+    A class rather than one function so that `kv:oracle` can copy the whole state at a routing
+    decision (`copy.deepcopy`), play each choice forward on the copy and keep the best."""
+
+    def __init__(self, mode: str, args: argparse.Namespace) -> None:
+        router_mode, _, cost = mode.partition(":")
+        self.args = args
+        self.router_mode = router_mode
+        #: `kv:oracle`: each request goes where, played forward, its first token comes soonest.
+        self.oracle = cost == "oracle"
+        self.opts = MockerOptions(num_gpu_blocks=args.num_gpu_blocks, block_size=args.block_size)
+        self.now = 0.0
+        self.workers: list[_Worker] = []
+        self.router: KvRouter | None = None
+        if router_mode == "kv":
+            self.router = KvRouter(
+                args.block_size,
+                temperature=args.temperature,
+                seed=args.seed,
+                cost="predicted" if self.oracle else cost or "predicted",
+                waiting=self._waiting,
+                capacity=self._capacity,
+                clock=self._clock,
+            )
+        elif router_mode not in ("round-robin", "random") or cost:
+            raise SystemExit(
+                f"unknown mode {mode!r}: kv[:predicted|blocks|oracle], round-robin or random"
+            )
+        for w in range(args.workers):
+            kv = KvCache(
+                self.opts.num_gpu_blocks,
+                self.opts.block_size,
+                _Sink(w, self.router, self.opts.block_size),
+            )
+            self.workers.append(_Worker(MockScheduler(self.opts, kv, random.Random(args.seed + w))))
+        self.ids = list(range(args.workers))
+        conversations = workload(args)
+        self.requests: list[_Request] = []
+        self.order = itertools.count()
+        self.events: list[
+            tuple[float, int, _Request | _Conversation | tuple[int, Step | None]]
+        ] = []
+        self.overhead = args.overhead_ms / 1000
+        self.cap = args.concurrency if args.concurrency > 0 else len(conversations)
+        #: Conversations that arrived while `cap` were in flight, in arrival order.
+        self.queued: deque[_Conversation] = deque()
+        self.in_flight = 0
+        self.pick = random.Random(args.seed)
+        if args.rate > 0:
+            self.events = [(c.arrival, next(self.order), c) for c in conversations]
+            heapq.heapify(self.events)
+        else:
+            for c in conversations[: self.cap]:
+                self.begin(c)
+            self.queued.extend(conversations[self.cap :])
+
+    # What the router reads from the simulated deployment.
+    def _clock(self) -> float:
+        return self.now
+
+    def _waiting(self, w: int) -> int:
+        return self.workers[w].waiting
+
+    def _capacity(self, w: int) -> int:
+        return self.opts.num_gpu_blocks
+
+    def send(self, c: _Conversation, turn: int, history: list[int]) -> None:
+        r = _Request(
+            str(len(self.requests)), self.now, c.document, history + c.questions[turn], c, turn
         )
-    elif router_mode not in ("round-robin", "random"):
-        raise SystemExit(f"unknown mode {mode!r}: kv[:cost], round-robin or random")
-    for w in range(args.workers):
-        kv = KvCache(opts.num_gpu_blocks, opts.block_size, _Sink(w, router, opts.block_size))
-        workers.append(_Worker(MockScheduler(opts, kv, random.Random(args.seed + w))))
-    ids = list(range(args.workers))
-    conversations = workload(args)
-    requests: list[_Request] = []
-    order = itertools.count()
-    events: list[tuple[float, int, _Request | _Conversation | tuple[int, Step | None]]] = []
-    overhead = args.overhead_ms / 1000
-    cap = args.concurrency if args.concurrency > 0 else len(conversations)
-    #: Conversations that arrived while `cap` were in flight, in arrival order.
-    queued: deque[_Conversation] = deque()
-    in_flight = 0
-    pick = random.Random(args.seed)
+        self.requests.append(r)
+        heapq.heappush(self.events, (self.now + self.overhead, next(self.order), r))
 
-    def send(c: _Conversation, turn: int, history: list[int]) -> None:
-        r = _Request(str(len(requests)), now, c.document, history + c.questions[turn], c, turn)
-        requests.append(r)
-        heapq.heappush(events, (now + overhead, next(order), r))
+    def begin(self, c: _Conversation) -> None:
+        self.in_flight += 1
+        self.send(c, 0, c.doc_tokens)
 
-    def begin(c: _Conversation) -> None:
-        nonlocal in_flight
-        in_flight += 1
-        send(c, 0, c.doc_tokens)
-
-    def finished(r: _Request) -> None:
+    def finished(self, r: _Request) -> None:
         """`r`'s last token: its conversation's next turn, or the next conversation."""
-        nonlocal in_flight
         c = r.conversation
         if c is not None and r.turn + 1 < len(c.questions):
-            send(c, r.turn + 1, r.tokens + r.reply)
+            self.send(c, r.turn + 1, r.tokens + r.reply)
             return
-        in_flight -= 1
-        if queued:
-            begin(queued.popleft())
+        self.in_flight -= 1
+        if self.queued:
+            self.begin(self.queued.popleft())
 
-    if args.rate > 0:
-        events = [(c.arrival, next(order), c) for c in conversations]
-        heapq.heapify(events)
-    else:
-        for c in conversations[:cap]:
-            begin(c)
-        queued.extend(conversations[cap:])
-
-    def start_step(w: int) -> None:
-        wk = workers[w]
+    def start_step(self, w: int) -> None:
+        wk = self.workers[w]
         sched = wk.sched
         sched.drop_cancelled()
         wk.busy = sched.has_work()
@@ -238,58 +275,94 @@ def simulate(mode: str, args: argparse.Namespace) -> tuple[dict, list[_Request]]
             step = None  # blocked on KV space: look again later, as the engine does
         else:
             wk.busy_s += seconds
-        heapq.heappush(events, (now + seconds, next(order), (w, step)))
+        heapq.heappush(self.events, (self.now + seconds, next(self.order), (w, step)))
 
-    def route(r: _Request) -> None:
+    def emit(self, r: _Request, token: int | None) -> None:
+        if token is None:
+            r.done = self.now
+            if self.router is not None:
+                self.router.free(r.rid)
+            self.finished(r)
+            return
+        r.reply.append(token)
+        if r.first is None:
+            r.first = self.now
+            if self.router is not None:
+                self.router.mark_prefill_completed(r.rid)
+
+    def route(self, r: _Request, only: int | None = None) -> None:
+        """Send `r` to a worker: the router's choice, or `only`."""
+        router, args = self.router, self.args
         if router is not None:
             if args.trace:
-                r.trace["workers"] = _predictions(router, r, ids, workers)
-            r.worker, overlap = router.select(r.tokens, ids, r.rid)
+                r.trace["workers"] = _predictions(router, r, self.ids, self.workers)
+            if self.oracle and only is None:
+                r.trace["played_ms"] = played = self.play_forward(r)
+                only = min(self.ids, key=lambda w: played[w])
+            r.worker, overlap = router.select(r.tokens, self.ids if only is None else [only], r.rid)
             r.trace["overlap_tokens"] = overlap * args.block_size
-        elif router_mode == "round-robin":
+        elif self.router_mode == "round-robin":
             r.worker = int(r.rid) % args.workers
         else:
-            r.worker = pick.randrange(args.workers)
-        sched = workers[r.worker].sched
-
-        def emit(token: int | None, r: _Request = r) -> None:
-            if token is None:
-                r.done = now
-                if router is not None:
-                    router.free(r.rid)
-                finished(r)
-                return
-            r.reply.append(token)
-            if r.first is None:
-                r.first = now
-                if router is not None:
-                    router.mark_prefill_completed(r.rid)
-
+            r.worker = self.pick.randrange(args.workers)
+        sched = self.workers[r.worker].sched
         r.state = _state(sched)
-        r.seq = Sequence_(r.rid, list(r.tokens), args.max_tokens, emit, r.tokens[:64])
+        r.seq = Sequence_(
+            r.rid, list(r.tokens), args.max_tokens, partial(self.emit, r), r.tokens[:64]
+        )
         sched.add(r.seq)
-        if not workers[r.worker].busy:
-            start_step(r.worker)
+        if not self.workers[r.worker].busy:
+            self.start_step(r.worker)
 
-    while events:
-        now, _, item = heapq.heappop(events)
-        if isinstance(item, _Request):
-            route(item)
-            continue
-        if isinstance(item, _Conversation):
-            if in_flight < cap:
-                begin(item)
-            else:
-                queued.append(item)
-            continue
-        w, step = item
-        sched = workers[w].sched
-        if step is not None:
-            sched.complete(step)
-        sched.kv.flush_events()
-        workers[w].waiting = len(sched.waiting)
-        start_step(w)
-    return summary(mode, requests, workers, max(r.done for r in requests), router), requests
+    def play_forward(self, r: _Request) -> list[float]:
+        """Per worker: `r`'s time to first token (ms) if it went there, played forward on a
+        copy of the deployment whose later requests the predicted cost routes. Token lists
+        that never change after they are made are shared with the copy, not copied."""
+        played = []
+        for w in self.ids:
+            memo: dict[int, Any] = {}
+            for c in self.requests:
+                memo[id(c.tokens)] = c.tokens
+            for conv in {
+                id(q.conversation): q.conversation for q in self.requests if q.conversation
+            }.values():
+                memo[id(conv.doc_tokens)] = conv.doc_tokens
+            fork, rc = copy.deepcopy((self, r), memo)
+            fork.oracle = False
+            fork.route(rc, only=w)
+            fork.run(until=lambda rc=rc: rc.first is not None)
+            played.append(round(_ms(rc), 1))
+        return played
+
+    def run(self, until: Callable[[], bool] | None = None) -> None:
+        """Process events in time order until none is left, or `until()` holds."""
+        events = self.events
+        while events and not (until is not None and until()):
+            self.now, _, item = heapq.heappop(events)
+            if isinstance(item, _Request):
+                self.route(item)
+                continue
+            if isinstance(item, _Conversation):
+                if self.in_flight < self.cap:
+                    self.begin(item)
+                else:
+                    self.queued.append(item)
+                continue
+            w, step = item
+            sched = self.workers[w].sched
+            if step is not None:
+                sched.complete(step)
+            sched.kv.flush_events()
+            self.workers[w].waiting = len(sched.waiting)
+            self.start_step(w)
+
+
+def simulate(mode: str, args: argparse.Namespace) -> tuple[dict, list[_Request]]:
+    """Replay the workload through one router mode; the summary and the requests."""
+    sim = Simulation(mode, args)
+    sim.run()
+    requests = sim.requests
+    return summary(mode, requests, sim.workers, max(r.done for r in requests), sim.router), requests
 
 
 def _ms(r: _Request) -> float:
@@ -319,6 +392,12 @@ def summary(
             k: [len(v), round(statistics.median(v), 1)] for k, v in sorted(groups.items())
         },
     }
+    played = [r for r in requests if "played_ms" in r.trace]
+    if played:
+        # The copy is faithful when the request's real first token came when it did there
+        # (later requests, routed by the predicted cost on the copy, can join its step).
+        same = sum(abs(r.trace["played_ms"][r.worker] - _ms(r)) < 0.05 for r in played)
+        out["oracle_as_played"] = round(same / len(played), 3)
     if router is not None and router.cost == "predicted":
         out["ttft_prediction_error"] = round(router.ttft.relative_error, 3)
         out["ttft_coefficients"] = [round(c, 4) for c in router.ttft.coefficients()]
@@ -349,7 +428,11 @@ def main() -> None:
     p.add_argument("--tenant-skew", type=float, default=1.0, help="Zipf exponent (0 = even)")
     p.add_argument("--temperature", type=float, default=0.0, help="the KV router's")
     p.add_argument("--overhead-ms", type=float, default=4.0, help="serving path per request")
-    p.add_argument("--modes", default="kv:predicted,kv:blocks,round-robin")
+    p.add_argument(
+        "--modes",
+        default="kv:predicted,kv:blocks,round-robin",
+        help="kv:predicted, kv:blocks, kv:oracle, round-robin, random; comma-separated",
+    )
     p.add_argument("--seeds", default="0", help="workload seeds, comma-separated: a run each")
     p.add_argument("--trace", action="store_true", help="also one JSON line per request")
     args = p.parse_args()
