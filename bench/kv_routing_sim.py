@@ -212,6 +212,11 @@ class Simulation:
             self.workers.append(_Worker(MockScheduler(self.opts, kv, random.Random(args.seed + w))))
         self.ids = list(range(args.workers))
         conversations = workload(args)
+        #: The documents' and questions' token lists, by id: read, never changed, so a copy
+        #: for `play_forward` shares them (with each request's prompt) instead of copying them.
+        self._never_changed: dict[int, Any] = {
+            id(x): x for c in conversations for x in (c.doc_tokens, *c.questions)
+        }
         self.requests: list[_Request] = []
         self.order = itertools.count()
         self.events: list[
@@ -318,16 +323,11 @@ class Simulation:
         """Per worker: `r`'s time to first token (ms) if it went there, played forward on a
         copy of the deployment whose later requests the predicted cost routes. Token lists
         that never change after they are made are shared with the copy, not copied."""
+        shared = dict(self._never_changed)
+        shared.update((id(q.tokens), q.tokens) for q in self.requests)
         played = []
         for w in self.ids:
-            memo: dict[int, Any] = {}
-            for c in self.requests:
-                memo[id(c.tokens)] = c.tokens
-            for conv in {
-                id(q.conversation): q.conversation for q in self.requests if q.conversation
-            }.values():
-                memo[id(conv.doc_tokens)] = conv.doc_tokens
-            fork, rc = copy.deepcopy((self, r), memo)
+            fork, rc = copy.deepcopy((self, r), dict(shared))
             fork.oracle = False
             fork.route(rc, only=w)
             fork.run(until=lambda rc=rc: rc.first is not None)
