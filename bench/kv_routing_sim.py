@@ -57,7 +57,7 @@ from dynamo.engines.mocker import KvCache, MockerOptions, MockScheduler
 from dynamo.engines.mocker._scheduler import Sequence_, Step
 from dynamo.llm.kv.hashing import local_block_hashes, sequence_hashes
 from dynamo.llm.kv.publisher import KvEventPublisher
-from dynamo.llm.kv.router import KvRouter
+from dynamo.llm.kv.router import ROUTER_COSTS, KvRouter
 
 #: SmolLM2 tokens per word of bench/kv_routing.py's documents.
 TOKENS_PER_WORD = 3.9
@@ -189,6 +189,8 @@ class Simulation:
         self.now = 0.0
         self.workers: list[_Worker] = []
         self.router: KvRouter | None = None
+        if router_mode == "kv" and cost not in ("", "oracle", *ROUTER_COSTS):
+            raise SystemExit(f"unknown mode {mode!r}: the KV cost is predicted, blocks or oracle")
         if router_mode == "kv":
             self.router = KvRouter(
                 args.block_size,
