@@ -84,7 +84,13 @@ class VllmTesting:
 
     @staticmethod
     def reference_generate(model: Path, prompts: list[list[int]], max_tokens: int) -> list:
-        return reference_generate(model, prompts, max_tokens)
+        """vLLM's own greedy `LLM.generate`: the token ids per prompt."""
+        return run_reference("generate", model, prompts, str(max_tokens))
+
+    @staticmethod
+    def reference_embed(model: Path, prompts: list[list[int]]) -> list:
+        """vLLM's own `LLM.embed` on the pooling runner: one vector per prompt."""
+        return run_reference("embed", model, prompts)
 
 
 @pytest.fixture(scope="session")
@@ -104,18 +110,19 @@ def vllm_server_args(model: Path, *extra: str) -> list[str]:
     ]
 
 
-def reference_generate(model: Path, prompts: list[list[int]], max_tokens: int) -> list[list[int]]:
-    """vLLM's own `LLM.generate`, greedy, on token ids: in a subprocess (its engine core is
-    spawned, and a second engine in the test process would share its globals)."""
+def run_reference(kind: str, model: Path, prompts: list[list[int]], *args: str) -> list:
+    """vLLM's own offline API (tests/vllm_reference.py: `generate` or `embed`) on token ids, in
+    a subprocess (its engine core is spawned, and a second engine in the test process would share
+    its globals)."""
     script = SCRIPTS.parent / "tests" / "vllm_reference.py"
     out = subprocess.run(
-        [sys.executable, str(script), str(model), CONTEXT_LENGTH, str(max_tokens)],
+        [sys.executable, str(script), kind, str(model), CONTEXT_LENGTH, *args],
         input=json.dumps(prompts),
         capture_output=True,
         text=True,
         timeout=600,
         env={**os.environ, **SERVER_ENV},
     )
-    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.returncode == 0, out.stdout[-1500:] + out.stderr[-3000:]
     (line,) = (x for x in out.stdout.splitlines() if x.startswith("REFERENCE "))
     return json.loads(line.removeprefix("REFERENCE "))

@@ -9,7 +9,6 @@ one reference run for the module (each vLLM start is ~40 s on two cores).
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -41,19 +40,7 @@ def token_ids(tokenizer) -> list[list[int]]:
 
 @pytest.fixture(scope="module")
 def expected(smollm2_hf, vllm_testing, token_ids) -> list[list[float]]:
-    """vLLM's own `LLM.embed`, in a subprocess (its engine core is spawned)."""
-    script = os.path.join(os.path.dirname(__file__), "vllm_embed_reference.py")
-    out = subprocess.run(
-        [sys.executable, script, str(smollm2_hf), str(vllm_testing.context_length)],
-        input=json.dumps(token_ids),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, **vllm_testing.server_env},
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    (line,) = (x for x in out.stdout.splitlines() if x.startswith("REFERENCE "))
-    return json.loads(line.removeprefix("REFERENCE "))
+    return vllm_testing.reference_embed(smollm2_hf, token_ids)
 
 
 @pytest.fixture(scope="module")
