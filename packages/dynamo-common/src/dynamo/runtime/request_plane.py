@@ -82,6 +82,10 @@ class EndpointServer:
         self._subs.append(
             await self.nc.subscribe(f"{self._probe_prefix}.*", cb=self._on_probe_reply)
         )
+        # The client only queues SUB; a PING round trip makes the server hold the subscriptions
+        # before the caller announces this instance in etcd. Otherwise a client that sees the key
+        # at once can get "no responders" from a healthy worker and route around it for seconds.
+        await self.nc.flush()
 
     async def _on_request(self, msg: Msg) -> None:
         if not msg.reply:
