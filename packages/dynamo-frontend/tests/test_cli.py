@@ -109,7 +109,8 @@ def test_dynamo_run_alias_behaves_the_same():
 
 
 def _process_state(pid: int) -> str:
-    """The state line of /proc/PID/status per thread (stopped, sleeping in the kernel, ...)."""
+    """Per thread, its state in /proc/PID/status (stopped, sleeping in the kernel, ...) and its
+    signal masks (blocked, ignored, caught, pending: is SIGINT, bit 2, where it should be?)."""
     from pathlib import Path
 
     lines = []
@@ -118,7 +119,10 @@ def _process_state(pid: int) -> str:
             status = (task / "status").read_text().splitlines()
             named = dict(line.split(":\t", 1) for line in status if ":\t" in line)
             wchan = (task / "wchan").read_text()
-            lines.append(f"{task.name} {named.get('Name')} {named.get('State')} {wchan}")
+            masks = " ".join(
+                f"{k}={named.get(k)}" for k in ("SigBlk", "SigIgn", "SigCgt", "SigPnd")
+            )
+            lines.append(f"{task.name} {named.get('Name')} {named.get('State')} {wchan} {masks}")
     return "threads: " + "; ".join(lines)
 
 
