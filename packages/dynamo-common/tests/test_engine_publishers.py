@@ -18,7 +18,7 @@ from dynamo.llm.kv.metrics_publisher import WorkerMetricsPublisher
 from dynamo.llm.kv.publisher import KvEventPublisher
 from dynamo.llm.model_card import ModelDeploymentCard
 from dynamo.llm.model_type import ModelType
-from dynamo.llm.schema import kv_events_subject, kv_metrics_subject
+from dynamo.llm.schema import kv_events_subject, kv_metrics_subject, kv_sync_subject
 from dynamo.runtime.context import Context
 
 
@@ -144,6 +144,15 @@ async def _builds_and_attaches(runtime: Any) -> None:
         assert events and events[0]["worker_id"] == worker_id
         assert events[0]["event"]["dp_rank"] == 1
         assert loads and loads[0]["worker_id"] == worker_id
+
+        # A router that starts now asks what the worker holds: rank 1 announces its block again.
+        await runtime.nats.publish(kv_sync_subject("engpub", "backend"), b"")
+        for _ in range(500):
+            if len(events) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert len(events) == 2 and events[1]["event"]["dp_rank"] == 1
+        assert events[1]["event"]["data"] == events[0]["event"]["data"]
     finally:
         await publishers.close()
     with pytest.raises(RuntimeError, match="closed"):

@@ -38,6 +38,13 @@ def kv_events_subject(namespace: str, component: str) -> str:
     return component_subject(namespace, component, KV_EVENTS)
 
 
+def kv_sync_subject(namespace: str, component: str) -> str:
+    """Where a router that starts asks the component's workers to announce again every block
+    they hold (on their own events subject, in order with their live events): so a frontend that
+    starts or restarts routes on what the workers cached before it was there."""
+    return f"{kv_events_subject(namespace, component)}.sync"
+
+
 def kv_metrics_subject(namespace: str) -> str:
     """Where load metrics go: upstream's `namespace.{ns}.kv_metrics`."""
     return namespace_subject(namespace, KV_METRICS)
@@ -183,6 +190,7 @@ __all__ = [
     "instance_id_of_model_entry",
     "kv_events_subject",
     "kv_metrics_subject",
+    "kv_sync_subject",
     "model_entry_key",
     "parse_card_file_url",
     "parse_card_record",

@@ -12,7 +12,7 @@ here:
 
 `attach_publishers` reads `engine.runtime()` (`dynamo.llm.engine.EngineRuntime`): one
 `KvEventPublisher` per data-parallel rank, with the engine's KV block size, when it emits KV
-events; one `WorkerMetricsPublisher` serving the component's `load_metrics` endpoint when it
+events (each answering routers' syncs: a router that starts later learns what the worker holds); one `WorkerMetricsPublisher` serving the component's `load_metrics` endpoint when it
 reports load; nothing (and no `attach`) when it asks for neither. The engine then feeds them:
 its scheduler calls `publish_stored`/`publish_removed`/`publish`, or a relay of its library's
 own events does. In process nothing is attached, and tests hand an engine sinks of their own
@@ -69,14 +69,18 @@ class EnginePublishers:
                 for rank in range(runtime.data_parallel_size)
             )
         metrics = None
-        if runtime.load_metrics:
-            metrics = WorkerMetricsPublisher()
-            try:
-                await metrics.create_endpoint(component)
-            except BaseException:
+        try:
+            if kv and component.runtime.config.needs_nats:
+                # A router that starts later asks for what this worker holds already.
                 for publisher in kv:
-                    await publisher.close()
-                raise
+                    await publisher.serve_sync(component.runtime.nats)
+            if runtime.load_metrics:
+                metrics = WorkerMetricsPublisher()
+                await metrics.create_endpoint(component)
+        except BaseException:
+            for publisher in kv:
+                await publisher.close()
+            raise
         owned: tuple[Any, ...] = (*kv, *([metrics] if metrics is not None else []))
         return cls(kv, metrics, owned)
 

@@ -16,6 +16,11 @@ Engines hash blocks their own way, so `block_hashes` are opaque to the router; t
 computes each block's `tokens_hash` from its tokens (`dynamo.llm.kv.hashing`). Only full blocks
 are published: at the first block whose `num_block_tokens` is not `kv_block_size` the list stops.
 Negative engine hashes (Python's `hash()`) are taken modulo 2^64, as upstream's bindings do.
+
+The publisher also remembers which blocks the worker holds now (what its events added and did
+not remove), so a router that starts after them can learn them: `serve_sync` answers a router's
+request on `kv_sync_subject` by queueing the held blocks again as `stored` events, behind the
+events already queued, so the router sees them in order with the live ones.
 """
 
 from __future__ import annotations
@@ -23,12 +28,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from dynamo.llm.kv.events import cleared_event_json, removed_event_json, stored_event_json
 from dynamo.llm.kv.hashing import block_hash
-from dynamo.llm.schema import kv_events_subject
+from dynamo.llm.schema import kv_events_subject, kv_sync_subject
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +57,7 @@ class KvEventPublisher:
         if kv_block_size <= 0:
             raise ValueError(f"kv_block_size must be positive, got {kv_block_size}")
         self.subject = kv_events_subject(namespace, component)
+        self.sync_subject = kv_sync_subject(namespace, component)
         self.worker_id = worker_id
         self.kv_block_size = kv_block_size
         self.dp_rank = dp_rank
@@ -59,6 +66,12 @@ class KvEventPublisher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        #: The blocks held now, by engine hash: (parent hash, tokens hash). Engines publish from
+        #: their own threads, so the lock keeps a sync's copy whole.
+        self._held: dict[int, tuple[int | None, int]] = {}
+        self._held_lock = threading.Lock()
+        self._last_event_id = 0
+        self._sync_subscription: Any = None
         #: Events handed to `send`, and events `send` failed on (logged and dropped).
         self.published = 0
         self.failed = 0
@@ -115,6 +128,12 @@ class KvEventPublisher:
         if not blocks:
             return
         parent = None if parent_hash is None else parent_hash & _MASK64
+        with self._held_lock:
+            self._last_event_id = event_id
+            previous = parent
+            for h, tokens in blocks:
+                self._held[h] = (previous, tokens)
+                previous = h
         self._enqueue(stored_event_json(self.worker_id, event_id, parent, blocks, self.dp_rank))
 
     def publish_removed(self, event_id: int, block_hashes: Sequence[int]) -> None:
@@ -122,11 +141,47 @@ class KvEventPublisher:
         if not block_hashes:
             return
         hashes = [h & _MASK64 for h in block_hashes]
+        with self._held_lock:
+            self._last_event_id = event_id
+            for h in hashes:
+                self._held.pop(h, None)
         self._enqueue(removed_event_json(self.worker_id, event_id, hashes, self.dp_rank))
 
     def publish_cleared(self, event_id: int) -> None:
         """Announce that the whole cache was dropped."""
+        with self._held_lock:
+            self._last_event_id = event_id
+            self._held.clear()
         self._enqueue(cleared_event_json(self.worker_id, event_id, self.dp_rank))
+
+    # -- routers that start later -------------------------------------------------------------
+
+    def held_blocks(self) -> int:
+        """How many blocks the worker holds, by its events."""
+        return len(self._held)
+
+    def republish_held(self) -> int:
+        """Queue every block held now again, as `stored` events (one per chain of single
+        children, parents first; a block whose parent is gone is left out, as a router would drop
+        it); the number of events queued. Call on the publisher's loop."""
+        with self._held_lock:
+            chains = held_chains(self._held)
+            event_id = self._last_event_id
+        for parent, blocks in chains:
+            self._enqueue(stored_event_json(self.worker_id, event_id, parent, blocks, self.dp_rank))
+        return len(chains)
+
+    async def serve_sync(self, nats: Any) -> None:
+        """Answer routers' sync requests on `sync_subject` (a NATS client's `subscribe`) with
+        `republish_held`, until `close`."""
+
+        async def on_sync(msg: Any) -> None:
+            if not self._closed:
+                count = self.republish_held()
+                log.debug("kv sync: %d blocks again in %d events", self.held_blocks(), count)
+
+        self.bind_loop()
+        self._sync_subscription = await nats.subscribe(self.sync_subject, cb=on_sync)
 
     # -- delivery ---------------------------------------------------------------------------------
 
@@ -174,7 +229,12 @@ class KvEventPublisher:
             await self._queue.join()
 
     async def close(self) -> None:
-        """Flush, then stop the background task. Later `publish_*` calls raise."""
+        """Stop answering syncs, flush, then stop the background task. Later `publish_*` calls
+        raise."""
+        if self._sync_subscription is not None:
+            subscription, self._sync_subscription = self._sync_subscription, None
+            with contextlib.suppress(Exception):  # the connection may be closed already
+                await subscription.unsubscribe()
         await self.flush()
         self._closed = True
         if self._task is not None:
@@ -184,4 +244,32 @@ class KvEventPublisher:
             self._task = None
 
 
-__all__ = ["KvEventPublisher", "SendFn", "kv_events_subject"]
+def held_chains(
+    held: dict[int, tuple[int | None, int]],
+) -> list[tuple[int | None, list[tuple[int, int]]]]:
+    """`held` (block -> (parent, tokens hash)) as `(parent, [(block, tokens hash), ...])` runs
+    that can each be one `stored` event: from the roots (no parent) down, a parent's run before
+    its children's, a run going on while a block has exactly one child. Blocks not reachable
+    from a root (their parent was removed) are left out."""
+    children: dict[int | None, list[int]] = {}
+    for h, (parent, _) in held.items():
+        children.setdefault(parent, []).append(h)
+    chains: list[tuple[int | None, list[tuple[int, int]]]] = []
+    seen: set[int] = set()
+    stack: list[tuple[int | None, int]] = [(None, h) for h in reversed(children.get(None, []))]
+    while stack:
+        parent, h = stack.pop()
+        if h in seen:  # a cycle could only come from colliding engine hashes
+            continue
+        seen.add(h)
+        run = [(h, held[h][1])]
+        while len(kids := children.get(h, [])) == 1 and kids[0] not in seen:
+            h = kids[0]
+            seen.add(h)
+            run.append((h, held[h][1]))
+        chains.append((parent, run))
+        stack.extend((h, kid) for kid in reversed(children.get(h, [])))
+    return chains
+
+
+__all__ = ["KvEventPublisher", "SendFn", "held_chains", "kv_events_subject"]
