@@ -297,6 +297,53 @@ def test_repeated_prefixes_go_to_the_worker_that_has_them(
         procs.close()
 
 
+def kv_index_blocks(server) -> float:
+    """The frontend's KV index size (gauge `dynamo_frontend_kv_index_blocks`, all models)."""
+    metrics = httpx.get(f"{server.url}/metrics").text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("dynamo_frontend_kv_index_blocks")
+    )
+
+
+def test_a_frontend_started_later_routes_on_what_the_workers_hold(
+    runtime_env, start_server, smollm2_gguf, request
+):
+    """Upstream's pain: a restarted frontend's KV router knew nothing of the workers' caches
+    and routed as if they were cold. The new router asks the workers to announce what they
+    hold: before its first request its index has their blocks, and every document goes back
+    to the worker that cached it, asked in another order than the first frontend's."""
+    namespace = "kvlater-" + request.node.name[-8:].replace("[", "").replace("]", "")
+    procs = Procs(runtime_env)
+    try:
+        for label in ("1", "2"):
+            procs.spawn(sys.executable, str(KV_WORKER), namespace, label, str(smollm2_gguf))
+        first_frontend = start_server(
+            "out=dyn", "--router-mode", "kv", env=runtime_env, healthy=False
+        )
+        wait_models(first_frontend, {"kv-model"}, timeout=60, exact=False)
+        asyncio.run(wait_instances(f"{namespace}.backend.generate", 2))
+        time.sleep(0.5)  # the frontend's own watch sees them too
+        first = {doc: ask_kv(first_frontend, doc) for doc in DOCUMENTS}
+        assert set(first.values()) == {"1", "2"}
+        held = kv_index_blocks(first_frontend)
+        assert held > 0
+        assert first_frontend.stop() == 0
+
+        later = start_server("out=dyn", "--router-mode", "kv", env=runtime_env, healthy=False)
+        wait_models(later, {"kv-model"}, timeout=60, exact=False)
+        deadline = time.monotonic() + 30
+        while kv_index_blocks(later) < held:  # the workers' answers, before any request
+            assert time.monotonic() < deadline, kv_index_blocks(later)
+            time.sleep(0.1)
+        assert kv_index_blocks(later) == held
+        for doc in reversed(DOCUMENTS):
+            assert ask_kv(later, doc) == first[doc]
+    finally:
+        procs.close()
+
+
 def test_kv_flag_with_text_models_falls_back(runtime_env, start_server):
     procs = Procs(runtime_env)
     try:

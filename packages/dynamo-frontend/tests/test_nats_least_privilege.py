@@ -14,6 +14,7 @@ import httpx
 import nats
 import pytest
 
+from dynamo.llm.schema import kv_sync_subject
 from dynamo.testing import NatsServer
 
 pytestmark = pytest.mark.integration
@@ -23,11 +24,11 @@ NATS_PERMISSIONS = """
 authorization {
   users = [
     { user: frontend, password: frontend-pw, permissions: {
-        publish: { allow: ["*.*", "*.*.control", "$JS.API.>", "$JS.FC.>"] }
+        publish: { allow: ["*.*", "*.*.control", "$JS.API.>", "$JS.FC.>", "namespace.*.component.*.kv_events.sync"] }
         subscribe: { allow: ["_INBOX.>", "namespace.>"] } } }
     { user: worker, password: worker-pw, permissions: {
         publish: { allow: ["_INBOX.>", "namespace.>", "$JS.API.>", "$O.>"] }
-        subscribe: { allow: ["*.*", "*.*.control", "_INBOX.>"] } } }
+        subscribe: { allow: ["*.*", "*.*.control", "_INBOX.>", "namespace.*.component.*.kv_events.sync"] } } }
   ]
 }
 """
@@ -80,6 +81,18 @@ async def test_roles_are_kept_apart(locked_nats):
     # Each may do its own part.
     assert not await violations("worker", "worker-pw", locked_nats.url, take_requests)
     assert not await violations("frontend", "frontend-pw", locked_nats.url, send_request)
+
+    # A starting KV router asks the workers to announce their blocks again; they listen for it.
+    sync = kv_sync_subject("ns", "backend")
+
+    async def ask_for_blocks(nc):
+        await nc.publish(sync, b"")
+
+    async def answer_syncs(nc):
+        await nc.subscribe(sync, cb=ignore)
+
+    assert not await violations("frontend", "frontend-pw", locked_nats.url, ask_for_blocks)
+    assert not await violations("worker", "worker-pw", locked_nats.url, answer_syncs)
 
 
 def test_frontend_and_worker_serve_with_their_own_users(

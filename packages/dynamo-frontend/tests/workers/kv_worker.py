@@ -52,6 +52,7 @@ async def worker(runtime: DistributedRuntime) -> None:
         yield {"token_ids": answer}
         yield {"token_ids": [], "finish_reason": "stop"}
 
+    await publisher.serve_sync(runtime.nats)  # a frontend that starts later asks what it holds
     print("ready", flush=True)
     await endpoint.serve_endpoint(handler)
 

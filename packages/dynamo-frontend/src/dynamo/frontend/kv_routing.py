@@ -29,7 +29,7 @@ from dynamo.llm.kv.indexer import DEFAULT_MAX_BLOCKS
 from dynamo.llm.kv.load_metrics import WorkerLoads
 from dynamo.llm.kv.router import KvRouter
 from dynamo.llm.router_engine import RouterEngine
-from dynamo.llm.schema import kv_events_subject, kv_metrics_subject
+from dynamo.llm.schema import kv_events_subject, kv_metrics_subject, kv_sync_subject
 from dynamo.runtime import DistributedRuntime, NoInstancesError
 from dynamo.runtime.client import Client
 from dynamo.runtime.context import Context
@@ -141,6 +141,12 @@ async def start_kv_router(
         await runtime.nats.subscribe(subject, cb=on_event),
         await runtime.nats.subscribe(kv_metrics_subject(endpoint.component.namespace), cb=on_load),
     ]
+    # The workers there already announce again what they hold, on the subject just subscribed
+    # (one connection: NATS has the subscription before the request): a frontend that starts or
+    # restarts routes on the caches it finds, not as if every worker were cold.
+    await runtime.nats.publish(
+        kv_sync_subject(endpoint.component.namespace, endpoint.component.name), b""
+    )
     model.client.on_instance_removed.append(router.remove_worker)
     model.client.on_instance_removed.append(loads.remove_worker)
 
