@@ -259,10 +259,10 @@ async def wait_instances(path: str, count: int, timeout: float = 60) -> None:  #
         await runtime.close()
 
 
-def ask_kv(server, document: str) -> str:
+def ask_kv(server, document: str, model: str = "kv-model") -> str:
     # Completions: the raw prompt, no chat template, so documents share no cached prefix.
-    client = openai.OpenAI(base_url=server.v1, api_key="none", max_retries=0)
-    return client.completions.create(model="kv-model", prompt=document).choices[0].text
+    with openai.OpenAI(base_url=server.v1, api_key="none", max_retries=0) as client:
+        return client.completions.create(model=model, prompt=document).choices[0].text
 
 
 def test_repeated_prefixes_go_to_the_worker_that_has_them(
@@ -297,13 +297,12 @@ def test_repeated_prefixes_go_to_the_worker_that_has_them(
         procs.close()
 
 
-def kv_index_blocks(server) -> float:
-    """The frontend's KV index size (gauge `dynamo_frontend_kv_index_blocks`, all models)."""
+def kv_index_blocks(server, model: str) -> float:
+    """The size of `model`'s KV index in the frontend (`dynamo_frontend_kv_index_blocks`)."""
     metrics = httpx.get(f"{server.url}/metrics").text
+    prefix = f'dynamo_frontend_kv_index_blocks{{model="{model}"}} '
     return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in metrics.splitlines()
-        if line.startswith("dynamo_frontend_kv_index_blocks")
+        float(line.removeprefix(prefix)) for line in metrics.splitlines() if line.startswith(prefix)
     )
 
 
@@ -315,31 +314,33 @@ def test_a_frontend_started_later_routes_on_what_the_workers_hold(
     hold: before its first request its index has their blocks, and every document goes back
     to the worker that cached it, asked in another order than the first frontend's."""
     namespace = "kvlater-" + request.node.name[-8:].replace("[", "").replace("]", "")
+    # A model name of its own: another test's killed workers leave "kv-model" in etcd a while.
+    model = "kv-model-later"
     procs = Procs(runtime_env)
     try:
         for label in ("1", "2"):
-            procs.spawn(sys.executable, str(KV_WORKER), namespace, label, str(smollm2_gguf))
+            procs.spawn(sys.executable, str(KV_WORKER), namespace, label, str(smollm2_gguf), model)
         first_frontend = start_server(
             "out=dyn", "--router-mode", "kv", env=runtime_env, healthy=False
         )
-        wait_models(first_frontend, {"kv-model"}, timeout=60, exact=False)
+        wait_models(first_frontend, {model}, timeout=60, exact=False)
         asyncio.run(wait_instances(f"{namespace}.backend.generate", 2))
         time.sleep(0.5)  # the frontend's own watch sees them too
-        first = {doc: ask_kv(first_frontend, doc) for doc in DOCUMENTS}
+        first = {doc: ask_kv(first_frontend, doc, model) for doc in DOCUMENTS}
         assert set(first.values()) == {"1", "2"}
-        held = kv_index_blocks(first_frontend)
+        held = kv_index_blocks(first_frontend, model)
         assert held > 0
         assert first_frontend.stop() == 0
 
         later = start_server("out=dyn", "--router-mode", "kv", env=runtime_env, healthy=False)
-        wait_models(later, {"kv-model"}, timeout=60, exact=False)
+        wait_models(later, {model}, timeout=60, exact=False)
         deadline = time.monotonic() + 30
-        while kv_index_blocks(later) < held:  # the workers' answers, before any request
-            assert time.monotonic() < deadline, kv_index_blocks(later)
+        while kv_index_blocks(later, model) < held:  # the workers' answers, before any request
+            assert time.monotonic() < deadline, kv_index_blocks(later, model)
             time.sleep(0.1)
-        assert kv_index_blocks(later) == held
+        assert kv_index_blocks(later, model) == held
         for doc in reversed(DOCUMENTS):
-            assert ask_kv(later, doc) == first[doc]
+            assert ask_kv(later, doc, model) == first[doc]
     finally:
         procs.close()
 

@@ -15,10 +15,11 @@ BLOCK = 16
 @dynamo_worker(static=False)
 async def worker(runtime: DistributedRuntime) -> None:
     namespace, label, model_path = sys.argv[1:4]
+    model_name = sys.argv[4] if len(sys.argv) > 4 else "kv-model"
     component = runtime.namespace(namespace).component("backend")
     endpoint = component.endpoint("generate")
     card = await register_llm(
-        ModelType.Backend, endpoint, model_path, "kv-model", kv_cache_block_size=BLOCK
+        ModelType.Backend, endpoint, model_path, model_name, kv_cache_block_size=BLOCK
     )
     answer = card.tokenizer().encode(label, add_special_tokens=False).ids
     publisher = KvEventPublisher(

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -66,10 +65,9 @@ class KvEventPublisher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed = False
-        #: The blocks held now, by engine hash: (parent hash, tokens hash). Engines publish from
-        #: their own threads, so the lock keeps a sync's copy whole.
+        #: The blocks held now, by engine hash: (parent hash, tokens hash). Changed on the loop,
+        #: as each event is queued, so it always matches the events queued so far.
         self._held: dict[int, tuple[int | None, int]] = {}
-        self._held_lock = threading.Lock()
         self._last_event_id = 0
         self._sync_subscription: Any = None
         #: Events handed to `send`, and events `send` failed on (logged and dropped).
@@ -128,31 +126,39 @@ class KvEventPublisher:
         if not blocks:
             return
         parent = None if parent_hash is None else parent_hash & _MASK64
-        with self._held_lock:
+
+        def hold() -> None:
             self._last_event_id = event_id
             previous = parent
             for h, tokens in blocks:
                 self._held[h] = (previous, tokens)
                 previous = h
-        self._enqueue(stored_event_json(self.worker_id, event_id, parent, blocks, self.dp_rank))
+
+        self._enqueue(
+            stored_event_json(self.worker_id, event_id, parent, blocks, self.dp_rank), hold
+        )
 
     def publish_removed(self, event_id: int, block_hashes: Sequence[int]) -> None:
         """Announce that blocks (by the engine's hash) left the cache."""
         if not block_hashes:
             return
         hashes = [h & _MASK64 for h in block_hashes]
-        with self._held_lock:
+
+        def release() -> None:
             self._last_event_id = event_id
             for h in hashes:
                 self._held.pop(h, None)
-        self._enqueue(removed_event_json(self.worker_id, event_id, hashes, self.dp_rank))
+
+        self._enqueue(removed_event_json(self.worker_id, event_id, hashes, self.dp_rank), release)
 
     def publish_cleared(self, event_id: int) -> None:
         """Announce that the whole cache was dropped."""
-        with self._held_lock:
+
+        def release_all() -> None:
             self._last_event_id = event_id
             self._held.clear()
-        self._enqueue(cleared_event_json(self.worker_id, event_id, self.dp_rank))
+
+        self._enqueue(cleared_event_json(self.worker_id, event_id, self.dp_rank), release_all)
 
     # -- routers that start later -------------------------------------------------------------
 
@@ -163,12 +169,13 @@ class KvEventPublisher:
     def republish_held(self) -> int:
         """Queue every block held now again, as `stored` events (one per chain of single
         children, parents first; a block whose parent is gone is left out, as a router would drop
-        it); the number of events queued. Call on the publisher's loop."""
-        with self._held_lock:
-            chains = held_chains(self._held)
-            event_id = self._last_event_id
+        it), behind the events queued so far; the number of events queued. Call on the
+        publisher's loop."""
+        chains = held_chains(self._held)
         for parent, blocks in chains:
-            self._enqueue(stored_event_json(self.worker_id, event_id, parent, blocks, self.dp_rank))
+            self._put(
+                stored_event_json(self.worker_id, self._last_event_id, parent, blocks, self.dp_rank)
+            )
         return len(chains)
 
     async def serve_sync(self, nats: Any) -> None:
@@ -185,7 +192,8 @@ class KvEventPublisher:
 
     # -- delivery ---------------------------------------------------------------------------------
 
-    def _enqueue(self, payload: bytes) -> None:
+    def _enqueue(self, payload: bytes, change: Callable[[], None]) -> None:
+        """Queue `payload` and apply `change` to the held blocks, both on the loop."""
         if self._closed:
             raise RuntimeError("KvEventPublisher is closed")
         try:
@@ -195,11 +203,13 @@ class KvEventPublisher:
         if loop is None or (self._loop is not None and loop is not self._loop):
             if self._loop is None:
                 raise RuntimeError("publish from a thread before the publisher's loop is known")
-            self._loop.call_soon_threadsafe(self._put, payload)
+            self._loop.call_soon_threadsafe(self._put, payload, change)
             return
-        self._put(payload)
+        self._put(payload, change)
 
-    def _put(self, payload: bytes) -> None:
+    def _put(self, payload: bytes, change: Callable[[], None] | None = None) -> None:
+        if change is not None:
+            change()
         if self._queue is None:
             self._loop = asyncio.get_running_loop()
             self._queue = asyncio.Queue()
