@@ -74,7 +74,7 @@ class _Sink(KvEventPublisher):
         super().__init__(_no_send, "sim", "backend", worker, block_size)
         self.router = router
 
-    def _enqueue(self, payload: bytes, change: object) -> None:
+    def _enqueue(self, payload: bytes, change: Callable[[], None]) -> None:
         # The held blocks (for a later router's sync) are not kept: no router starts later here.
         if self.router is not None:
             self.router.on_event(payload)

@@ -265,45 +265,50 @@ def ask_kv(server, document: str, model: str = "kv-model") -> str:
         return client.completions.create(model=model, prompt=document).choices[0].text
 
 
+def kv_model_metric(server, name: str, model: str) -> float:
+    """`dynamo_frontend_{name}{model="..."}` on the frontend's /metrics (0 before it is there)."""
+    metrics = httpx.get(f"{server.url}/metrics").text
+    prefix = f'dynamo_frontend_{name}{{model="{model}"}} '
+    return sum(
+        float(line.removeprefix(prefix)) for line in metrics.splitlines() if line.startswith(prefix)
+    )
+
+
+def spread_documents(procs, runtime_env, start_server, smollm2_gguf, namespace, model):
+    """Two KV test workers (labels 1 and 2) serving `model`, a `--router-mode kv` frontend that
+    sees both, and each document asked once: the frontend, and each document's worker."""
+    for label in ("1", "2"):
+        procs.spawn(sys.executable, str(KV_WORKER), namespace, label, str(smollm2_gguf), model)
+    server = start_server("out=dyn", "--router-mode", "kv", env=runtime_env, healthy=False)
+    wait_models(server, {model}, timeout=60, exact=False)
+    asyncio.run(wait_instances(f"{namespace}.backend.generate", 2))
+    time.sleep(0.5)  # the frontend's own watch sees them too
+    first = {doc: ask_kv(server, doc, model) for doc in DOCUMENTS}
+    # Nothing in common: equal costs, so the smaller cache wins and the documents spread.
+    assert set(first.values()) == {"1", "2"}
+    return server, first
+
+
 def test_repeated_prefixes_go_to_the_worker_that_has_them(
     runtime_env, start_server, smollm2_gguf, request
 ):
     namespace = "kvroute-" + request.node.name[-8:].replace("[", "").replace("]", "")
     procs = Procs(runtime_env)
     try:
-        for label in ("1", "2"):
-            procs.spawn(sys.executable, str(KV_WORKER), namespace, label, str(smollm2_gguf))
-        server = start_server("out=dyn", "--router-mode", "kv", env=runtime_env, healthy=False)
-        wait_models(server, {"kv-model"}, timeout=60, exact=False)
-        asyncio.run(wait_instances(f"{namespace}.backend.generate", 2))
-        time.sleep(0.5)  # the frontend's own watch sees them too
-        first = {doc: ask_kv(server, doc) for doc in DOCUMENTS}
-        # Nothing in common: equal costs, so the smaller cache wins and the documents spread.
-        assert set(first.values()) == {"1", "2"}
+        server, first = spread_documents(
+            procs, runtime_env, start_server, smollm2_gguf, namespace, "kv-model"
+        )
         # Asked again (and again), each document goes back to the worker that cached it.
         for _ in range(3):
             for doc in DOCUMENTS:
                 assert ask_kv(server, doc) == first[doc]
-        metrics = httpx.get(f"{server.url}/metrics").text
-        hit_rate = next(
-            float(line.rsplit(" ", 1)[1])
-            for line in metrics.splitlines()
-            if line.startswith('dynamo_frontend_kv_hit_rate{model="kv-model"}')
-        )
+        hit_rate = kv_model_metric(server, "kv_hit_rate", "kv-model")
         assert 0.6 < hit_rate < 1.0  # 12 of 16 requests found their whole document cached
+        metrics = httpx.get(f"{server.url}/metrics").text
         assert 'dynamo_frontend_kv_workers_without_events{model="kv-model"} 0.0' in metrics
         assert metrics.count("dynamo_frontend_router_decisions_total{") == 2
     finally:
         procs.close()
-
-
-def kv_index_blocks(server, model: str) -> float:
-    """The size of `model`'s KV index in the frontend (`dynamo_frontend_kv_index_blocks`)."""
-    metrics = httpx.get(f"{server.url}/metrics").text
-    prefix = f'dynamo_frontend_kv_index_blocks{{model="{model}"}} '
-    return sum(
-        float(line.removeprefix(prefix)) for line in metrics.splitlines() if line.startswith(prefix)
-    )
 
 
 def test_a_frontend_started_later_routes_on_what_the_workers_hold(
@@ -318,27 +323,21 @@ def test_a_frontend_started_later_routes_on_what_the_workers_hold(
     model = "kv-model-later"
     procs = Procs(runtime_env)
     try:
-        for label in ("1", "2"):
-            procs.spawn(sys.executable, str(KV_WORKER), namespace, label, str(smollm2_gguf), model)
-        first_frontend = start_server(
-            "out=dyn", "--router-mode", "kv", env=runtime_env, healthy=False
+        first_frontend, first = spread_documents(
+            procs, runtime_env, start_server, smollm2_gguf, namespace, model
         )
-        wait_models(first_frontend, {model}, timeout=60, exact=False)
-        asyncio.run(wait_instances(f"{namespace}.backend.generate", 2))
-        time.sleep(0.5)  # the frontend's own watch sees them too
-        first = {doc: ask_kv(first_frontend, doc, model) for doc in DOCUMENTS}
-        assert set(first.values()) == {"1", "2"}
-        held = kv_index_blocks(first_frontend, model)
+        held = kv_model_metric(first_frontend, "kv_index_blocks", model)
         assert held > 0
         assert first_frontend.stop() == 0
 
         later = start_server("out=dyn", "--router-mode", "kv", env=runtime_env, healthy=False)
         wait_models(later, {model}, timeout=60, exact=False)
         deadline = time.monotonic() + 30
-        while kv_index_blocks(later, model) < held:  # the workers' answers, before any request
-            assert time.monotonic() < deadline, kv_index_blocks(later, model)
+        # The workers' answers, before any request.
+        while kv_model_metric(later, "kv_index_blocks", model) < held:
+            assert time.monotonic() < deadline, kv_model_metric(later, "kv_index_blocks", model)
             time.sleep(0.1)
-        assert kv_index_blocks(later, model) == held
+        assert kv_model_metric(later, "kv_index_blocks", model) == held
         for doc in reversed(DOCUMENTS):
             assert ask_kv(later, doc, model) == first[doc]
     finally:

@@ -12,7 +12,8 @@ here:
 
 `attach_publishers` reads `engine.runtime()` (`dynamo.llm.engine.EngineRuntime`): one
 `KvEventPublisher` per data-parallel rank, with the engine's KV block size, when it emits KV
-events (each answering routers' syncs: a router that starts later learns what the worker holds); one `WorkerMetricsPublisher` serving the component's `load_metrics` endpoint when it
+events (each answering routers' syncs: a router that starts later learns what the worker
+holds); one `WorkerMetricsPublisher` serving the component's `load_metrics` endpoint when it
 reports load; nothing (and no `attach`) when it asks for neither. The engine then feeds them:
 its scheduler calls `publish_stored`/`publish_removed`/`publish`, or a relay of its library's
 own events does. In process nothing is attached, and tests hand an engine sinks of their own
