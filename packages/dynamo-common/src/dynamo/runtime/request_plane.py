@@ -85,6 +85,9 @@ class EndpointServer:
         # The client only queues SUB; a PING round trip makes the server hold the subscriptions
         # before the caller announces this instance in etcd. Otherwise a client that sees the key
         # at once can get "no responders" from a healthy worker and route around it for seconds.
+        # nats-py writes a flush's PING ahead of the commands still queued, so the first round
+        # trip only sees the SUBs written; the second PING follows them on the wire.
+        await self.nc.flush()
         await self.nc.flush()
 
     async def _on_request(self, msg: Msg) -> None:
